@@ -1,0 +1,76 @@
+"""Atomic file writes: write to a temporary file in the same folder, then rename.
+
+A crash at any point leaves either the old file or the complete new file, never a
+half-written one. Temporary files start with ``.tmp-`` so resumable runs can sweep them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+TEMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open ``path`` for writing so that it appears only once fully written.
+
+    Args:
+        path: final destination; its parent folder is created if missing.
+        mode: ``"wb"`` or ``"w"``.
+
+    Yields:
+        A file object on a temporary file beside ``path``; on normal exit it is flushed,
+        fsynced and renamed over ``path``; on an exception it is removed.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:
+    """Serialise ``obj`` as JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Delete leftover ``.tmp-*`` files (from a killed run) under ``folder``; return the count."""
+    count = 0
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    for stale in root.rglob(TEMP_PREFIX + "*"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+            count += 1
+    return count

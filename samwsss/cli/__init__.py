@@ -1,0 +1,82 @@
+"""The ``samwsss`` command line: a thin click group over the library.
+
+Each subcommand lives in its own module and is imported only when it is run, so
+``samwsss --help`` stays fast and heavy dependencies load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+#: subcommand name -> "module:attribute" of its click command.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "text-input": ("samwsss.cli.run", "text_input_command",),
+    "zero-shot": ("samwsss.cli.run", "zero_shot_command"),
+    "evaluate": ("samwsss.cli.evaluate", "evaluate_command"),
+    "train-deeplab": ("samwsss.cli.deeplab", "train_deeplab_command"),
+    "predict": ("samwsss.cli.deeplab", "predict_command"),
+}
+
+SHORT_HELP = {
+    "text-input": "Pseudo masks from image-level labels (Grounding DINO -> SAM -> merge).",
+    "zero-shot": "Masks with no labels (RAM tags -> classes -> Grounding DINO -> SAM).",
+    "evaluate": "mIoU report of a folder of predicted masks against ground truth.",
+    "train-deeplab": "Train DeepLabV2 (ResNet-101) on pseudo masks or ground truth.",
+    "predict": "Predict masks with a trained DeepLabV2 (multi-scale, flip) and evaluate.",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when that subcommand runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in SUBCOMMANDS:
+            return None
+        module_name, attribute = SUBCOMMANDS[name]
+        module = importlib.import_module(module_name)
+        command: click.Command = getattr(module, attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SHORT_HELP[name]) for name in SUBCOMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="samwsss")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """samwsss: semantic-segmentation pseudo masks from image-level labels or none."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("samwsss").setLevel(min(level, logging.INFO))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="samwsss")
+
+
+def not_implemented(name: str, issue: int) -> click.Command:
+    """A placeholder subcommand that says it is not implemented yet and exits with code 2."""
+
+    @click.command(
+        name=name,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+    def placeholder() -> None:
+        click.echo(
+            f"samwsss {name}: not implemented yet in this version (tracked as issue {issue})",
+            err=True,
+        )
+        raise SystemExit(2)
+
+    return placeholder

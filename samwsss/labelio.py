@@ -1,0 +1,94 @@
+"""Read and write single-channel PNG label maps.
+
+Writes use the VOC colour palette (mode ``P``): pixel values are class indices, 255 stays
+255 (shown white). Reads accept palette PNGs and plain 8-bit grayscale PNGs (what the
+survey authors' scripts wrote); both give the stored indices, never colours.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from samwsss.atomic import atomic_write_bytes
+from samwsss.classes import voc_palette
+
+_PALETTE = voc_palette()
+
+
+def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a label map.
+
+    Args:
+        path: a palette (``P``) or 8-bit grayscale (``L``) PNG.
+
+    Returns:
+        ``(H, W)`` uint8 array of class indices (255 = ignore).
+
+    Raises:
+        ValueError: if the file is an RGB/RGBA colour image or a 16-bit PNG, which cannot be
+            read as indices without guessing; the message says how to convert it.
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    with Image.open(path) as image:
+        mode = image.mode
+        if mode in ("P", "L"):
+            return np.array(image, dtype=np.uint8)
+        if mode in ("I;16", "I;16B", "I", "I;16L"):
+            array = np.array(image)
+            if array.size and int(array.max()) > 255:
+                raise ValueError(
+                    f"{path}: 16-bit label PNG with values up to {int(array.max())}; "
+                    "label maps must hold class indices 0..255 in an 8-bit PNG"
+                )
+            return array.astype(np.uint8)
+        if mode == "1":
+            return np.array(image, dtype=np.uint8)
+    raise ValueError(
+        f"{path}: label PNG has mode {mode!r}; expected a palette ('P') or 8-bit grayscale "
+        "('L') PNG of class indices, not a colour rendering"
+    )
+
+
+def encode_label_png(label: np.ndarray, palette: bool = True) -> bytes:
+    """Encode an ``(H, W)`` uint8 label map as PNG bytes (palette ``P`` or plain ``L``)."""
+    array = np.asarray(label)
+    if array.ndim != 2:
+        raise ValueError(f"label map must be 2-D (H, W), got shape {array.shape}")
+    if array.dtype != np.uint8:
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(
+                f"label values must be in 0..255, got {array.min()}..{array.max()} "
+                f"({array.dtype}); cast class indices to uint8"
+            )
+        array = array.astype(np.uint8)
+    image = Image.fromarray(array, mode="L")
+    if palette:
+        image = image.convert("P")
+        image.putpalette(_PALETTE)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=1)
+    return buffer.getvalue()
+
+
+def write_label_png(
+    path: str | os.PathLike[str], label: np.ndarray, palette: bool = True
+) -> Path:
+    """Atomically write an ``(H, W)`` uint8 label map as a PNG.
+
+    Args:
+        path: destination; parent folders are created.
+        label: class indices, 255 = ignore.
+        palette: ``True`` (default) writes a VOC-palette ``P`` PNG that image viewers show
+            in colour; ``False`` writes a plain grayscale index PNG like the authors' scripts.
+
+    Returns:
+        The written path.
+    """
+    target = Path(path)
+    atomic_write_bytes(target, encode_label_png(label, palette=palette))
+    return target
