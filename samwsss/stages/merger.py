@@ -1,0 +1,119 @@
+"""Merger: an image's instance masks -> one semantic label map.
+
+Rules for pixels covered by several masks:
+
+- ``paper``: the survey authors' formula ``label = max(label, mask * class_id)`` — the
+  highest class index wins, scores are ignored.
+- ``score`` (default): the mask with the highest score wins, score = box score x SAM's
+  predicted IoU (``Detections.scores``); ties go to the earlier detection.
+- ``area``: the smallest mask wins, so small objects lying on large ones survive.
+
+Optionally, pixels where masks of two *different* classes overlap with scores closer than
+``uncertain_margin`` become 255 (ignored in training and evaluation). Pure tensor code: it
+runs wherever the masks are (CPU or GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from samwsss.classes import IGNORE_INDEX
+from samwsss.detections import Detections
+
+MERGE_RULES = ("score", "paper", "area")
+
+
+class MaskMerger:
+    """Merge instance masks into a semantic label map.
+
+    Args:
+        rule: ``"score"`` (default), ``"paper"`` or ``"area"`` (see the module docstring).
+        uncertain_margin: if set (e.g. ``0.1``), pixels covered by masks of two different
+            classes whose best scores differ by less than this become 255.
+        min_area: masks with fewer pixels than this are dropped before merging.
+    """
+
+    def __init__(
+        self, rule: str = "score", uncertain_margin: float | None = None, min_area: int = 0
+    ) -> None:
+        if rule not in MERGE_RULES:
+            raise ValueError(f"unknown merge rule {rule!r}: use one of {', '.join(MERGE_RULES)}")
+        if uncertain_margin is not None and not 0.0 <= uncertain_margin <= 1.0:
+            raise ValueError(f"uncertain_margin must be in [0, 1] or None, got {uncertain_margin}")
+        if min_area < 0:
+            raise ValueError(f"min_area must be >= 0 pixels, got {min_area}")
+        self.rule = rule
+        self.uncertain_margin = uncertain_margin
+        self.min_area = int(min_area)
+
+    def __repr__(self) -> str:
+        return (
+            f"MaskMerger(rule={self.rule!r}, uncertain_margin={self.uncertain_margin}, "
+            f"min_area={self.min_area})"
+        )
+
+    def __call__(self, detections: Sequence[Detections]) -> list[torch.Tensor]:
+        """Merge each image's detections.
+
+        Args:
+            detections: one :class:`Detections` with masks per image.
+
+        Returns:
+            One ``(H, W)`` uint8 label map per image on the masks' device: 0 background,
+            class ids ``1..C``, 255 uncertain (only with ``uncertain_margin``).
+        """
+        return [self.merge(item) for item in detections]
+
+    def merge(self, detections: Detections) -> torch.Tensor:
+        """Merge one image's detections into an ``(H, W)`` uint8 label map."""
+        if detections.masks is None:
+            raise ValueError("detections have no masks: run the masker before merging")
+        height, width = detections.image_size
+        masks = detections.masks
+        class_ids = detections.class_ids
+        if len(class_ids) and int(class_ids.max()) > 254:
+            raise ValueError("class ids above 254 do not fit a uint8 label map with 255 = ignore")
+        scores = detections.scores.float()
+        if self.min_area and len(detections):
+            keep = masks.flatten(1).sum(1) >= self.min_area
+            masks, class_ids, scores = masks[keep], class_ids[keep], scores[keep]
+        if masks.shape[0] == 0:
+            return torch.zeros((height, width), dtype=torch.uint8, device=masks.device)
+        if self.rule == "paper":
+            label = (masks.to(torch.int16) * class_ids.to(torch.int16)[:, None, None]).amax(0)
+            label = label.to(torch.uint8)
+        else:
+            if self.rule == "score":
+                priority = scores
+            else:  # area: smaller masks get higher priority
+                priority = -masks.flatten(1).sum(1).to(torch.float32)
+            ranked = torch.where(
+                masks, priority[:, None, None], torch.tensor(float("-inf"), device=masks.device)
+            )
+            winner = ranked.argmax(0)
+            covered = masks.any(0)
+            label = torch.where(
+                covered, class_ids[winner], torch.zeros((), dtype=class_ids.dtype, device=masks.device)
+            ).to(torch.uint8)
+        if self.uncertain_margin is not None:
+            label = self._mark_uncertain(label, masks, class_ids, scores)
+        return label
+
+    def _mark_uncertain(
+        self, label: torch.Tensor, masks: torch.Tensor, class_ids: torch.Tensor, scores: torch.Tensor
+    ) -> torch.Tensor:
+        classes = torch.unique(class_ids)
+        if classes.numel() < 2:
+            return label
+        negative = torch.tensor(float("-inf"), device=masks.device)
+        per_class = torch.stack(
+            [
+                torch.where(masks[class_ids == cls], scores[class_ids == cls][:, None, None], negative).amax(0)
+                for cls in classes
+            ]
+        )
+        top2 = per_class.topk(2, dim=0).values
+        contested = torch.isfinite(top2[1]) & (top2[0] - top2[1] < self.uncertain_margin)
+        return torch.where(contested, torch.full_like(label, IGNORE_INDEX), label)
