@@ -1,0 +1,215 @@
+"""Pieces shared by the VOC, COCO and folder datasets: the error type, option checks,
+class-mapping coercion, cheap folder listing and checked ground-truth reading.
+
+Nothing here decodes images; everything is cheap enough to run at dataset construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+import numpy as np
+
+from samwsss.classes import IGNORE_INDEX
+from samwsss.data.images import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from samwsss.mapping import ClassMapping
+
+logger = logging.getLogger(__name__)
+
+#: What ``mapping=`` may be: a built-in name (``"voc"``/``"coco"``), a YAML path, a loaded
+#: :class:`~samwsss.mapping.ClassMapping`, or a plain sequence of object class names.
+MappingLike = Union[str, "os.PathLike[str]", "ClassMapping", Sequence[str]]
+
+#: Accepted ``label_source`` values. ``"xml"`` and ``"annotations"`` are the same thing: the
+#: dataset's own label files (VOC ``Annotations/*.xml``, COCO instances JSON, a folder's
+#: labels file). ``"gt"``: the classes present in the ground-truth mask (not 0, not 255).
+LABEL_SOURCES = ("xml", "annotations", "gt")
+
+#: Accepted ``coco_gt_rule`` values (see :mod:`samwsss.data.coco`).
+COCO_GT_RULES = ("overwrite", "smallest")
+
+#: How many offending names an error message lists before saying "and N more".
+_SHOWN = 5
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be opened or read as asked; the message says what to fix."""
+
+
+def check_label_source(label_source: str) -> str:
+    """Validate ``label_source``; return ``"annotations"`` or ``"gt"``.
+
+    Raises:
+        DatasetError: not one of :data:`LABEL_SOURCES`.
+    """
+    if label_source not in LABEL_SOURCES:
+        raise DatasetError(
+            f"label_source={label_source!r} is not supported: use 'xml' (or its synonym "
+            "'annotations': the dataset's own label files) or 'gt' (classes in the GT mask)"
+        )
+    return "gt" if label_source == "gt" else "annotations"
+
+
+def check_gt_rule(rule: str) -> str:
+    """Validate a COCO GT rule name.
+
+    Raises:
+        DatasetError: not one of :data:`COCO_GT_RULES`.
+    """
+    if rule not in COCO_GT_RULES:
+        raise DatasetError(
+            f"coco_gt_rule={rule!r} is not supported: use 'overwrite' (the survey authors' "
+            "rule, later annotation wins) or 'smallest' (smallest-area annotation wins)"
+        )
+    return rule
+
+
+def coerce_mapping(mapping: MappingLike | None) -> ClassMapping | None:
+    """Turn ``mapping=`` into a :class:`ClassMapping` (``None`` stays ``None``).
+
+    Accepts a ClassMapping, ``"voc"``/``"coco"``, a YAML path, or a sequence of object
+    class names (background is added as index 0).
+
+    Raises:
+        samwsss.mapping.MappingError: the name/path is not a valid mapping.
+        DatasetError: ``mapping`` has an unsupported type.
+    """
+    from samwsss.mapping import ClassMapping, load_mapping, mapping_from_names
+
+    if mapping is None or isinstance(mapping, ClassMapping):
+        return mapping
+    if isinstance(mapping, (str, os.PathLike)):
+        return load_mapping(mapping)
+    if isinstance(mapping, Sequence) and all(isinstance(name, str) for name in mapping):
+        return mapping_from_names(list(mapping))
+    raise DatasetError(
+        f"mapping={mapping!r} is not supported: give 'voc', 'coco', the path of a mapping "
+        "YAML file, a ClassMapping, or a list of class names"
+    )
+
+
+def check_mapping_matches(
+    mapping: ClassMapping, expected: Sequence[str], dataset: str
+) -> None:
+    """Require a user mapping for a built-in dataset to have that dataset's class list.
+
+    The mapping may change prompts and tags, never the classes: the ground truth's indices
+    are fixed by the dataset.
+
+    Raises:
+        DatasetError: the class names differ (the first difference is named).
+    """
+    from samwsss.mapping import normalize_tag
+
+    names = mapping.class_names
+    if len(names) != len(expected):
+        raise DatasetError(
+            f"mapping {mapping.name!r} ({mapping.source}) has {len(names)} classes but "
+            f"{dataset} has {len(expected)} (background included); use a mapping with the "
+            f"{dataset} class list, e.g. mapping='{dataset.lower()}'"
+        )
+    for index, (got, want) in enumerate(zip(names, expected)):
+        if normalize_tag(got) != normalize_tag(want):
+            raise DatasetError(
+                f"mapping {mapping.name!r} ({mapping.source}) names class {index} {got!r} but "
+                f"{dataset} class {index} is {want!r}; a mapping for {dataset} must keep the "
+                "dataset's class names and order (change prompts and tags instead)"
+            )
+
+
+def format_some(items: Sequence[str], shown: int = _SHOWN) -> str:
+    """``"a, b, c and 4 more"`` for error messages."""
+    head = ", ".join(str(item) for item in items[:shown])
+    extra = len(items) - shown
+    return f"{head} and {extra} more" if extra > 0 else head
+
+
+def list_images(folder: Path) -> dict[str, str]:
+    """Map file stem -> file name for the image files directly in ``folder`` (one listing).
+
+    Hidden files (``.name``, e.g. temporaries) are skipped; subfolders are not entered.
+    When one stem has several image files, ``.jpg`` is preferred, then the others in
+    :data:`IMAGE_SUFFIXES` order.
+    """
+    found: dict[str, str] = {}
+    rank = {suffix: position for position, suffix in enumerate(IMAGE_SUFFIXES)}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            stem, suffix = os.path.splitext(entry.name)
+            suffix = suffix.lower()
+            if suffix not in rank or not entry.is_file():
+                continue
+            previous = found.get(stem)
+            if previous is None or rank[suffix] < rank[os.path.splitext(previous)[1].lower()]:
+                found[stem] = entry.name
+    return found
+
+
+def list_pngs(folder: Path) -> set[str]:
+    """Stems of the ``.png`` files directly in ``folder`` (one listing)."""
+    with os.scandir(folder) as entries:
+        return {
+            entry.name[:-4]
+            for entry in entries
+            if entry.name.lower().endswith(".png") and not entry.name.startswith(".")
+        }
+
+
+def check_gt_complete(ids: Iterable[str], gt_dir: Path, what: str) -> None:
+    """Require ``gt_dir/<id>.png`` for every id (one folder listing, no decoding).
+
+    Raises:
+        DatasetError: the folder is missing or some ids have no PNG (they are named).
+    """
+    if not gt_dir.is_dir():
+        raise DatasetError(f"ground-truth folder {gt_dir} not found ({what})")
+    present = list_pngs(gt_dir)
+    missing = [image_id for image_id in ids if image_id not in present]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} image(s) of {what} have no ground-truth PNG in {gt_dir}: "
+            f"{format_some(missing)} (expected e.g. {gt_dir / (missing[0] + '.png')}); "
+            "pass the right gt_dir or add the missing masks"
+        )
+
+
+def read_gt(path: Path, image_id: str, num_classes: int) -> np.ndarray:
+    """Read a ground-truth PNG and check its values.
+
+    Returns:
+        ``(H, W)`` uint8 label map; values are ``0..num_classes-1`` or 255 (ignore).
+
+    Raises:
+        DatasetError: the file is missing, not a label PNG, or holds a value that is not a
+            class index of this dataset.
+    """
+    from samwsss.labelio import read_label_png
+
+    try:
+        label = read_label_png(path)
+    except FileNotFoundError as error:
+        raise DatasetError(f"ground truth of {image_id!r} not found: {path}") from error
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DatasetError(f"cannot read ground truth of {image_id!r} ({path}): {error}") from error
+    bad = (label >= num_classes) & (label != IGNORE_INDEX)
+    if bad.any():
+        value = int(label[bad][0])
+        raise DatasetError(
+            f"{path}: ground truth of {image_id!r} holds value {value}, which is not a class "
+            f"index of this dataset (0..{num_classes - 1}, or 255 = ignore)"
+        )
+    return label
+
+
+def labels_from_gt(label: np.ndarray) -> tuple[int, ...]:
+    """Sorted object classes present in a label map: every value except 0 and 255."""
+    present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+    return tuple(int(value) for value in present if value not in (0, IGNORE_INDEX))
