@@ -17,6 +17,15 @@ _LAZY: dict[str, str] = {
     "read_label_png": "samwsss.labelio",
     "write_label_png": "samwsss.labelio",
     "open_dataset": "samwsss.data",
+    "Pipeline": "samwsss.pipeline",
+    "PipelineConfig": "samwsss.pipeline",
+    "PipelineResult": "samwsss.pipeline",
+    "preset": "samwsss.pipeline",
+    "Detections": "samwsss.detections",
+    "MaskMerger": "samwsss.stages.merger",
+    "TagMapper": "samwsss.stages.mapper",
+    "create": "samwsss.registry",
+    "list_models": "samwsss.registry",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,6 +1,189 @@
-"""``samwsss text-input`` and ``samwsss zero-shot`` (issue 6)."""
+"""``samwsss text-input`` and ``samwsss zero-shot``: dataset runs of the two routes.
 
-from samwsss.cli import not_implemented
+Settings come from a preset, then a YAML ``--config`` file, then command-line options
+(later wins). The resolved settings are saved in the output folder as ``config.yaml``.
+"""
 
-text_input_command = not_implemented("text-input", 6)
-zero_shot_command = not_implemented("zero-shot", 6)
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from samwsss.cli.common import fail_cleanly
+
+# Settings a YAML --config file may hold besides the pipeline's own (PipelineConfig fields).
+RUN_KEYS = (
+    "data", "split", "labels", "gt_dir", "label_source", "coco_gt_rule", "out", "device",
+    "workers", "shard", "plain", "palette", "instances", "overlays", "evaluate", "max_images",
+)  # fmt: skip
+
+
+def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    options = [
+        click.option("--data", type=str, help="VOC root, coco/val2014-style folder, or a folder of images."),
+        click.option("--split", type=str, default=None, help="VOC split (train, val, train_aug, ...) or COCO split."),
+        click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Image labels for a plain folder (JSON or CSV)."),
+        click.option("--gt-dir", type=click.Path(file_okay=False), default=None, help="Folder of ground-truth PNGs (<id>.png) to evaluate against."),
+        click.option("--label-source", type=click.Choice(["xml", "gt"]), default=None, help="VOC image labels from the XML annotations (default) or the GT masks."),
+        click.option("--coco-gt-rule", type=click.Choice(["overwrite", "smallest"]), default=None, help="How COCO semantic GT resolves overlaps."),
+        click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (required)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None, help="YAML file of settings; command-line options override it."),
+        click.option("--preset", type=click.Choice(["default", "paper"]), default="default", show_default=True, help="'paper' reproduces the survey authors' protocol."),
+        click.option("--mapping", type=str, default=None, help="Class mapping: voc, coco or a YAML path (default: the dataset's)."),
+        click.option("--boxer", type=str, default=None, help="Grounding DINO: registry name, hub id or local folder."),
+        click.option("--masker", type=str, default=None, help="SAM: registry name, hub id, local folder or official .pth."),
+        click.option("--box-threshold", type=float, default=None),
+        click.option("--text-threshold", type=float, default=None),
+        click.option("--prompt-mode", type=click.Choice(["per-class", "joint"]), default=None),
+        click.option("--nms-iou", type=float, default=None, help="Class-wise NMS IoU on boxes (default: none)."),
+        click.option("--multimask", type=click.Choice(["single", "best"]), default=None),
+        click.option("--merge-rule", type=click.Choice(["score", "paper", "area"]), default=None),
+        click.option("--uncertain-margin", type=float, default=None, help="Close overlaps of different classes become 255."),
+        click.option("--min-area", type=int, default=None, help="Drop masks smaller than this (pixels)."),
+        click.option("--batch-size", type=int, default=None, help="Images per GPU batch (halved on out-of-memory)."),
+        click.option("--device", type=str, default=None, help="cuda, cuda:1, cpu (default: cuda when available)."),
+        click.option("--workers", type=int, default=None, help="Decoding worker processes (default 4)."),
+        click.option("--shard", type=str, default=None, help="i/n: run part i of n (default: torchrun rank, or all)."),
+        click.option("--plain/--no-plain", default=None, help="Also write plain index PNGs (masks_plain/)."),
+        click.option("--palette/--no-palette", default=None, help="Write palette PNGs (masks/, default on)."),
+        click.option("--instances/--no-instances", default=None, help="Write COCO-style instance JSON with RLE masks."),
+        click.option("--overlays", type=int, default=None, help="Number of images that get overlay JPEGs."),
+        click.option("--evaluate/--no-evaluate", default=None, help="Evaluate at the end when GT exists (default on)."),
+        click.option("--max-images", type=int, default=None, help="Stop after this many images (a rerun resumes)."),
+        click.option("--overwrite", is_flag=True, help="Delete a different run's outputs in --out."),
+        click.option("--resume", is_flag=True, help="Continue in --out even if its saved settings differ."),
+    ]
+    if zero_shot:
+        options += [
+            click.option("--tagger", type=str, default=None, help="RAM registry name or checkpoint path, or 'grounding'."),
+            click.option("--tag-match", type=click.Choice(["exact", "paper"]), default=None),
+            click.option("--tag-threshold", type=float, default=None, help="One RAM threshold for all tags (default: per tag)."),
+            click.option("--ram-vocabulary", type=click.Path(dir_okay=False, exists=True), default=None, help="Local ram_tag_list.txt (default: fetched and cached)."),
+            click.option("--ram-thresholds", type=click.Path(dir_okay=False, exists=True), default=None, help="Local ram_tag_list_threshold.txt."),
+        ]
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Merge preset < config file < command line; split into (pipeline, run) settings."""
+    import yaml
+
+    from samwsss.pipeline.config import PipelineConfig
+
+    pipeline_keys = set(PipelineConfig.__dataclass_fields__)
+    merged: dict[str, Any] = {}
+    config_file = options.pop("config_file")
+    if config_file:
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{config_file}: not valid YAML ({error})") from error
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: must be a mapping of setting: value")
+        unknown = sorted(set(loaded) - pipeline_keys - set(RUN_KEYS) - {"preset"})
+        if unknown:
+            raise ValueError(
+                f"{config_file}: unknown setting(s) {', '.join(unknown)}; valid: "
+                + ", ".join(sorted(pipeline_keys | set(RUN_KEYS)))
+            )
+        merged.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    merged.update({k: v for k, v in options.items() if v is not None and v is not False})
+    preset_name = merged.pop("preset", "default")
+    pipeline = {k: v for k, v in merged.items() if k in pipeline_keys}
+    run = {k: v for k, v in merged.items() if k not in pipeline_keys}
+    run["preset"] = preset_name
+    if route == "text-input":
+        for key in ("tagger", "tag_match", "tag_threshold", "ram_vocabulary", "ram_thresholds"):
+            pipeline.pop(key, None)
+    return pipeline, run
+
+
+def _run(route: str, options: dict[str, Any]) -> None:
+    from samwsss.data import open_dataset
+    from samwsss.pipeline.config import preset
+    from samwsss.pipeline.pipeline import Pipeline
+    from samwsss.pipeline.runner import RunOptions, Shard, run_dataset
+
+    pipeline_settings, run = _resolve_settings(route, options)
+    if not run.get("data"):
+        raise ValueError("--data is required: a VOC root, a coco/val2014 folder or a folder of images")
+    if not run.get("out"):
+        raise ValueError("--out is required: the folder the masks and the run manifest go to")
+    dataset = open_dataset(
+        run["data"],
+        run.get("split"),
+        mapping=pipeline_settings.get("mapping"),
+        labels=run.get("labels"),
+        gt_dir=run.get("gt_dir"),
+        label_source=run.get("label_source", "xml"),
+        coco_gt_rule=run.get("coco_gt_rule", "overwrite"),
+    )
+    pipeline_settings.setdefault("mapping", _mapping_of(dataset))
+    config = preset(run["preset"], **pipeline_settings)
+    shard = Shard.parse(run.get("shard"))
+    device = run.get("device")
+    if device is None and shard.count > 1 and "LOCAL_RANK" in __import__("os").environ:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(__import__('os').environ['LOCAL_RANK'])}"
+    pipe = Pipeline.from_config(config, device=device, with_tagger=route == "zero-shot")
+    run_options = RunOptions(
+        route=route,
+        out=Path(run["out"]),
+        shard=shard,
+        workers=int(run.get("workers", 4)),
+        palette=bool(run.get("palette", True)),
+        plain=bool(run.get("plain", False)),
+        instances=bool(run.get("instances", False)),
+        overlays=int(run.get("overlays", 0)),
+        overwrite=bool(run.get("overwrite", False)),
+        resume=bool(run.get("resume", False)),
+        evaluate=bool(run.get("evaluate", True)),
+        max_images=run.get("max_images"),
+    )
+    data_identity = {
+        "data": str(Path(run["data"]).resolve()),
+        "split": run.get("split"),
+        "labels": str(Path(run["labels"]).resolve()) if run.get("labels") else None,
+    }
+    summary = run_dataset(pipe, dataset, run_options, data_identity)
+    click.echo(
+        f"{route}: {summary.processed} images processed, {summary.skipped} already done, "
+        f"{summary.failed} unreadable, {summary.images_per_second:.2f} images/s -> {run_options.out}"
+    )
+    if summary.miou is not None:
+        click.echo(f"mIoU {summary.miou * 100:.2f} (report: {run_options.out / 'evaluation.json'})")
+
+
+def _mapping_of(dataset: Any) -> str:
+    mapping = getattr(dataset, "mapping", None)
+    if mapping is not None and getattr(mapping, "source", None) and Path(mapping.source).is_file():
+        return str(mapping.source)
+    kind = getattr(dataset, "kind", "")
+    return "coco" if kind == "coco" else "voc"
+
+
+@click.command("text-input")
+@_pipeline_options(zero_shot=False)
+def text_input_command(**options: Any) -> None:
+    """Pseudo masks from image-level labels: Grounding DINO -> SAM -> merged mask per image."""
+    with fail_cleanly():
+        _run("text-input", options)
+
+
+@click.command("zero-shot")
+@_pipeline_options(zero_shot=True)
+def zero_shot_command(**options: Any) -> None:
+    """Masks with no labels: RAM tags -> classes -> Grounding DINO -> SAM -> merged mask."""
+    with fail_cleanly():
+        _run("zero-shot", options)

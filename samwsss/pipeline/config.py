@@ -1,0 +1,128 @@
+"""Pipeline settings and the two presets: ``default`` (our best judgement) and ``paper``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+PROMPT_MODES = ("per-class", "joint")
+MERGE_RULES = ("score", "paper", "area")
+TAG_MATCHES = ("exact", "paper")
+MULTIMASK = ("single", "best")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that decides a pipeline's outputs (models, thresholds, rules).
+
+    Attributes:
+        mapping: class mapping: ``"voc"``, ``"coco"`` or a YAML path.
+        boxer: Grounding DINO registry name, hub id or local folder.
+        masker: SAM registry name, hub id, local folder or official ``.pth`` file.
+        tagger: RAM registry name or checkpoint path, or ``"grounding"`` (zero-shot only).
+        box_threshold: Grounding DINO box threshold (max sigmoid over prompt tokens).
+        text_threshold: Grounding DINO text threshold.
+        prompt_mode: ``"per-class"`` (one prompt per image and class, the paper) or
+            ``"joint"`` (all of an image's classes in one prompt).
+        nms_iou: class-wise NMS IoU on boxes, or ``None`` (the paper: no NMS).
+        multimask: ``"single"`` (the paper) or ``"best"`` of SAM's three masks.
+        merge_rule: ``"score"``, ``"paper"`` (higher class index wins) or ``"area"``.
+        uncertain_margin: close overlaps of different classes become 255, or ``None``.
+        min_area: masks smaller than this many pixels are dropped.
+        tag_match: ``"exact"`` whole-tag matching or ``"paper"`` substring matching.
+        tag_threshold: a global RAM probability threshold, or ``None`` for per-tag ones.
+        ram_vocabulary: local ``ram_tag_list.txt`` (default: fetched once and cached).
+        ram_thresholds: local ``ram_tag_list_threshold.txt`` (default: fetched with the list).
+        batch_size: images per GPU batch.
+    """
+
+    mapping: str = "voc"
+    boxer: str = "grounding-dino-tiny"
+    masker: str = "sam-vit-huge"
+    tagger: str = "ram-plus-swin-large-14m"
+    box_threshold: float = 0.3
+    text_threshold: float = 0.25
+    prompt_mode: str = "per-class"
+    nms_iou: float | None = None
+    multimask: str = "single"
+    merge_rule: str = "score"
+    uncertain_margin: float | None = None
+    min_area: int = 0
+    tag_match: str = "exact"
+    tag_threshold: float | None = None
+    ram_vocabulary: str | None = None
+    ram_thresholds: str | None = None
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        _check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
+        _check_choice("merge_rule", self.merge_rule, MERGE_RULES)
+        _check_choice("tag_match", self.tag_match, TAG_MATCHES)
+        _check_choice("multimask", self.multimask, MULTIMASK)
+        for name in ("box_threshold", "text_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if self.tag_threshold is not None and not 0.0 < self.tag_threshold < 1.0:
+            raise ValueError(f"tag_threshold must be in (0, 1) or None, got {self.tag_threshold}")
+        if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1] or None, got {self.nms_iou}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if int(self.min_area) < 0:
+            raise ValueError(f"min_area must be >= 0, got {self.min_area}")
+
+    def replace(self, **changes: Any) -> PipelineConfig:
+        """A copy with ``changes`` applied (unknown names rejected)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown pipeline setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/JSON-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:
+        """Build from a dict, rejecting unknown keys with the list of valid ones."""
+        return cls().replace(**values)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+PRESETS: dict[str, PipelineConfig] = {
+    "default": PipelineConfig(),
+    # The survey authors' protocol (DESIGN.md section 1): Grounding DINO Swin-T per-class
+    # prompts at 0.3/0.25, SAM ViT-H single mask, max-class-index merge, substring tag
+    # matching, RAM Swin-L 14M.
+    "paper": PipelineConfig(
+        boxer="grounding-dino-tiny",
+        masker="sam-vit-huge",
+        tagger="ram-swin-large-14m",
+        box_threshold=0.3,
+        text_threshold=0.25,
+        prompt_mode="per-class",
+        nms_iou=None,
+        multimask="single",
+        merge_rule="paper",
+        uncertain_margin=None,
+        min_area=0,
+        tag_match="paper",
+        tag_threshold=None,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> PipelineConfig:
+    """A named preset (``"default"`` or ``"paper"``) with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**overrides)

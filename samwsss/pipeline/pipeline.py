@@ -1,0 +1,259 @@
+"""``Pipeline``: owns the stages and runs the text-input and zero-shot routes on batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from samwsss.detections import Detections
+from samwsss.mapping import ClassMapping, load_mapping
+from samwsss.pipeline.config import PipelineConfig, preset
+from samwsss.pipeline.inputs import ImageLike, LabelLike, resolve_labels, to_rgb_arrays
+from samwsss.stages.merger import MaskMerger
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineResult:
+    """What the pipeline gives for one image.
+
+    Attributes:
+        mask: ``(H, W)`` uint8 semantic mask: 0 background, class ids ``1..C``, 255 uncertain.
+        detections: the instances (boxes, masks, scores, classes, prompts) on the CPU.
+        class_ids: the classes Grounding DINO was prompted with (given labels, or mapped tags).
+        tags: zero-shot only: ``{tag: probability}`` of the tagger's tags above threshold.
+        tag_sources: zero-shot only: ``{class_id: tags that produced it}``.
+    """
+
+    mask: np.ndarray
+    detections: Detections
+    class_ids: tuple[int, ...]
+    tags: dict[str, float] = field(default_factory=dict)
+    tag_sources: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+    def overlay(self, image: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """The image ``(H, W, 3)`` uint8 with the mask drawn over it in VOC palette colours."""
+        from samwsss.pipeline.overlay import draw_overlay
+
+        return draw_overlay(image, self.mask, self.detections, alpha=alpha)
+
+
+class _Route:
+    """A pipeline route usable on an instance or on the class (which builds the default)."""
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+        self.__doc__ = method.__doc__
+        self.__name__ = method.__name__
+
+    def __get__(self, instance: Pipeline | None, owner: type[Pipeline]) -> Callable[..., Any]:
+        target = instance if instance is not None else owner.default()
+        return self.method.__get__(target, owner)
+
+
+class Pipeline:
+    """The stages of both routes, owned together and moved with one ``.to(device)``.
+
+    Args:
+        mapping: the class list, prompts and tag synonyms.
+        boxer: callable ``(images, queries) -> list[Detections]`` (Grounding DINO).
+        masker: callable ``(images, detections) -> list[Detections]`` with masks (SAM).
+        merger: a :class:`MaskMerger` (default: score rule).
+        tagger: callable ``(images) -> list[TagResult]`` for the zero-shot route, or ``None``.
+        mapper: tag -> class mapper for the zero-shot route (default: exact matching).
+        batch_size: images per forward batch; halved automatically on CUDA out-of-memory.
+        config: the settings the stages were built from (recorded in run manifests).
+
+    Example:
+        >>> pipe = Pipeline.from_preset("default", mapping="voc").to("cuda")
+        >>> result = pipe.text_input("cat.jpg", ["cat"])
+        >>> result.mask.shape  # (H, W) uint8
+    """
+
+    _default_instance: Pipeline | None = None
+
+    def __init__(
+        self,
+        mapping: ClassMapping,
+        boxer: Any,
+        masker: Any,
+        merger: MaskMerger | None = None,
+        tagger: Any | None = None,
+        mapper: Any | None = None,
+        batch_size: int = 8,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.mapping = mapping
+        self.boxer = boxer
+        self.masker = masker
+        self.merger = merger if merger is not None else MaskMerger()
+        self.tagger = tagger
+        if mapper is None:
+            from samwsss.stages.mapper import TagMapper
+
+            mapper = TagMapper(mapping, mode="exact")
+        self.mapper = mapper
+        self.batch_size = int(batch_size)
+        self.config = config
+        self.device = torch.device("cpu")
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls, config: PipelineConfig, device: str | torch.device | None = None, with_tagger: bool = True
+    ) -> Pipeline:
+        """Build every stage named in ``config`` (downloading default weights on first use).
+
+        Args:
+            config: the settings.
+            device: where to run; default CUDA when available, else CPU.
+            with_tagger: build the zero-shot tagger too (skip it for text-input runs).
+        """
+        from samwsss.pipeline.builders import build_boxer, build_masker, build_tagger
+        from samwsss.stages.mapper import TagMapper
+
+        mapping = load_mapping(config.mapping)
+        boxer = build_boxer(config)
+        masker = build_masker(config)
+        tagger = build_tagger(config, mapping, boxer) if with_tagger else None
+        pipe = cls(
+            mapping=mapping,
+            boxer=boxer,
+            masker=masker,
+            merger=MaskMerger(config.merge_rule, config.uncertain_margin, config.min_area),
+            tagger=tagger,
+            mapper=TagMapper(mapping, mode=config.tag_match),
+            batch_size=config.batch_size,
+            config=config,
+        )
+        return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    @classmethod
+    def from_preset(
+        cls, name: str = "default", device: str | torch.device | None = None, **overrides: Any
+    ) -> Pipeline:
+        """Build a preset (``"default"`` or ``"paper"``) with settings overridden by keyword."""
+        return cls.from_config(preset(name, **overrides), device=device)
+
+    @classmethod
+    def default(cls) -> Pipeline:
+        """The default preset, built once and reused by ``Pipeline.text_input(...)`` on the class."""
+        if cls._default_instance is None:
+            cls._default_instance = cls.from_preset("default")
+        return cls._default_instance
+
+    def to(self, device: str | torch.device) -> Pipeline:
+        """Move every stage to ``device``; returns ``self``."""
+        self.device = torch.device(device)
+        for stage in (self.boxer, self.masker, self.tagger):
+            if stage is not None and hasattr(stage, "to"):
+                stage.to(self.device)
+        return self
+
+    # -- routes -------------------------------------------------------------------------
+    @_Route
+    def text_input(
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        labels: Sequence[LabelLike] | Sequence[Sequence[LabelLike]],
+    ) -> PipelineResult | list[PipelineResult]:
+        """Masks from image-level labels: labels -> Grounding DINO -> SAM -> merge.
+
+        Args:
+            images: one image or a list (paths, PIL images or ``(H, W, 3)`` uint8 arrays).
+            labels: class names or indices of the mapping: one list for one image, or one
+                list per image.
+
+        Returns:
+            One :class:`PipelineResult` for one image, else a list in input order.
+        """
+        arrays, single = to_rgb_arrays(images)
+        class_ids = resolve_labels(labels, len(arrays), single, self.mapping)
+        results = self.run_arrays(arrays, class_ids)
+        return results[0] if single else results
+
+    @_Route
+    def zero_shot(
+        self, images: ImageLike | Sequence[ImageLike]
+    ) -> PipelineResult | list[PipelineResult]:
+        """Masks with no labels: tagger -> tags to classes -> Grounding DINO -> SAM -> merge."""
+        arrays, single = to_rgb_arrays(images)
+        results = self.run_arrays(arrays, None)
+        return results[0] if single else results
+
+    def run_arrays(
+        self, images: list[np.ndarray], class_ids: list[tuple[int, ...]] | None
+    ) -> list[PipelineResult]:
+        """Run a route on decoded images, in batches of ``batch_size`` (halved on CUDA OOM).
+
+        Args:
+            images: ``(H, W, 3)`` uint8 RGB arrays.
+            class_ids: per-image class ids for text input, or ``None`` for zero-shot.
+        """
+        if class_ids is None and self.tagger is None:
+            raise ValueError(
+                "this pipeline has no tagger, so it cannot run zero-shot: build it with "
+                "with_tagger=True or give labels to text_input"
+            )
+        results: list[PipelineResult] = []
+        start = 0
+        batch = self.batch_size
+        while start < len(images):
+            stop = min(start + batch, len(images))
+            try:
+                results.extend(
+                    self.run_batch(images[start:stop], None if class_ids is None else class_ids[start:stop])
+                )
+            except torch.cuda.OutOfMemoryError:
+                if batch == 1:
+                    raise
+                batch = max(1, batch // 2)
+                torch.cuda.empty_cache()
+                logger.warning("CUDA out of memory: retrying with batch size %d", batch)
+                continue
+            start = stop
+        return results
+
+    @torch.inference_mode()
+    def run_batch(
+        self, images: list[np.ndarray], class_ids: list[tuple[int, ...]] | None
+    ) -> list[PipelineResult]:
+        """One forward batch through every stage (no splitting)."""
+        tags: list[dict[str, float]] = [{} for _ in images]
+        sources: list[dict[int, tuple[str, ...]]] = [{} for _ in images]
+        detections: list[Detections] | None = None
+        if class_ids is None:
+            if getattr(self.tagger, "yields_class_ids", False):
+                # the Grounding DINO tagger already found the boxes of the classes it tags
+                tag_results, detections = self.tagger.detect(images)
+                class_ids = [tuple(sorted(result.indices)) for result in tag_results]
+                sources = [{cls: (tag,) for cls, tag in zip(r.indices, r.tags)} for r in tag_results]
+            else:
+                tag_results = self.tagger(images)
+                mapped = [self.mapper.map(result) for result in tag_results]
+                class_ids = [tuple(m.class_ids) for m in mapped]
+                sources = [dict(m.sources) for m in mapped]
+            tags = [result.as_dict() for result in tag_results]
+        if detections is None:
+            queries = [[(cls, self.mapping.classes[cls].prompt) for cls in ids] for ids in class_ids]
+            detections = self.boxer(images, queries)
+        detections = self.masker(images, detections)
+        masks = self.merger(detections)
+        return [
+            PipelineResult(
+                mask=mask.cpu().numpy(),
+                detections=det.cpu(),
+                class_ids=tuple(ids),
+                tags=tag,
+                tag_sources=source,
+            )
+            for mask, det, ids, tag, source in zip(masks, detections, class_ids, tags, sources)
+        ]

@@ -1,0 +1,371 @@
+"""Dataset runs: decode ahead in workers, run the pipeline on batches, write outputs,
+resume safely, shard across processes, and evaluate when ground truth exists."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from samwsss.atomic import atomic_open, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from samwsss.data.base import SegmentationDataset
+from samwsss.data.images import ImageReadError
+from samwsss.pipeline.pipeline import Pipeline
+from samwsss.pipeline.writers import INSTANCES_DIR, MASKS_DIR, OVERLAYS_DIR, PLAIN_DIR, OutputSpec, write_outputs
+
+logger = logging.getLogger(__name__)
+
+ROUTES = ("text-input", "zero-shot")
+CONFIG_FILE = "config.yaml"
+
+
+class RunConflictError(ValueError):
+    """The output folder holds a different run; the message says how to proceed."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` of a dataset: ids ``index, index + count, ...``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"shard must be i/n with 0 <= i < n, got {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shard:
+        """``"i/n"`` -> Shard; ``None`` -> the torchrun rank/world size, or 0/1."""
+        if text is None:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            return cls(int(os.environ.get("RANK", "0")), world) if world > 1 else cls()
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError as error:
+            raise ValueError(f"--shard must look like 0/4 (index/count), got {text!r}") from error
+        return cls(index, count)
+
+    def select(self, ids: list[str]) -> list[str]:
+        """This shard's ids (deterministic, disjoint across shards, covering all ids)."""
+        return ids[self.index :: self.count]
+
+    @property
+    def suffix(self) -> str:
+        """File-name suffix for per-shard files (empty for an unsharded run)."""
+        return "" if self.count == 1 else f"-shard-{self.index}-of-{self.count}"
+
+
+@dataclass
+class RunOptions:
+    """How a dataset run writes and resumes.
+
+    Attributes:
+        route: ``"text-input"`` or ``"zero-shot"``.
+        out: the run folder.
+        shard: the part of the dataset this process runs.
+        workers: DataLoader worker processes decoding images ahead of the GPU.
+        palette / plain / instances: which mask outputs to write (see writers).
+        overlays: how many images (spread evenly over the dataset) get overlay JPEGs.
+        overwrite: delete a different run's outputs in ``out`` and start again.
+        resume: continue in ``out`` even though its saved config differs.
+        evaluate: evaluate at the end when the dataset has ground truth.
+        max_images: stop after this many images (for trials; a later run resumes).
+    """
+
+    route: str
+    out: Path
+    shard: Shard = field(default_factory=Shard)
+    workers: int = 2
+    palette: bool = True
+    plain: bool = False
+    instances: bool = False
+    overlays: int = 0
+    overwrite: bool = False
+    resume: bool = False
+    evaluate: bool = True
+    max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.route not in ROUTES:
+            raise ValueError(f"route must be one of {', '.join(ROUTES)}, got {self.route!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.overlays < 0:
+            raise ValueError(f"overlays must be >= 0, got {self.overlays}")
+        self.out = Path(self.out)
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, timing and (when evaluated) the mIoU."""
+
+    total: int
+    skipped: int
+    processed: int
+    failed: int
+    seconds: float
+    miou: float | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        """Processed images per second of wall time."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+class _DecodeDataset(torch.utils.data.Dataset):
+    """Decodes images in DataLoader workers; a bad file becomes an error record, not a crash."""
+
+    def __init__(self, dataset: SegmentationDataset, ids: list[str]) -> None:
+        self.dataset = dataset
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.ids[index]
+        try:
+            image = self.dataset.load_image(image_id)
+            error = None
+        except ImageReadError as failure:
+            image, error = None, str(failure)
+        return {"image_id": image_id, "image": image, "error": error, "labels": self.dataset.labels(image_id)}
+
+
+def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return items
+
+
+def overlay_sample(ids: list[str], count: int) -> frozenset[str]:
+    """``count`` ids spread evenly over ``ids`` (the same in every shard)."""
+    if count <= 0 or not ids:
+        return frozenset()
+    positions = np.linspace(0, len(ids) - 1, num=min(count, len(ids))).round().astype(int)
+    return frozenset(ids[i] for i in positions)
+
+
+def _run_identity(pipeline: Pipeline, options: RunOptions, data: dict[str, Any]) -> dict[str, Any]:
+    config = pipeline.config.to_dict() if pipeline.config is not None else {}
+    # batch size changes speed, not outputs: keep it out of the identity
+    config.pop("batch_size", None)
+    return {
+        "route": options.route,
+        "data": data,
+        "pipeline": config,
+        "outputs": {
+            "palette": options.palette,
+            "plain": options.plain,
+            "instances": options.instances,
+            "overlays": options.overlays,
+        },
+    }
+
+
+def _prepare_folder(options: RunOptions, identity: dict[str, Any]) -> None:
+    out = options.out
+    config_path = out / CONFIG_FILE
+    if config_path.is_file():
+        try:
+            previous = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            previous = None
+        if previous != identity:
+            if options.overwrite:
+                logger.warning("--overwrite: removing the outputs of a different run in %s", out)
+                for name in (MASKS_DIR, PLAIN_DIR, INSTANCES_DIR, OVERLAYS_DIR, "failures"):
+                    shutil.rmtree(out / name, ignore_errors=True)
+                for stale in list(out.glob("manifest*.json")) + [out / "evaluation.json"]:
+                    stale.unlink(missing_ok=True)
+            elif not options.resume:
+                raise RunConflictError(
+                    f"{out} holds a different run (its {CONFIG_FILE} differs from this run's settings): "
+                    "choose another --out, pass --overwrite to delete its outputs, or --resume to "
+                    "continue it with the new settings"
+                )
+    elif out.exists() and any(out.iterdir()) and not (out / MASKS_DIR).exists() and not options.overwrite:
+        entries = sorted(p.name for p in out.iterdir())[:5]
+        raise RunConflictError(
+            f"{out} is not empty and holds no samwsss run ({', '.join(entries)} ...): "
+            "choose an empty or new --out folder, or pass --overwrite"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    atomic_write_text(config_path, yaml.safe_dump(identity, sort_keys=False))
+
+
+def _environment(pipeline: Pipeline) -> dict[str, Any]:
+    import transformers
+
+    import samwsss
+
+    device = pipeline.device
+    info: dict[str, Any] = {
+        "samwsss": samwsss.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "host": platform.node(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    models = {}
+    for name in ("tagger", "boxer", "masker"):
+        stage = getattr(pipeline, name)
+        if stage is not None:
+            models[name] = (
+                getattr(stage, "model_id", None)
+                or getattr(stage, "checkpoint", None)
+                or getattr(stage, "name", None)
+                or repr(stage)
+            )
+    info["models"] = models
+    return info
+
+
+def run_dataset(
+    pipeline: Pipeline, dataset: SegmentationDataset, options: RunOptions, data: dict[str, Any]
+) -> RunSummary:
+    """Run a route over a dataset, writing per-image outputs under ``options.out``.
+
+    Args:
+        pipeline: the stages (tagger needed for zero-shot).
+        dataset: images, labels (text input) and optional ground truth.
+        options: outputs, sharding and resume behaviour.
+        data: how the dataset was opened (path, split, ...); part of the run's identity.
+
+    Returns:
+        Counts, timing and the mIoU when the run finished the dataset and had ground truth.
+
+    Raises:
+        RunConflictError: ``options.out`` holds a different run.
+        ValueError: text input over a dataset without image-level labels.
+    """
+    ids = list(dataset.ids)
+    if not ids:
+        raise ValueError("the dataset has no images: check --data and --split")
+    if options.route == "text-input" and dataset.labels(ids[0]) is None:
+        raise ValueError(
+            "text-input needs image-level labels, and this dataset has none: give a labels "
+            "file (--labels) or use the zero-shot route"
+        )
+    identity = _run_identity(pipeline, options, data)
+    _prepare_folder(options, identity)
+    spec = OutputSpec(
+        root=options.out,
+        palette=options.palette,
+        plain=options.plain,
+        instances=options.instances,
+        overlay_ids=overlay_sample(ids, options.overlays),
+    )
+    mine = options.shard.select(ids)
+    pending = [image_id for image_id in mine if not spec.is_complete(image_id)]
+    skipped = len(mine) - len(pending)
+    if options.max_images is not None:
+        pending = pending[: options.max_images]
+    logger.info("%d images in this shard: %d done already, %d to run", len(mine), skipped, len(pending))
+    failures_path = options.out / "failures" / f"failures{options.shard.suffix}.jsonl"
+    started = time.time()
+    processed = failed = 0
+    with atomic_open(failures_path, "w") as failures:
+        for batch in _batches(dataset, pending, pipeline.batch_size, options.workers):
+            good = []
+            for item in batch:
+                if item["error"] is not None:
+                    failed += 1
+                    failures.write(json.dumps({"image_id": item["image_id"], "reason": item["error"]}) + "\n")
+                    logger.warning("skipped %s", item["error"])
+                else:
+                    good.append(item)
+            if not good:
+                continue
+            images = [item["image"] for item in good]
+            labels = [tuple(item["labels"] or ()) for item in good] if options.route == "text-input" else None
+            results = pipeline.run_arrays(images, labels)
+            for item, result in zip(good, results):
+                write_outputs(
+                    spec, item["image_id"], item["image"], result.mask, result.detections,
+                    pipeline.mapping, result.tags, result.tag_sources,
+                )
+            processed += len(good)
+    seconds = time.time() - started
+    summary = RunSummary(len(mine), skipped, processed, failed, seconds)
+    manifest = {
+        "config": identity,
+        "batch_size": pipeline.batch_size,
+        "shard": f"{options.shard.index}/{options.shard.count}",
+        "environment": _environment(pipeline),
+        "counts": {"images": len(mine), "skipped_complete": skipped, "processed": processed, "failed": failed},
+        "timing": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "seconds": round(seconds, 3),
+            "images_per_second": round(summary.images_per_second, 3),
+        },
+        "failures_file": str(failures_path.relative_to(options.out)),
+    }
+    atomic_write_json(options.out / f"manifest{options.shard.suffix}.json", manifest)
+    if options.evaluate and dataset.has_gt:
+        missing = [image_id for image_id in ids if not spec.is_complete(image_id)]
+        unreadable = _recorded_failures(options.out)
+        waiting = [image_id for image_id in missing if image_id not in unreadable]
+        if waiting:
+            logger.info("evaluation waits for %d images (other shards or --max-images)", len(waiting))
+        else:
+            if missing:
+                logger.warning("%d unreadable images count as all-background predictions", len(missing))
+            summary.miou = _evaluate(spec, dataset, options.out, count_missing=bool(missing))
+    return summary
+
+
+def _batches(
+    dataset: SegmentationDataset, ids: list[str], batch_size: int, workers: int
+) -> Iterator[list[dict[str, Any]]]:
+    if not ids:
+        return
+    from tqdm.auto import tqdm
+
+    loader = torch.utils.data.DataLoader(
+        _DecodeDataset(dataset, ids),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    with tqdm(total=len(ids), unit="img", desc="samwsss", dynamic_ncols=True, disable=None) as bar:
+        for batch in loader:
+            yield batch
+            bar.update(len(batch))
+
+
+def _recorded_failures(out: Path) -> set[str]:
+    """Ids recorded as unreadable by any shard's failures file."""
+    failed: set[str] = set()
+    for path in (out / "failures").glob("failures*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                failed.add(json.loads(line)["image_id"])
+    return failed
+
+
+def _evaluate(spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool) -> float:
+    from samwsss.evaluation import evaluate_folder
+
+    report = evaluate_folder(spec.mask_dir, dataset, missing="background" if count_missing else "error")
+    report.to_json(out / "evaluation.json")
+    report.plot(out / "evaluation_iou.png")
+    logger.info("evaluation:\n%s", report.format_table())
+    return float(report.miou)

@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny random models written once per test session (no downloads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def tiny_gdino_small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Grounding DINO whose processor resizes to 128/213 (fast plumbing tests)."""
+    from tests.gdino_fixtures import build_tiny_grounding_dino
+
+    return build_tiny_grounding_dino(
+        tmp_path_factory.mktemp("gdino_small"), shortest_edge=128, longest_edge=213
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny transformers SAM saved with save_pretrained."""
+    from tests.sam_fixtures import build_tiny_sam
+
+    return build_tiny_sam(tmp_path_factory.mktemp("sam"))
