@@ -1,0 +1,72 @@
+"""RAM input preprocessing: RGB uint8 images -> (B, 3, S, S) normalised float tensors.
+
+As the authors' transform: resize to S x S ignoring the aspect ratio (bilinear with
+antialiasing, on uint8 like PIL — torchvision's uint8 path matches PIL within one grey
+level), scale to [0, 1], subtract the ImageNet mean and divide by its std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _check_image(image: object, position: int) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise ValueError(
+            f"image {position} is a {type(image).__name__}: give (H, W, 3) uint8 RGB numpy "
+            "arrays (samwsss.data.images.load_rgb reads files that way)"
+        )
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image {position} has shape {image.shape} and dtype {image.dtype}: give (H, W, 3) "
+            "uint8 RGB (convert grey or RGBA images to RGB first)"
+        )
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image {position} is empty (shape {image.shape})")
+    return image
+
+
+def resize_image(image: np.ndarray, size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, size, size) uint8, bilinear with antialiasing."""
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return TF.resize(
+        chw, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True
+    )
+
+
+def normalize(batch: torch.Tensor) -> torch.Tensor:
+    """(B, 3, S, S) uint8 -> float32 normalised with the ImageNet mean and std."""
+    mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
+    return (batch.float() / 255.0 - mean) / std
+
+
+def preprocess_images(
+    images: Sequence[np.ndarray], size: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Resize and normalise RGB images for RAM.
+
+    Args:
+        images: (H, W, 3) uint8 RGB arrays, any sizes.
+        size: model input side (384 for the official models).
+        device: where the returned tensor lives (resizing runs on the CPU in uint8).
+
+    Returns:
+        (B, 3, size, size) float32 tensor on ``device``.
+
+    Raises:
+        ValueError: an image is not (H, W, 3) uint8, or the list is empty.
+    """
+    if len(images) == 0:
+        raise ValueError("no images given: pass a non-empty list of (H, W, 3) uint8 arrays")
+    resized = torch.stack(
+        [resize_image(_check_image(image, i), size) for i, image in enumerate(images)]
+    )
+    return normalize(resized.to(device, non_blocking=True))
