@@ -256,7 +256,7 @@ def run_dataset(
     ids = list(dataset.ids)
     if not ids:
         raise ValueError("the dataset has no images: check --data and --split")
-    if options.route == "text-input" and dataset.labels(ids[0]) is None:
+    if options.route == "text-input" and all(dataset.labels(i) is None for i in ids):
         raise ValueError(
             "text-input needs image-level labels, and this dataset has none: give a labels "
             "file (--labels) or use the zero-shot route"
@@ -283,16 +283,22 @@ def run_dataset(
         for batch in _batches(dataset, pending, pipeline.batch_size, options.workers):
             good = []
             for item in batch:
-                if item["error"] is not None:
+                error = item["error"]
+                if error is None and options.route == "text-input" and item["labels"] is None:
+                    error = (
+                        f"{item['image_id']}: no image-level labels for this image; add it to the "
+                        "labels file (an empty list means no object) or use zero-shot"
+                    )
+                if error is not None:
                     failed += 1
-                    failures.write(json.dumps({"image_id": item["image_id"], "reason": item["error"]}) + "\n")
-                    logger.warning("skipped %s", item["error"])
+                    failures.write(json.dumps({"image_id": item["image_id"], "reason": error}) + "\n")
+                    logger.warning("skipped %s", error)
                 else:
                     good.append(item)
             if not good:
                 continue
             images = [item["image"] for item in good]
-            labels = [tuple(item["labels"] or ()) for item in good] if options.route == "text-input" else None
+            labels = [tuple(item["labels"]) for item in good] if options.route == "text-input" else None
             results = pipeline.run_arrays(images, labels)
             for item, result in zip(good, results):
                 write_outputs(
