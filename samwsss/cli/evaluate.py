@@ -1,5 +1,191 @@
-"""``samwsss evaluate`` (issue 2)."""
+"""``samwsss evaluate``: mIoU report of a folder of predicted masks (issue 2)."""
 
-from samwsss.cli import not_implemented
+from __future__ import annotations
 
-evaluate_command = not_implemented("evaluate", 2)
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from samwsss.data.base import SegmentationDataset
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "evaluation.json"
+PLOT_NAME = "evaluation_iou.png"
+
+
+@click.command(name="evaluate")
+@click.option(
+    "--pred",
+    "pred_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of predicted masks, <image_id>.png (palette or plain uint8 PNG).",
+)
+@click.option(
+    "--data",
+    default=None,
+    help="Dataset: a VOC root (VOCdevkit/VOC2012), a COCO image folder (coco/val2014) or "
+    "a folder of images. Optional when --gt-dir is given.",
+)
+@click.option("--split", default=None, help="Split to evaluate, e.g. train, val, train_aug.")
+@click.option(
+    "--gt-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of ground-truth PNGs. With --data: precomputed GT for that dataset; "
+    "alone: evaluate against this folder (ids = PNG names), classes from --mapping.",
+)
+@click.option(
+    "--mapping",
+    default=None,
+    help="Class list: 'voc', 'coco' or a mapping YAML file (required with --gt-dir alone).",
+)
+@click.option(
+    "--label-source",
+    default=None,
+    help="Where image-level labels come from (passed to the dataset loader; not used by "
+    "the metric).",
+)
+@click.option(
+    "--coco-gt-rule",
+    type=click.Choice(["overwrite", "smallest"]),
+    default=None,
+    help="How COCO instances become semantic GT: 'overwrite' (default; later annotation "
+    "wins, crowd excluded) or 'smallest' (smallest area wins).",
+)
+@click.option(
+    "--missing",
+    type=click.Choice(["error", "background"]),
+    default="error",
+    show_default=True,
+    help="Images with no prediction: fail, or count them as all background.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Parallel decoders (default: available CPUs, at most 8; 0 = none).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "thread", "process"]),
+    default="auto",
+    show_default=True,
+    help="Parallel decoding in worker processes (fastest) or threads; 'auto' uses "
+    "processes where the platform forks them, else threads.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"JSON report path [default: <pred>/{REPORT_NAME}].",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Per-class IoU bar chart PNG [default: <pred>/{PLOT_NAME}].",
+)
+@click.option("--no-plot", is_flag=True, help="Do not draw the bar chart.")
+def evaluate_command(
+    pred_dir: Path,
+    data: str | None,
+    split: str | None,
+    gt_dir: Path | None,
+    mapping: str | None,
+    label_source: str | None,
+    coco_gt_rule: str | None,
+    missing: str,
+    workers: int | None,
+    backend: str,
+    report_path: Path | None,
+    plot_path: Path | None,
+    no_plot: bool,
+) -> None:
+    """Compute per-class IoU, mIoU and pixel accuracy of predicted masks.
+
+    Ground-truth 255 pixels are ignored, a predicted 255 counts as background, and classes
+    absent from both GT and prediction are left out of the mean. Prints a per-class table,
+    writes a JSON report and a per-class IoU bar chart beside the predictions.
+
+    \b
+    Examples:
+      samwsss evaluate --pred out/masks --data VOCdevkit/VOC2012 --split train
+      samwsss evaluate --pred out/masks --data coco/val2014
+      samwsss evaluate --pred out/masks --gt-dir my_gt --mapping voc
+    """
+    from samwsss.evaluation import EvaluationWorkerError, evaluate_folder
+
+    try:
+        dataset = _open_ground_truth(data, split, gt_dir, mapping, label_source, coco_gt_rule)
+        report = evaluate_folder(
+            pred_dir,
+            dataset,
+            missing=missing,  # type: ignore[arg-type]
+            workers=workers,
+            backend=backend,  # type: ignore[arg-type]
+        )
+    except (ValueError, EvaluationWorkerError) as error:
+        raise click.ClickException(str(error)) from error
+
+    click.echo(report.format_table())
+    click.echo(f"mIoU: {report.miou * 100.0:.2f}%")
+    json_path = report_path or pred_dir / REPORT_NAME
+    chart_path = plot_path or pred_dir / PLOT_NAME
+    try:
+        report.to_json(json_path)
+        click.echo(f"report: {json_path}")
+        if not no_plot:
+            report.plot(chart_path)
+            click.echo(f"chart: {chart_path}")
+    except OSError as error:
+        raise click.ClickException(f"cannot write the report: {error}") from error
+
+
+def _open_ground_truth(
+    data: str | None,
+    split: str | None,
+    gt_dir: Path | None,
+    mapping: str | None,
+    label_source: str | None,
+    coco_gt_rule: str | None,
+) -> SegmentationDataset:
+    """The dataset to evaluate against: ``open_dataset(...)``, or a GT-only folder."""
+    if data is None:
+        if gt_dir is None:
+            raise ValueError(
+                "give the ground truth: --data DATASET (with --split for VOC), or "
+                "--gt-dir FOLDER with --mapping voc|coco|FILE"
+            )
+        if mapping is None:
+            raise ValueError(
+                "--gt-dir without --data needs --mapping (voc, coco or a mapping YAML file) "
+                "to name the classes"
+            )
+        for name, value in (("--split", split), ("--label-source", label_source),
+                            ("--coco-gt-rule", coco_gt_rule)):  # fmt: skip
+            if value is not None:
+                raise ValueError(f"{name} applies to --data datasets, not to --gt-dir alone")
+        from samwsss.evaluation.gt_folder import GroundTruthFolder
+        from samwsss.mapping import load_mapping
+
+        return GroundTruthFolder(gt_dir, load_mapping(mapping).class_names)
+
+    from samwsss.data import open_dataset
+
+    options: dict[str, Any] = {}
+    if mapping is not None:
+        options["mapping"] = mapping
+    if gt_dir is not None:
+        options["gt_dir"] = gt_dir
+    if label_source is not None:
+        options["label_source"] = label_source
+    if coco_gt_rule is not None:
+        options["coco_gt_rule"] = coco_gt_rule
+    return open_dataset(data, split, **options)
