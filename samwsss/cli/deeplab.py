@@ -1,6 +1,325 @@
-"""``samwsss train-deeplab`` and ``samwsss predict`` (issue 5)."""
+"""``samwsss train-deeplab`` and ``samwsss predict`` (issue 5).
 
-from samwsss.cli import not_implemented
+Thin click layers over :mod:`samwsss.deeplab`; torch and the model code are imported only
+when a command runs, so ``samwsss --help`` stays fast.
+"""
 
-train_deeplab_command = not_implemented("train-deeplab", 5)
-predict_command = not_implemented("predict", 5)
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from samwsss.data.base import SegmentationDataset
+    from samwsss.deeplab.config import DeepLabConfig
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "evaluation.json"
+PLOT_NAME = "evaluation_iou.png"
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Show a ``ValueError``/missing file as a one-line error and exit with status 1."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _absolute(value: str | Path | None) -> str | None:
+    """An existing path made absolute (so ``--resume`` works from another folder), else as is."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else str(value)
+
+
+def _build_config(
+    out: Path,
+    resume: bool,
+    config_file: Path | None,
+    explicit: dict[str, Any],
+    overrides: tuple[str, ...],
+) -> DeepLabConfig:
+    """defaults < the run's saved config.yaml (with --resume) < --config < options < --set."""
+    from samwsss.deeplab.config import (
+        DeepLabConfig,
+        config_from_dict,
+        load_config,
+        parse_overrides,
+    )
+
+    config = DeepLabConfig()
+    saved = out / "config.yaml"
+    if resume and saved.is_file():
+        config = load_config(saved)
+    if config_file is not None:
+        config = load_config(config_file, base=config)
+    config = config_from_dict({k: v for k, v in explicit.items() if v is not None}, base=config)
+    return config_from_dict(parse_overrides(overrides), base=config)
+
+
+def open_training_dataset(config: DeepLabConfig, missing_masks: str = "error") -> SegmentationDataset:
+    """The training set of ``config``: ``open_dataset(data, split)``, GT or pseudo masks.
+
+    Raises:
+        ValueError: ``config.data`` unset, or whatever ``open_dataset`` /
+            :class:`~samwsss.deeplab.data.PseudoMaskDataset` reject.
+    """
+    from samwsss.data import open_dataset
+    from samwsss.deeplab.data import PseudoMaskDataset
+
+    if not config.data:
+        raise ValueError("no training data: pass --data (a VOC root, COCO split folder or image folder)")
+    base = open_dataset(
+        config.data,
+        config.split,
+        mapping=config.mapping,
+        gt_dir=None if config.masks else config.gt_dir,
+        coco_gt_rule=config.coco_gt_rule,
+    )
+    if config.masks:
+        return PseudoMaskDataset(base, config.masks, missing=missing_masks)
+    return base
+
+
+@click.command(name="train-deeplab")
+@click.option("--data", default=None, help="Training data: VOC root, COCO split folder/root, or image folder.")
+@click.option("--split", default=None, help="Training split, e.g. train_aug (VOC) or train2014 (COCO root).")
+@click.option(
+    "--masks",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Pseudo masks <id>.png replacing the ground truth (omit: train on the dataset's GT).",
+)
+@click.option("--mapping", default=None, help="Class list for a plain image folder ('voc', 'coco' or a YAML).")
+@click.option("--gt-dir", default=None, help="GT folder <id>.png replacing the dataset's own (no --masks).")
+@click.option(
+    "--coco-gt-rule",
+    type=click.Choice(["overwrite", "smallest"]),
+    default=None,
+    help="How COCO instances become semantic GT [default: overwrite].",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory: config.yaml, logs, curves, checkpoints/, model_final.pt.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="YAML file of config keys (see samwsss.deeplab.config.DeepLabConfig).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any config key (value read as YAML), e.g. --set lr=1e-3 --set flip=false.",
+)
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Iterations [VOC 20000, COCO 100000].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch per process [VOC 5, COCO 10].")
+@click.option("--lr", type=float, default=None, help="Backbone learning rate [2.5e-4]; head x10 / x20.")
+@click.option("--crop-size", type=click.IntRange(min=8), default=None, help="Square crop side [321].")
+@click.option("--backbone", default=None, help="resnet50 | resnet101 | resnet152 [resnet101].")
+@click.option("--init", default=None, help="imagenet | imagenet-v2 | none | PATH (checkpoint) [imagenet].")
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader workers per process [4].")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available].")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of init, data order, crops [0].")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Iterations between checkpoints [1000].")
+@click.option("--val-data", default=None, help="Validation dataset [default: --data].")
+@click.option("--val-split", default=None, help="Validation split with GT, e.g. val.")
+@click.option("--val-every", type=click.IntRange(min=0), default=None, help="Validate every N iterations [0 = off].")
+@click.option(
+    "--missing-masks",
+    type=click.Choice(["error", "skip"]),
+    default="error",
+    show_default=True,
+    help="Images of the split without a pseudo mask: fail, or leave them out.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
+def train_deeplab_command(
+    data: str | None,
+    split: str | None,
+    masks: Path | None,
+    mapping: str | None,
+    gt_dir: str | None,
+    coco_gt_rule: str | None,
+    out: Path,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    iterations: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    crop_size: int | None,
+    backbone: str | None,
+    init: str | None,
+    workers: int | None,
+    device: str | None,
+    seed: int | None,
+    checkpoint_every: int | None,
+    val_data: str | None,
+    val_split: str | None,
+    val_every: int | None,
+    missing_masks: str,
+    resume: bool,
+) -> None:
+    """Train DeepLabV2 (ResNet-101, ASPP-v2) on pseudo masks or ground truth.
+
+    Defaults follow the survey: 321x321 crops, batch 5 / 20k iterations (VOC) or 10 / 100k
+    (COCO), SGD momentum 0.9, lr 2.5e-4 (head x10, biases x20), weight decay 5e-4, poly 0.9.
+    Under torchrun the batch is per process (effective batch = batch x processes).
+    """
+    explicit = {
+        "data": _absolute(data),
+        "split": split,
+        "masks": _absolute(masks),
+        "mapping": _absolute(mapping),
+        "gt_dir": _absolute(gt_dir),
+        "coco_gt_rule": coco_gt_rule,
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "lr": lr,
+        "crop_size": crop_size,
+        "backbone": backbone,
+        "init": init,
+        "workers": workers,
+        "device": device,
+        "seed": seed,
+        "checkpoint_every": checkpoint_every,
+        "val_data": _absolute(val_data),
+        "val_split": val_split,
+        "val_every": val_every,
+    }
+    with _user_errors():
+        from samwsss.data import open_dataset
+        from samwsss.deeplab.train import Trainer
+
+        config = _build_config(out, resume, config_file, explicit, overrides)
+        dataset = open_training_dataset(config, missing_masks)
+        val_dataset = None
+        if config.val_split is not None or config.val_data is not None:
+            val_dataset = open_dataset(
+                config.val_data or config.data or "",
+                config.val_split,
+                mapping=config.mapping,
+                coco_gt_rule=config.coco_gt_rule,
+            )
+            if tuple(val_dataset.class_names) != tuple(dataset.class_names):
+                raise ValueError("the validation dataset's class list differs from the training set's")
+            if config.val_every == 0:
+                logger.warning("a validation set is given but val_every is 0: no validation")
+        result = Trainer(config, dataset, out, val_dataset=val_dataset, resume=resume).run()
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
+    click.echo(f"trained {result.iterations} iterations (from {result.start_iteration}); loss {result.last_loss:.4f}")
+    if result.val_miou is not None:
+        click.echo(f"val mIoU {100 * result.val_miou:.2f}%")
+    click.echo(f"model: {result.final_model}")
+
+
+def _parse_scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give comma-separated numbers, e.g. 0.5,0.75,1,1.25,1.5") from None
+    if not scales or any(s <= 0 for s in scales):
+        raise click.BadParameter(f"{text!r}: scales must be positive numbers")
+    return scales
+
+
+@click.command(name="predict")
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="model_final.pt (or checkpoints/last.pt) of a train-deeplab run.",
+)
+@click.option("--data", required=True, help="Images: VOC root, COCO split folder/root, or image folder.")
+@click.option("--split", default=None, help="Split to predict, e.g. val or test.")
+@click.option("--mapping", default=None, help="Class list for a plain image folder with GT.")
+@click.option("--gt-dir", default=None, help="GT folder <id>.png to evaluate against instead of the dataset's.")
+@click.option(
+    "--coco-gt-rule",
+    type=click.Choice(["overwrite", "smallest"]),
+    default="overwrite",
+    show_default=True,
+    help="How COCO instances become semantic GT.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for <id>.png predictions (+ evaluation.json when GT exists).",
+)
+@click.option(
+    "--scales",
+    default="1.0",
+    show_default=True,
+    help="Comma-separated input scales averaged, e.g. 0.5,0.75,1.0,1.25,1.5.",
+)
+@click.option("--flip/--no-flip", default=False, show_default=True, help="Also average horizontally flipped inputs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Images per forward.")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Image decoding workers.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available].")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA.")
+@click.option("--palette/--plain", default=True, show_default=True, help="VOC-palette PNGs or plain index PNGs.")
+@click.option("--overwrite", is_flag=True, help="Redo images whose prediction already exists.")
+@click.option("--no-eval", is_flag=True, help="Skip the evaluation even when GT exists.")
+def predict_command(
+    checkpoint: Path,
+    data: str,
+    split: str | None,
+    mapping: str | None,
+    gt_dir: str | None,
+    coco_gt_rule: str,
+    out: Path,
+    scales: str,
+    flip: bool,
+    batch_size: int,
+    workers: int,
+    device: str | None,
+    amp: bool,
+    palette: bool,
+    overwrite: bool,
+    no_eval: bool,
+) -> None:
+    """Predict masks with a trained DeepLabV2 (multi-scale, flip) and evaluate them."""
+    scale_values = _parse_scales(scales)
+    with _user_errors():
+        from samwsss.data import open_dataset
+        from samwsss.deeplab.predict import InferenceOptions, load_checkpoint_model, predict_dataset
+
+        dataset = open_dataset(data, split, mapping=mapping, gt_dir=gt_dir, coco_gt_rule=coco_gt_rule)
+        loaded = load_checkpoint_model(checkpoint, device)
+        options = InferenceOptions(scales=scale_values, flip=flip, amp=amp)
+        summary = predict_dataset(
+            loaded,
+            dataset,
+            out,
+            options=options,
+            batch_size=batch_size,
+            workers=workers,
+            overwrite=overwrite,
+            palette=palette,
+        )
+        click.echo(f"wrote {summary.written} predictions to {summary.out_dir} ({summary.skipped} existed)")
+        if dataset.has_gt and not no_eval:
+            from samwsss.evaluation import evaluate_folder
+
+            report = evaluate_folder(out, dataset)
+            report.to_json(out / REPORT_NAME)
+            report.plot(out / PLOT_NAME)
+            click.echo(report.format_table())
+            click.echo(f"report: {out / REPORT_NAME}")

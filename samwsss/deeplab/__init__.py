@@ -1,0 +1,13 @@
+"""DeepLabV2 (ResNet-101 + ASPP-v2) training and inference on pseudo masks (issue 5).
+
+Modules (import them directly; this package imports nothing itself):
+
+- :mod:`samwsss.deeplab.config` -- ``DeepLabConfig`` (the survey's recipe), YAML, overrides.
+- :mod:`samwsss.deeplab.model` -- ``DeepLabV2``, ``ASPPV2``, ``build_deeplab``.
+- :mod:`samwsss.deeplab.transforms` -- ``TrainAugmentation``, ``normalize_batch``.
+- :mod:`samwsss.deeplab.data` -- ``PseudoMaskDataset``, ``SampleStream``,
+  ``AugmentedSegmentationData``.
+- :mod:`samwsss.deeplab.train` -- ``Trainer`` / ``train_deeplab`` (DDP, bf16, resume).
+- :mod:`samwsss.deeplab.predict` -- ``load_checkpoint_model``, ``predict_labels``,
+  ``predict_dataset``, ``evaluate_model`` (multi-scale + flip).
+"""

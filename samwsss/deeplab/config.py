@@ -1,0 +1,366 @@
+"""DeepLabV2 training configuration: one flat dataclass, YAML files and ``key=value`` overrides.
+
+Defaults follow the survey's recipe (section 5.1) and the DeepLab-v2 reference solver:
+crops 321x321, SGD momentum 0.9, base learning rate 2.5e-4 with 10x for the ASPP head's
+weights and 20x for its biases, weight decay 5e-4 (not on the head's biases: the reference
+prototxt gives them ``decay_mult: 0``; the backbone's convolutions have no biases and its
+batch norm is frozen), poly schedule with power 0.9, random scaling 0.5-1.5, random crop,
+horizontal flip, ignore label 255.
+
+``batch_size`` and ``iterations`` default per dataset kind (VOC: 5 and 20,000; COCO: 10 and
+100,000; a plain folder gets the VOC values) and are filled in by :meth:`DeepLabConfig.resolve`.
+Under ``torchrun`` ``batch_size`` is **per process**: the effective (global) batch is
+``batch_size x world_size``; divide by the number of GPUs to keep the recipe's batch.
+
+Input normalisation is torchvision's ImageNet mean/std on RGB in [0, 1], because the
+backbone weights are torchvision's (the Caffe reference subtracted a BGR mean instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Per dataset kind: (per-process batch size, iterations) from the survey's section 5.1.
+KIND_DEFAULTS: dict[str, tuple[int, int]] = {
+    "voc": (5, 20_000),
+    "coco": (10, 100_000),
+    "folder": (5, 20_000),
+}
+
+BACKBONES: dict[str, tuple[int, int, int, int]] = {
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+    "resnet152": (3, 8, 36, 3),
+}
+"""Bottleneck block counts per stage of the named backbones."""
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Fields that may change between a killed run and its ``--resume`` without changing results
+#: (``batch_size`` only with the number of processes so that their product stays the same).
+RESUME_MUTABLE = frozenset(
+    {
+        "workers",
+        "batch_size",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "val_every",
+        "val_max_images",
+        "val_batch_size",
+        "device",
+        "data",
+        "masks",
+        "val_data",
+        "val_split",
+        "mapping",
+        "gt_dir",
+        "init",
+    }
+)
+
+
+@dataclass
+class DeepLabConfig:
+    """Every setting of a DeepLabV2 training run (see the module docstring for the recipe).
+
+    Data:
+        data: dataset spec handed to ``samwsss.data.open_dataset`` (VOC root, COCO root or
+            image folder). split: its training split (``None``: the dataset's default).
+        masks: folder of pseudo masks ``<id>.png`` replacing the ground truth; ``None``
+            trains on the dataset's own ground truth (the fully supervised upper bound).
+        mapping / gt_dir / coco_gt_rule: passed to ``open_dataset`` (class list of a folder
+            dataset, a replacement GT folder, how COCO instances become semantic GT).
+        val_data / val_split: dataset for periodic validation (``val_data`` defaults to
+            ``data``); validation runs only when ``val_every > 0`` and ``val_split`` is set.
+
+    Model:
+        backbone: ``"resnet50"``, ``"resnet101"`` (default) or ``"resnet152"``, or
+            ``"custom"`` with ``backbone_layers`` (four Bottleneck counts).
+        width_per_group: Bottleneck inner width per 64 planes (torchvision's; 64 = standard).
+            Smaller values give tiny test models; ImageNet weights need 64.
+        init: ``"imagenet"`` (torchvision IMAGENET1K_V1, downloaded on first use),
+            ``"imagenet-v2"`` (IMAGENET1K_V2), ``"none"`` (random) or a local checkpoint path.
+        atrous_rates: dilations of the four ASPP-v2 branches.
+
+    Optimisation: see field names; ``lr`` is the backbone's, the head's weights get
+        ``lr * head_lr_mult`` and its biases ``lr * head_bias_lr_mult``; ``head_bias_decay``
+        toggles weight decay on the head biases (off in the reference).
+
+    Runtime:
+        amp: ``"auto"`` (bf16 autocast on CUDA, float32 on CPU), ``"bf16"`` or ``"none"``.
+        channels_last: ``None`` = on for CUDA. device: ``None`` = CUDA when available.
+        loss_resolution: ``"label"`` upsamples logits bilinearly to the crop before the
+            loss; ``"logits"`` shrinks the labels (nearest) to the stride-8 logits as the
+            Caffe reference did.
+    """
+
+    # data
+    data: str | None = None
+    split: str | None = None
+    masks: str | None = None
+    mapping: str | None = None
+    gt_dir: str | None = None
+    coco_gt_rule: str = "overwrite"
+    val_data: str | None = None
+    val_split: str | None = None
+    # model
+    backbone: str = "resnet101"
+    backbone_layers: list[int] | None = None
+    width_per_group: int = 64
+    init: str = "imagenet"
+    atrous_rates: list[int] = field(default_factory=lambda: [6, 12, 18, 24])
+    # optimisation
+    iterations: int | None = None
+    batch_size: int | None = None
+    lr: float = 2.5e-4
+    head_lr_mult: float = 10.0
+    head_bias_lr_mult: float = 20.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    head_bias_decay: bool = False
+    poly_power: float = 0.9
+    # augmentation
+    crop_size: int = 321
+    scale_min: float = 0.5
+    scale_max: float = 1.5
+    flip: bool = True
+    ignore_index: int = 255
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    loss_resolution: str = "label"
+    # runtime
+    seed: int = 0
+    workers: int = 4
+    amp: str = "auto"
+    channels_last: bool | None = None
+    device: str | None = None
+    log_every: int = 20
+    checkpoint_every: int = 1000
+    keep_checkpoints: bool = False
+    val_every: int = 0
+    val_max_images: int | None = None
+    val_batch_size: int = 4
+
+    # ------------------------------------------------------------------ derived views
+    @property
+    def layers(self) -> tuple[int, int, int, int]:
+        """Bottleneck block counts per stage for :attr:`backbone`."""
+        if self.backbone == "custom":
+            if self.backbone_layers is None:
+                raise ValueError(
+                    "backbone 'custom' needs backbone_layers, e.g. backbone_layers=[1,1,1,1]"
+                )
+            return tuple(self.backbone_layers)  # type: ignore[return-value]
+        return BACKBONES[self.backbone]
+
+    def resolve(self, kind: str | None) -> DeepLabConfig:
+        """Return a copy with ``batch_size``/``iterations`` filled from the dataset kind.
+
+        Args:
+            kind: ``SegmentationDataset.kind`` (``"voc"``, ``"coco"``, ``"folder"``, ...);
+                unknown kinds get the VOC defaults.
+        """
+        batch, iterations = KIND_DEFAULTS.get(kind or "voc", KIND_DEFAULTS["voc"])
+        resolved = dataclasses.replace(self)
+        if resolved.batch_size is None:
+            resolved.batch_size = batch
+        if resolved.iterations is None:
+            resolved.iterations = iterations
+        resolved.validate()
+        return resolved
+
+    def validate(self) -> None:
+        """Check value ranges; raise ``ValueError`` naming the bad field and the fix."""
+        if self.backbone not in (*BACKBONES, "custom"):
+            raise ValueError(
+                f"backbone {self.backbone!r} is unknown; use one of "
+                f"{sorted(BACKBONES) + ['custom']}"
+            )
+        layers = self.layers
+        if len(layers) != 4 or any(int(n) < 1 for n in layers):
+            raise ValueError(f"backbone_layers must be four counts >= 1, got {list(layers)}")
+        if self.width_per_group < 1:
+            raise ValueError(f"width_per_group must be >= 1, got {self.width_per_group}")
+        if len(self.atrous_rates) < 1 or any(int(r) < 1 for r in self.atrous_rates):
+            raise ValueError(f"atrous_rates must be positive ints, got {self.atrous_rates}")
+        for name in ("iterations", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name in ("lr", "head_lr_mult", "head_bias_lr_mult"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0 or self.poly_power < 0:
+            raise ValueError("weight_decay and poly_power must be >= 0")
+        if self.crop_size < 8:
+            raise ValueError(f"crop_size must be >= 8 pixels, got {self.crop_size}")
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ValueError(
+                f"need 0 < scale_min <= scale_max, got {self.scale_min}..{self.scale_max}"
+            )
+        if not 0 <= self.ignore_index <= 255:
+            raise ValueError(f"ignore_index must be in 0..255, got {self.ignore_index}")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ValueError(f"mean and std need 3 values (RGB, std > 0), got {self.mean}, {self.std}")
+        if self.loss_resolution not in ("label", "logits"):
+            raise ValueError(
+                f"loss_resolution must be 'label' or 'logits', got {self.loss_resolution!r}"
+            )
+        if self.amp not in ("auto", "bf16", "none"):
+            raise ValueError(f"amp must be 'auto', 'bf16' or 'none', got {self.amp!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        for name in ("log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.val_every < 0:
+            raise ValueError(f"val_every must be >= 0 (0 = off), got {self.val_every}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.val_batch_size < 1:
+            raise ValueError(f"val_batch_size must be >= 1, got {self.val_batch_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (YAML/JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    def diff(self, other: DeepLabConfig) -> dict[str, tuple[Any, Any]]:
+        """Fields whose values differ: ``name -> (self's value, other's value)``."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {name: (mine[name], theirs[name]) for name in mine if mine[name] != theirs[name]}
+
+
+def field_names() -> list[str]:
+    """Names of every :class:`DeepLabConfig` field, in declaration order."""
+    return [f.name for f in fields(DeepLabConfig)]
+
+
+def config_from_dict(values: dict[str, Any], base: DeepLabConfig | None = None) -> DeepLabConfig:
+    """Build a config from ``values`` (unknown keys rejected), starting from ``base``.
+
+    Raises:
+        ValueError: for an unknown key (the message lists valid keys) or a value of the
+            wrong type.
+    """
+    config = dataclasses.replace(base) if base is not None else DeepLabConfig()
+    hints = typing.get_type_hints(DeepLabConfig)
+    valid = field_names()
+    for key, value in values.items():
+        if key not in valid:
+            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
+        setattr(config, key, _coerce(key, value, hints[key]))
+    return config
+
+
+def load_config(path: str | os.PathLike[str], base: DeepLabConfig | None = None) -> DeepLabConfig:
+    """Read a YAML mapping of config keys (flat, or nested one level in any section names).
+
+    Nested sections such as ``train: {lr: 0.001}`` are flattened (the section names are
+    only for readability); a key given twice raises ``ValueError``.
+    """
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    loaded = yaml.safe_load(text)
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a DeepLab config must be a YAML mapping, got {type(loaded).__name__}")
+    flat: dict[str, Any] = {}
+    valid = set(field_names())
+    for key, value in loaded.items():
+        if isinstance(value, dict) and key not in valid:
+            items = value.items()
+        else:
+            items = [(key, value)]
+        for name, item in items:
+            if name in flat:
+                raise ValueError(f"{path}: config key {name!r} is given twice")
+            flat[str(name)] = item
+    try:
+        return config_from_dict(flat, base)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``["lr=0.001", "atrous_rates=[6,12]"]`` into a dict (values read as YAML)."""
+    import yaml
+
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {pair!r} must look like key=value, e.g. lr=0.001")
+        result[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return result
+
+
+def save_config(config: DeepLabConfig, path: str | os.PathLike[str]) -> None:
+    """Write ``config`` as YAML atomically."""
+    import yaml
+
+    from samwsss.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check/convert ``value`` to the field type ``hint``; raise ``ValueError`` if impossible."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for candidate in non_none:
+            try:
+                return _coerce(key, value, candidate)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError(errors[0])
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ValueError(f"config {key} must be a list, got {value!r}")
+        (item_type,) = args
+        return [_coerce(key, item, item_type) for item in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"config {key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"config {key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ValueError(f"config {key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"config {key} must be a string, got {value!r}")
+    raise ValueError(f"config {key}: unsupported type {hint!r}")  # pragma: no cover

@@ -1,0 +1,346 @@
+"""DeepLabV2 inference: batched, multi-scale + flip averaged, palette PNGs, evaluation.
+
+For each image the model runs at every scale ``s`` (input resized bilinearly to
+``round(H*s) x round(W*s)``), optionally also on the horizontally flipped input; each
+output's logits are upsampled bilinearly to the original ``H x W``, turned into softmax
+probabilities, un-flipped, and averaged. The prediction is the arg-max class (uint8).
+
+Images of one batch are grouped by size and each group runs as one tensor, so no image is
+padded and results are identical to one-image-at-a-time inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from samwsss.data.base import SegmentationDataset
+from samwsss.deeplab.config import DeepLabConfig, config_from_dict
+from samwsss.deeplab.model import DeepLabV2, build_deeplab, upsample_logits
+from samwsss.deeplab.transforms import normalize_batch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "samwsss-deeplabv2"
+
+
+@dataclass
+class LoadedModel:
+    """A DeepLabV2 restored from a samwsss checkpoint.
+
+    Attributes:
+        model: the network in eval mode on ``device``.
+        config: the training run's resolved config (mean/std, backbone, ...).
+        class_names: class names the model predicts, background first.
+        iteration: training iterations done when the checkpoint was written.
+        device: where the model lives.
+    """
+
+    model: DeepLabV2
+    config: DeepLabConfig
+    class_names: tuple[str, ...]
+    iteration: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How to run the model.
+
+    Attributes:
+        scales: input scale factors; predictions are averaged over them.
+        flip: also run each scale on the horizontally flipped image.
+        amp: bf16 autocast (CUDA only; ignored on CPU).
+        channels_last: channels-last inputs (CUDA).
+    """
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    amp: bool = True
+    channels_last: bool = True
+
+
+def choose_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> ``cuda`` when available, else ``cpu``; strings are validated."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device {device!r} is not a torch device ({error}); use cpu or cuda[:N]") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return chosen
+
+
+def load_checkpoint_model(
+    path: str | os.PathLike[str], device: str | torch.device | None = None
+) -> LoadedModel:
+    """Restore a model written by the trainer (``model_final.pt`` or ``checkpoints/*.pt``).
+
+    Raises:
+        ValueError: the file is missing or not a samwsss DeepLabV2 checkpoint.
+    """
+    target = Path(path)
+    if not target.is_file():
+        raise ValueError(f"checkpoint {str(target)!r} does not exist")
+    state: Any = torch.load(target, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{target}: not a samwsss DeepLabV2 checkpoint (no format={CHECKPOINT_FORMAT!r}); "
+            "use model_final.pt or checkpoints/last.pt from a train-deeplab run"
+        )
+    config = config_from_dict(state["config"])
+    class_names = tuple(state["class_names"])
+    model = build_deeplab(
+        len(class_names),
+        backbone=config.backbone,
+        layers=config.backbone_layers if config.backbone == "custom" else None,
+        width_per_group=config.width_per_group,
+        atrous_rates=config.atrous_rates,
+        init="none",
+    )
+    model.load_state_dict(state["model"])
+    chosen = choose_device(device)
+    model.to(chosen).eval()
+    if chosen.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return LoadedModel(model, config, class_names, int(state.get("iteration", 0)), chosen)
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    options: InferenceOptions = InferenceOptions(),
+) -> torch.Tensor:
+    """Averaged class probabilities of a batch of same-size images.
+
+    Args:
+        model: a DeepLabV2 (any module mapping ``(B, 3, h, w)`` to stride-8 logits).
+        images: ``(B, H, W, 3)`` uint8 RGB batch (on any device; moved to the model's).
+        mean, std: normalisation of the training run.
+        options: scales, flip, autocast.
+
+    Returns:
+        ``(B, C, H, W)`` float32 probabilities (summing to 1 over ``C``) on the model's device.
+    """
+    if not options.scales or any(s <= 0 for s in options.scales):
+        raise ValueError(f"scales must be positive numbers, got {options.scales}")
+    device = next(model.parameters()).device
+    channels_last = options.channels_last and device.type == "cuda"
+    batch = normalize_batch(images, mean, std, device=device, channels_last=channels_last)
+    count, height, width = batch.shape[0], batch.shape[2], batch.shape[3]
+    total = torch.zeros((), device=device)
+    for scale in options.scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        inputs = batch if size == (height, width) else F.interpolate(
+            batch, size=size, mode="bilinear", align_corners=False
+        )
+        if options.flip:
+            inputs = torch.cat([inputs, inputs.flip(-1)])
+        with _autocast(device, options.amp):
+            logits = model(inputs)
+        probs = upsample_logits(logits.float(), (height, width)).softmax(dim=1)
+        if options.flip:
+            probs = probs[:count] + probs[count:].flip(-1)
+        total = total + probs
+    return total / (len(options.scales) * (2 if options.flip else 1))
+
+
+def predict_labels(
+    model: torch.nn.Module,
+    images: Sequence[np.ndarray],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    options: InferenceOptions = InferenceOptions(),
+) -> list[np.ndarray]:
+    """Predict ``(H, W)`` uint8 label maps for RGB images of any sizes.
+
+    Images are grouped by size; each group is one forward per scale (and flip).
+
+    Args:
+        images: ``(H, W, 3)`` uint8 RGB arrays.
+
+    Returns:
+        One ``(H, W)`` uint8 map per image, in input order, each of its image's size.
+    """
+    results: list[np.ndarray | None] = [None] * len(images)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for position, image in enumerate(images):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"image {position} must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}"
+            )
+        groups.setdefault(image.shape[:2], []).append(position)
+    for positions in groups.values():
+        stacked = torch.from_numpy(np.stack([images[p] for p in positions]))
+        probs = predict_probabilities(model, stacked, mean=mean, std=std, options=options)
+        labels = probs.argmax(dim=1).to(torch.uint8).cpu().numpy()
+        for slot, position in enumerate(positions):
+            results[position] = labels[slot]
+    return [r for r in results if r is not None]
+
+
+class _ImageItems(torch.utils.data.Dataset[tuple[str, np.ndarray]]):
+    """Decode dataset images by id in DataLoader workers."""
+
+    def __init__(self, dataset: SegmentationDataset, ids: Sequence[str]) -> None:
+        self.dataset = dataset
+        self.ids = list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[str, np.ndarray]:
+        image_id = self.ids[index]
+        return image_id, self.dataset.load_image(image_id)
+
+
+def _as_list(batch: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    return batch
+
+
+def iterate_images(
+    dataset: SegmentationDataset, ids: Sequence[str], batch_size: int, workers: int
+) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """Yield lists of ``(image id, (H, W, 3) uint8 image)``, decoded by ``workers`` processes."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    loader = torch.utils.data.DataLoader(
+        _ImageItems(dataset, ids),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_as_list,
+    )
+    yield from loader
+
+
+def check_class_names(model_classes: Sequence[str], dataset: SegmentationDataset) -> None:
+    """Raise ``ValueError`` if the model was trained on another class list than ``dataset``'s.
+
+    A dataset without a class list (a plain image folder opened without a mapping has
+    only ``("background",)``) and without ground truth is accepted: there is nothing to
+    compare.
+    """
+    if not dataset.has_gt and len(dataset.class_names) <= 1:
+        return
+    if tuple(model_classes) != tuple(dataset.class_names):
+        raise ValueError(
+            f"the checkpoint predicts {len(model_classes)} classes {list(model_classes)[:4]}... "
+            f"but the dataset has {len(dataset.class_names)} {list(dataset.class_names)[:4]}...; "
+            "use a checkpoint trained on this dataset's classes (or the matching --mapping)"
+        )
+
+
+@dataclass
+class PredictionSummary:
+    """What :func:`predict_dataset` did: ``written`` new files, ``skipped`` existing ones."""
+
+    out_dir: Path
+    written: int
+    skipped: int
+
+
+def predict_dataset(
+    loaded: LoadedModel,
+    dataset: SegmentationDataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    options: InferenceOptions = InferenceOptions(),
+    batch_size: int = 4,
+    workers: int = 2,
+    overwrite: bool = False,
+    palette: bool = True,
+    ids: Sequence[str] | None = None,
+) -> PredictionSummary:
+    """Write ``<out_dir>/<id>.png`` (uint8 class indices, VOC palette) for every image.
+
+    Existing predictions are kept (resumable) unless ``overwrite``.
+
+    Raises:
+        ValueError: the checkpoint's classes differ from the dataset's.
+    """
+    from samwsss.labelio import write_label_png
+
+    check_class_names(loaded.class_names, dataset)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = list(dataset.ids if ids is None else ids)
+    todo = wanted if overwrite else [i for i in wanted if not (folder / f"{i}.png").exists()]
+    skipped = len(wanted) - len(todo)
+    if skipped:
+        logger.info("%d predictions already exist in %s; skipped", skipped, folder)
+    written = 0
+    for batch in iterate_images(dataset, todo, batch_size, workers):
+        labels = predict_labels(
+            loaded.model,
+            [image for _, image in batch],
+            mean=loaded.config.mean,
+            std=loaded.config.std,
+            options=options,
+        )
+        for (image_id, _), label in zip(batch, labels):
+            write_label_png(folder / f"{image_id}.png", label, palette=palette)
+            written += 1
+        logger.info("predicted %d / %d", written, len(todo))
+    return PredictionSummary(folder, written, skipped)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    dataset: SegmentationDataset,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    ids: Sequence[str] | None = None,
+    options: InferenceOptions = InferenceOptions(),
+    batch_size: int = 4,
+    workers: int = 0,
+) -> Any:
+    """Predict ``ids`` (default: all) in memory and count them into a ConfusionMatrix.
+
+    Returns:
+        ``samwsss.evaluation.ConfusionMatrix`` over the dataset's classes.
+    """
+    from samwsss.evaluation import ConfusionMatrix
+
+    if not dataset.has_gt:
+        raise ValueError(f"dataset {dataset.kind!r} has no ground truth to evaluate against")
+    matrix = ConfusionMatrix(dataset.num_classes, dataset.class_names)
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in iterate_images(dataset, list(dataset.ids if ids is None else ids), batch_size, workers):
+            labels = predict_labels(
+                model, [image for _, image in batch], mean=mean, std=std, options=options
+            )
+            for (image_id, _), label in zip(batch, labels):
+                gt = dataset.gt(image_id)
+                if gt is not None:
+                    matrix.update(label, gt, image_id=image_id)
+    finally:
+        model.train(was_training)
+    return matrix

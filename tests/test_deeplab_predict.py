@@ -1,0 +1,96 @@
+"""DeepLabV2 inference: multi-scale + flip averaging, original sizes, PNG output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from samwsss.deeplab.predict import (
+    InferenceOptions,
+    LoadedModel,
+    load_checkpoint_model,
+    predict_dataset,
+    predict_labels,
+    predict_probabilities,
+)
+from samwsss.deeplab.train import Trainer
+from samwsss.labelio import read_label_png
+from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, tiny_config
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TTA = InferenceOptions(scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> LoadedModel:
+    """A tiny model trained for a few iterations, restored from its checkpoint."""
+    with one_torch_thread():
+        run = tmp_path_factory.mktemp("run")
+        result = Trainer(tiny_config(iterations=3), ShapesDataset(4, (40, 40)), run).run()
+        return load_checkpoint_model(result.final_model, "cpu")
+
+
+def test_multiscale_flip_probabilities_have_original_size(trained: LoadedModel) -> None:
+    images = torch.from_numpy(np.stack([ShapesDataset(2, (37, 53), seed=4).load_image(i) for i in ("img_000", "img_001")]))
+    probs = predict_probabilities(trained.model, images, mean=MEAN, std=STD, options=TTA)
+    assert probs.shape == (2, 4, 37, 53) and probs.dtype == torch.float32
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(2, 37, 53))
+    single = predict_probabilities(trained.model, images, mean=MEAN, std=STD)
+    assert not torch.allclose(single, probs)  # the augmentation changes the average
+
+
+def test_flip_averaging_is_flip_equivariant(trained: LoadedModel) -> None:
+    image = torch.from_numpy(ShapesDataset(1, (41, 45), seed=5).load_image("img_000"))[None]
+    options = InferenceOptions(scales=(0.75, 1.0), flip=True)
+    probs = predict_probabilities(trained.model, image, mean=MEAN, std=STD, options=options)
+    mirrored = predict_probabilities(trained.model, image.flip(2), mean=MEAN, std=STD, options=options)
+    torch.testing.assert_close(mirrored, probs.flip(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_sizes_grouped_equal_one_at_a_time(trained: LoadedModel) -> None:
+    dataset = ShapesDataset(sizes=[(40, 40), (33, 47), (40, 40), (29, 31)], seed=6)
+    images = [dataset.load_image(i) for i in dataset.ids]
+    batched = predict_labels(trained.model, images, mean=MEAN, std=STD, options=TTA)
+    assert [p.shape for p in batched] == [im.shape[:2] for im in images]
+    assert all(p.dtype == np.uint8 and p.max() < 4 for p in batched)
+    for image, label in zip(images, batched):
+        alone = predict_labels(trained.model, [image], mean=MEAN, std=STD, options=TTA)[0]
+        assert np.array_equal(alone, label)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        predict_labels(trained.model, [images[0][..., 0]], mean=MEAN, std=STD)
+
+
+def test_predict_dataset_writes_palette_pngs_and_resumes(trained: LoadedModel, tmp_path) -> None:
+    dataset = ShapesDataset(sizes=[(30, 50), (44, 36), (40, 40)], seed=7)
+    summary = predict_dataset(trained, dataset, tmp_path / "pred", options=TTA, batch_size=2, workers=0)
+    assert (summary.written, summary.skipped) == (3, 0)
+    for image_id in dataset.ids:
+        path = tmp_path / "pred" / f"{image_id}.png"
+        with Image.open(path) as png:
+            assert png.mode == "P"
+        label = read_label_png(path)
+        assert label.shape == dataset.load_image(image_id).shape[:2]
+    again = predict_dataset(trained, dataset, tmp_path / "pred", batch_size=2, workers=0)
+    assert (again.written, again.skipped) == (0, 3)
+
+
+def test_checkpoint_and_class_checks(trained: LoadedModel, tmp_path) -> None:
+    other = ShapesDataset(1)
+    other.class_names = ("background", "a", "b")  # type: ignore[misc]
+    with pytest.raises(ValueError, match="predicts 4 classes"):
+        predict_dataset(trained, other, tmp_path / "x", workers=0)
+    plain = tmp_path / "plain.pt"
+    torch.save(trained.model.state_dict(), plain)
+    with pytest.raises(ValueError, match="not a samwsss DeepLabV2 checkpoint"):
+        load_checkpoint_model(plain)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_checkpoint_model(tmp_path / "missing.pt")
+    assert trained.iteration == 3 and trained.class_names == ShapesDataset.class_names

@@ -1,0 +1,221 @@
+"""DeepLabV2 trainer: schedule, parameter groups, data stream, learning, exact resume."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from samwsss.deeplab.data import AugmentedSegmentationData, PseudoMaskDataset, SampleStream
+from samwsss.deeplab.model import build_deeplab
+from samwsss.deeplab.predict import predict_labels
+from samwsss.deeplab.train import (
+    Trainer,
+    build_optimizer,
+    poly_lr,
+    segmentation_loss,
+    set_learning_rates,
+)
+from samwsss.deeplab.transforms import TrainAugmentation
+from samwsss.labelio import write_label_png
+from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, require_evaluation, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_torch_thread():
+        yield
+
+
+def _tiny_model(num_classes: int = 4):
+    return build_deeplab(
+        num_classes, backbone="custom", layers=(1, 1, 1, 1), width_per_group=8,
+        atrous_rates=(1, 2, 3, 4), init="none",
+    )
+
+
+def _read_log(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_poly_schedule_and_groups_against_hand_computed_values() -> None:
+    config = tiny_config(lr=2.5e-4, iterations=100)
+    model = _tiny_model()
+    optimizer = build_optimizer(model, config)
+    names = [g["name"] for g in optimizer.param_groups]
+    assert names == ["backbone", "head_weight", "head_bias"]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [5e-4, 5e-4, 0.0]
+    assert all(g["momentum"] == 0.9 for g in optimizer.param_groups)
+    # (iteration, base lr) with 0.5**0.9 = 0.535886731 and 0.01**0.9 = 0.015848932
+    for iteration, base in [(0, 2.5e-4), (50, 1.339716828e-4), (99, 3.962233e-6), (100, 0.0)]:
+        assert set_learning_rates(optimizer, config, iteration) == pytest.approx(base, rel=1e-6, abs=1e-15)
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        assert lrs == pytest.approx([base, 10 * base, 20 * base], rel=1e-6, abs=1e-15)
+    assert poly_lr(1.0, 25, 100, 1.0) == pytest.approx(0.75)
+
+
+def test_weight_decay_applies_to_weights_not_head_biases() -> None:
+    config = tiny_config(lr=0.1, iterations=10, weight_decay=0.5)
+    model = _tiny_model()
+    with torch.no_grad():
+        model.head.branches[0].bias.fill_(1.0)
+    optimizer = build_optimizer(model, config)
+    set_learning_rates(optimizer, config, 0)
+    conv = model.backbone.conv1.weight
+    head_weight = model.head.branches[0].weight
+    before_conv, before_head = conv.detach().clone(), head_weight.detach().clone()
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    # zero gradient: SGD moves by lr * wd * w (first step, momentum buffer = wd * w)
+    torch.testing.assert_close(conv, before_conv * (1 - 0.1 * 0.5))
+    torch.testing.assert_close(head_weight, before_head * (1 - 1.0 * 0.5))
+    assert torch.all(model.head.branches[0].bias == 1.0)
+
+
+def test_loss_ignores_255_and_normalizes_over_valid_pixels() -> None:
+    logits = torch.randn(2, 3, 4, 4)
+    labels = torch.randint(0, 3, (2, 32, 32))
+    labels[0, :16] = 255
+    expected = torch.nn.functional.cross_entropy(
+        torch.nn.functional.interpolate(logits, size=(32, 32), mode="bilinear", align_corners=False),
+        labels, ignore_index=255,
+    )
+    torch.testing.assert_close(segmentation_loss(logits, labels), expected)
+    shrunk = segmentation_loss(logits, labels, resolution="logits")
+    small = torch.nn.functional.interpolate(labels[:, None].float(), size=(4, 4), mode="nearest")[:, 0].long()
+    torch.testing.assert_close(shrunk, torch.nn.functional.cross_entropy(logits, small, ignore_index=255))
+    assert segmentation_loss(logits, torch.full((2, 32, 32), 255)).item() == 0.0
+
+
+def test_sample_stream_global_batch_is_split_across_ranks() -> None:
+    single = SampleStream(7, 4, 6, seed=3)
+    ranks = [SampleStream(7, 2, 6, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    for iteration in range(6):
+        combined = ranks[0].batch_keys(iteration) + ranks[1].batch_keys(iteration)
+        assert combined == single.batch_keys(iteration)
+    positions = [p for batch in single for _, p in batch]
+    assert positions == list(range(24))
+    first_epoch = [i for batch in list(single)[:2] for i, _ in batch][:7]
+    assert sorted(first_epoch) == list(range(7))  # each epoch is a permutation
+    resumed = SampleStream(7, 4, 6, seed=3, start_iteration=4)
+    assert list(resumed) == list(single)[4:] and len(resumed) == 2
+    with pytest.raises(ValueError, match="empty dataset"):
+        SampleStream(0, 1, 1)
+
+
+def test_augmentation_keeps_image_and_label_aligned() -> None:
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 4, size=(20, 30)).astype(np.uint8)
+    image = np.repeat((label * 50)[..., None], 3, axis=2).astype(np.uint8)
+    augment = TrainAugmentation(crop_size=24, scale_min=1.0, scale_max=1.0, flip=True)
+    for seed in range(6):
+        crop, crop_label = augment(image, label, np.random.default_rng(seed))
+        assert crop.shape == (24, 24, 3) and crop_label.shape == (24, 24)
+        valid = crop_label != 255
+        assert np.array_equal(crop[..., 0][valid], crop_label[valid] * 50)
+        assert np.all(crop[~valid] == np.round(np.array(augment.mean) * 255).astype(np.uint8))
+        assert (~valid).sum() >= 24 * 24 - 20 * 24  # 4 padded rows at least
+    same = [augment(image, label, np.random.default_rng(5)) for _ in range(2)]
+    assert np.array_equal(same[0][0], same[1][0]) and np.array_equal(same[0][1], same[1][1])
+    scaled = TrainAugmentation(crop_size=16, scale_min=0.5, scale_max=1.5)
+    for seed in range(4):
+        crop, crop_label = scaled(image, label, np.random.default_rng(seed))
+        assert crop.shape == (16, 16, 3) and set(np.unique(crop_label)) <= {0, 1, 2, 3, 255}
+    with pytest.raises(ValueError, match="differs from image size"):
+        augment(image, label[:10], rng)
+
+
+def test_pseudo_mask_dataset_replaces_gt(tmp_path) -> None:
+    base = ShapesDataset(3, (16, 20))
+    masks = tmp_path / "masks"
+    for image_id in base.ids[:2]:
+        write_label_png(masks / f"{image_id}.png", np.full((16, 20), 2, np.uint8))
+    with pytest.raises(ValueError, match="1 of 3 images have no mask"):
+        PseudoMaskDataset(base, masks)
+    dataset = PseudoMaskDataset(base, masks, missing="skip")
+    assert dataset.ids == base.ids[:2] and dataset.has_gt
+    assert dataset.class_names == base.class_names
+    assert np.all(dataset.gt(base.ids[0]) == 2)
+    assert np.array_equal(dataset.load_image(base.ids[1]), base.load_image(base.ids[1]))
+    with pytest.raises(ValueError, match="does not exist"):
+        PseudoMaskDataset(base, tmp_path / "nope")
+    write_label_png(masks / f"{base.ids[2]}.png", np.full((16, 20), 9, np.uint8))
+    data = AugmentedSegmentationData(PseudoMaskDataset(base, masks), TrainAugmentation(crop_size=8))
+    with pytest.raises(ValueError, match="holds value 9"):
+        data[(2, 0)]
+
+
+def test_training_learns_shapes_and_writes_run_dir(tmp_path) -> None:
+    require_evaluation()
+    dataset = ShapesDataset(8, (48, 48), seed=0)
+    config = tiny_config(
+        iterations=30, batch_size=4, lr=0.01, log_every=5, scale_min=0.75, scale_max=1.25,
+        val_every=30, checkpoint_every=15,
+    )
+    result = Trainer(config, dataset, tmp_path / "run", val_dataset=dataset).run()
+    run = tmp_path / "run"
+    rows = _read_log(run / "train_log.csv")
+    assert [int(r["iteration"]) for r in rows] == [5, 10, 15, 20, 25, 30]
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert float(rows[0]["lr_backbone"]) == pytest.approx(0.01 * (1 - 4 / 30) ** 0.9, rel=1e-5)
+    for name in ("config.yaml", "training_curve.png", "model_final.pt", "checkpoints/last.pt"):
+        assert (run / name).is_file(), name
+    assert (run / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # training-set mIoU, computed here independently of the evaluation package
+    from samwsss.deeplab.predict import load_checkpoint_model
+
+    loaded = load_checkpoint_model(result.final_model, "cpu")
+    preds = predict_labels(loaded.model, [dataset.load_image(i) for i in dataset.ids], mean=config.mean, std=config.std)
+    confusion = np.zeros((4, 4), np.int64)
+    for image_id, pred in zip(dataset.ids, preds):
+        np.add.at(confusion, (dataset.gt(image_id).ravel(), pred.ravel()), 1)
+    iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    miou = float(np.nanmean(iou))
+    assert miou > 0.5, iou  # all-background would score ~0.2
+    val_rows = _read_log(run / "val_log.csv")
+    assert len(val_rows) == 1 and float(val_rows[0]["miou"]) == pytest.approx(miou, abs=1e-6)
+    assert result.val_miou == pytest.approx(miou, abs=1e-6)
+
+
+def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, monkeypatch) -> None:
+    dataset = ShapesDataset(5, (40, 44), seed=1)
+    config = tiny_config(iterations=6, batch_size=2, checkpoint_every=2, crop_size=32)
+    straight = Trainer(config, dataset, tmp_path / "a").run()
+
+    import samwsss.deeplab.train as train_module
+
+    real = train_module.set_learning_rates
+
+    def killed_at_four(optimizer, cfg, iteration):
+        if iteration == 3:  # iterations 1..3 done, last checkpoint at 2
+            raise KeyboardInterrupt
+        return real(optimizer, cfg, iteration)
+
+    monkeypatch.setattr(train_module, "set_learning_rates", killed_at_four)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, dataset, tmp_path / "b").run()
+    monkeypatch.setattr(train_module, "set_learning_rates", real)
+    assert [int(r["iteration"]) for r in _read_log(tmp_path / "b" / "train_log.csv")] == [1, 2, 3]
+    with pytest.raises(ValueError, match="already holds a training run"):
+        Trainer(config, dataset, tmp_path / "b")
+    with pytest.raises(ValueError, match="differs in lr"):
+        Trainer(tiny_config(iterations=6, batch_size=2, crop_size=32, lr=0.5), dataset, tmp_path / "b", resume=True).run()
+    resumed = Trainer(config, dataset, tmp_path / "b", resume=True).run()
+    assert resumed.start_iteration == 2 and resumed.iterations == 6
+    a = torch.load(straight.final_model, weights_only=True)["model"]
+    b = torch.load(resumed.final_model, weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7, msg=key)
+    assert any(not torch.equal(a[k], _tiny_model().state_dict()[k]) for k in a)  # it did train
+    rows_a = _read_log(tmp_path / "a" / "train_log.csv")
+    rows_b = _read_log(tmp_path / "b" / "train_log.csv")
+    assert [r["iteration"] for r in rows_b] == [str(i) for i in range(1, 7)]
+    for row_a, row_b in zip(rows_a, rows_b):
+        assert math.isclose(float(row_a["loss"]), float(row_b["loss"]), rel_tol=1e-5)
