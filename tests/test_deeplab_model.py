@@ -133,3 +133,15 @@ def test_imagenet_init_reads_torchvision_weights_from_the_hub_cache(tmp_path, mo
     model = build_deeplab(21, backbone="resnet50", init="imagenet")
     torch.testing.assert_close(model.backbone.layer3[5].conv2.weight, reference["layer3.5.conv2.weight"])
     torch.testing.assert_close(model.backbone.bn1.running_mean, reference["bn1.running_mean"])
+
+
+def test_imagenet_init_offline_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(ValueError, match=r"resnet50-0676ba61\.pth.*--init none"):
+        build_deeplab(21, backbone="resnet50", init="imagenet")

@@ -210,13 +210,26 @@ def load_torchvision_backbone(model: DeepLabV2, weights_name: str) -> None:
     """Load torchvision ImageNet weights (e.g. ``"ResNet101_Weights.IMAGENET1K_V1"``).
 
     The weights are fetched through ``torchvision.models.get_weight(...).get_state_dict``,
-    i.e. downloaded once into the torch hub cache (``$TORCH_HOME``) and read from there.
+    i.e. downloaded once into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and
+    read from there.
+
+    Raises:
+        ValueError: the download failed (offline machine); the message names the file to
+            place in the cache and the offline alternatives.
     """
     from torchvision.models import get_weight
 
     weights = get_weight(weights_name)
     logger.info("loading %s (%s)", weights_name, weights.url)
-    state = weights.get_state_dict(progress=True, check_hash=True)
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as error:  # urllib's URLError/HTTPError are OSErrors
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[1]
+        raise ValueError(
+            f"could not download the ImageNet weights {weights_name} from {weights.url} "
+            f"({error}); copy that file to {cache}, or use --init none / --init PATH "
+            "(a local torchvision ResNet or samwsss checkpoint)"
+        ) from error
     _load_backbone_state(model, state, str(weights_name))
 
 
