@@ -1,0 +1,426 @@
+"""The SAM masker stage: boxes -> instance masks at original resolution, batched.
+
+``SamMasker`` turns the boxer's :class:`~samwsss.detections.Detections` into the same
+detections with ``masks`` ``(N, H, W)`` bool and ``mask_scores`` (SAM's predicted IoU).
+Backends: transformers ``SamModel`` / ``SamHQModel`` / ``Sam2Model`` (hub ids or
+``save_pretrained`` folders, type read from ``config.json``) and Meta's original ``.pth``
+checkpoints through the optional ``segment-anything`` package.
+
+How a call runs:
+
+1. Images go through the image encoder in batches of at most ``max_images_per_batch``
+   (each image is embedded exactly once, however many boxes it has). Resizing,
+   normalisation and padding run in torch on the model's device.
+2. All boxes of the encoder batch are decoded on the shared embeddings in chunks of at
+   most ``max_boxes_per_chunk`` (memory stays bounded for any box count). No padding
+   boxes are used, so a batched call gives the one-at-a-time results.
+3. Low-resolution logits are upsampled exactly like ``SamProcessor.post_process_masks``
+   (to the padded input, crop, to the original size) and thresholded at 0.
+
+Precision: the image encoder runs under bfloat16 autocast on CUDA by default (float32 on
+CPU); the prompt encoder and mask decoder always run in float32.
+
+``multimask="single"`` (default, the paper): ``multimask_output=False``.
+``multimask="best"``: the three multimask outputs, keeping the one with the highest
+predicted IoU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from samwsss.detections import Detections
+from samwsss.registry import get_entry, register
+from samwsss.stages.masker_backend import SamBackend
+from samwsss.stages.masker_transforms import (
+    check_image,
+    scale_boxes,
+    to_chw_uint8,
+    upscale_mask_logits,
+)
+
+logger = logging.getLogger(__name__)
+
+Multimask = Literal["single", "best"]
+_CHECKPOINT_SUFFIXES = (".pth", ".pt")
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+class SamMasker:
+    """Segment Anything on detector boxes, for batches of images.
+
+    Build it with :meth:`from_pretrained` (registry name, hub id, local folder or official
+    ``.pth``) or around a backend. Call it with images and their detections.
+
+    Args:
+        backend: the SAM implementation (:mod:`samwsss.stages.masker_hf`,
+            :mod:`samwsss.stages.masker_official`).
+        multimask: ``"single"`` (SAM's single-mask output, the paper) or ``"best"``
+            (highest predicted IoU of the three multimask outputs).
+        max_boxes_per_chunk: boxes decoded together at most (bounds decoder memory).
+        max_images_per_batch: images through the image encoder together at most;
+            ``None`` = 8 on CUDA, 1 elsewhere (on a CPU batching gains no speed, the
+            encoder is compute-bound, but multiplies activation memory: ~1.7 GB per
+            ViT-B image at 1024x1024).
+        dtype: image-encoder compute dtype; ``None`` = bfloat16 autocast on CUDA, float32
+            elsewhere. ``torch.bfloat16``/``torch.float16`` (or ``"bf16"``/``"fp16"``)
+            autocast on any device; ``torch.float32`` disables autocast. Weights stay
+            float32, and the prompt encoder / mask decoder always run in float32 (they
+            cost ~0.1% of the encoder per box; float32 keeps box encoding exact).
+    """
+
+    def __init__(
+        self,
+        backend: SamBackend,
+        *,
+        multimask: Multimask = "single",
+        max_boxes_per_chunk: int = 64,
+        max_images_per_batch: int | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> None:
+        if multimask not in ("single", "best"):
+            raise ValueError(f"multimask must be 'single' or 'best', got {multimask!r}")
+        _check_positive("max_boxes_per_chunk", max_boxes_per_chunk)
+        if max_images_per_batch is not None:
+            _check_positive("max_images_per_batch", max_images_per_batch)
+        self.backend = backend
+        self.multimask: Multimask = multimask
+        self.max_boxes_per_chunk = int(max_boxes_per_chunk)
+        self._max_images_per_batch = None if max_images_per_batch is None else int(max_images_per_batch)
+        self._dtype = _parse_dtype(dtype)
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = "sam-vit-huge",
+        *,
+        multimask: Multimask = "single",
+        max_boxes_per_chunk: int = 64,
+        max_images_per_batch: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        model_type: str | None = None,
+        hq_token_only: bool = False,
+        **hub_kwargs: Any,
+    ) -> SamMasker:
+        """Load a SAM masker.
+
+        Args:
+            name_or_path: a registered masker name (``"sam-vit-huge"`` ...; see
+                ``samwsss.registry.list_models("masker")``), a hub id
+                (``"facebook/sam-vit-base"``), a ``save_pretrained`` directory (SAM,
+                SAM-HQ or SAM 2, detected from ``config.json``), or an official
+                checkpoint (``.pth`` path, released file name such as
+                ``"sam_vit_h_4b8939.pth"``, or URL).
+            multimask, max_boxes_per_chunk, max_images_per_batch, dtype: see the class.
+            device: where to run; default CUDA when available, else CPU.
+            model_type: official checkpoints only: ``"vit_h"``/``"vit_l"``/``"vit_b"``
+                (inferred from the weights when None).
+            hq_token_only: SAM-HQ only: the HQ mask alone instead of SAM + HQ.
+            hub_kwargs: for transformers ``from_pretrained`` (``revision``, ``cache_dir``,
+                ``local_files_only`` ...).
+
+        Raises:
+            ValueError: unknown name, missing path, not a SAM-family checkpoint, or bad
+                options.
+            ImportError: an official checkpoint without ``segment-anything`` installed.
+        """
+        if multimask not in ("single", "best"):
+            raise ValueError(f"multimask must be 'single' or 'best', got {multimask!r}")
+        source = str(name_or_path)
+        entry = get_entry("masker", source)
+        if entry is not None:
+            source = entry.weights
+        backend = _load_backend(source, model_type=model_type, hq_token_only=hq_token_only, **hub_kwargs)
+        masker = cls(
+            backend,
+            multimask=multimask,
+            max_boxes_per_chunk=max_boxes_per_chunk,
+            max_images_per_batch=max_images_per_batch,
+            dtype=dtype,
+        )
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return masker.to(device)
+
+    def to(self, device: torch.device | str) -> SamMasker:
+        """Move the model to ``device``; returns ``self``."""
+        self.backend.to(torch.device(device))
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Device the model runs on."""
+        return self.backend.device
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The wrapped SAM module."""
+        return self.backend.model
+
+    @property
+    def max_images_per_batch(self) -> int:
+        """Images per image-encoder batch on the current device."""
+        if self._max_images_per_batch is not None:
+            return self._max_images_per_batch
+        return 8 if self.device.type == "cuda" else 1
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the model computes in on its current device."""
+        if self._dtype is not None:
+            return self._dtype
+        return torch.bfloat16 if self.device.type == "cuda" else torch.float32
+
+    def __repr__(self) -> str:
+        return (
+            f"SamMasker({self.backend.family}, source={self.backend.source!r}, "
+            f"multimask={self.multimask!r}, device={self.device}, dtype={self.compute_dtype})"
+        )
+
+    # -- inference ----------------------------------------------------------------------
+    def __call__(
+        self, images: Sequence[np.ndarray], detections: Sequence[Detections]
+    ) -> list[Detections]:
+        """Masks for every box of every image.
+
+        Args:
+            images: ``(H, W, 3)`` uint8 RGB arrays (numpy or torch, CPU or device).
+            detections: one :class:`Detections` per image, same order, with boxes in that
+                image's original pixels (``image_size`` must equal the image's ``(H, W)``).
+
+        Returns:
+            The detections with ``masks`` ``(N, H, W)`` bool at original resolution and
+            ``mask_scores`` ``(N,)`` float32 = SAM's predicted IoU, on each input
+            detections' device. Images without boxes get ``(0, H, W)`` masks and are not
+            encoded.
+
+        Raises:
+            ValueError: lengths differ, an image is not ``(H, W, 3)`` uint8, or a
+                detections' ``image_size`` differs from its image.
+        """
+        images, detections = self._check_inputs(images, detections)
+        results: list[Detections | None] = [None] * len(images)
+        pending = []
+        for position, (image, det) in enumerate(zip(images, detections)):
+            if len(det) == 0:
+                results[position] = _with_empty_masks(det)
+            else:
+                pending.append(position)
+        step = self.max_images_per_batch
+        for start in range(0, len(pending), step):
+            batch = pending[start : start + step]
+            masks = self._segment_batch([images[i] for i in batch], [detections[i] for i in batch])
+            for position, (mask, score) in zip(batch, masks):
+                det = detections[position]
+                results[position] = det.with_masks(mask.to(det.device), score.to(det.device))
+        return results  # type: ignore[return-value]
+
+    def _check_inputs(
+        self, images: Sequence[Any], detections: Sequence[Detections]
+    ) -> tuple[list[Any], list[Detections]]:
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            raise ValueError("images must be a list of (H, W, 3) arrays, got one array: wrap it in a list")
+        images = list(images)
+        detections = list(detections)
+        if len(images) != len(detections):
+            raise ValueError(
+                f"got {len(images)} images but {len(detections)} detections: give one "
+                "Detections per image, in the same order"
+            )
+        for position, (image, det) in enumerate(zip(images, detections)):
+            if not isinstance(det, Detections):
+                raise ValueError(
+                    f"detections[{position}] must be a samwsss.detections.Detections, got "
+                    f"{type(det).__name__}"
+                )
+            height, width = check_image(image, position)
+            if (height, width) != det.image_size:
+                raise ValueError(
+                    f"detections[{position}].image_size is {det.image_size} but images[{position}] "
+                    f"is {height}x{width} (H x W): boxes must be in the original image's pixels"
+                )
+        return images, detections
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = self.compute_dtype
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _segment_batch(
+        self, images: Sequence[Any], detections: Sequence[Detections]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Masks ``(N_i, H_i, W_i)`` bool and scores ``(N_i,)`` for one encoder batch."""
+        backend = self.backend
+        device = self.device
+        tensors = [to_chw_uint8(image, device, i) for i, image in enumerate(images)]
+        with torch.no_grad():
+            pixel_values, resized_sizes = backend.preprocess(tensors)
+            with self._autocast():
+                features = backend.encode(pixel_values)
+            # The decoder runs in float32: it costs ~0.1% of the encoder per box, and
+            # float32 keeps the boxes' Fourier positional encoding and the logits exact.
+            features = tuple(feature.float() for feature in features)
+            boxes = torch.cat(
+                [
+                    scale_boxes(det.boxes.detach().to("cpu", torch.float64), det.image_size, size)
+                    for det, size in zip(detections, resized_sizes)
+                ]
+            ).to(device=device, dtype=backend.box_dtype)
+            counts = [len(det) for det in detections]
+            image_index = torch.repeat_interleave(
+                torch.arange(len(detections)), torch.tensor(counts)
+            ).to(device)
+            outputs = [
+                (
+                    torch.empty((count, *det.image_size), dtype=torch.bool, device=device),
+                    torch.empty(count, dtype=torch.float32, device=device),
+                )
+                for count, det in zip(counts, detections)
+            ]
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            for start in range(0, len(boxes), self.max_boxes_per_chunk):
+                stop = min(start + self.max_boxes_per_chunk, len(boxes))
+                chunk_index = image_index[start:stop]
+                logits, scores = backend.decode(
+                    features, chunk_index, boxes[start:stop], self.multimask == "best"
+                )
+                logits, scores = _select(logits.float(), scores.float(), self.multimask)
+                for image, first, last in _segments(offsets, start, stop):
+                    size = detections[image].image_size
+                    upscaled = upscale_mask_logits(
+                        logits[first - start : last - start], backend.geometry, resized_sizes[image], size
+                    )
+                    local = slice(first - offsets[image], last - offsets[image])
+                    outputs[image][0][local] = upscaled > 0.0
+                    outputs[image][1][local] = scores[first - start : last - start]
+        return outputs
+
+
+def _select(
+    logits: torch.Tensor, scores: torch.Tensor, multimask: Multimask
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(T, K, h, w)``, ``(T, K)`` -> ``(T, h, w)``, ``(T,)``: the single or the best mask."""
+    if multimask == "single" or logits.shape[1] == 1:
+        return logits[:, 0], scores[:, 0]
+    best = scores.argmax(dim=1)
+    rows = torch.arange(len(best), device=best.device)
+    return logits[rows, best], scores[rows, best]
+
+
+def _segments(offsets: np.ndarray, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+    """``(image, first, last)`` global box ranges of each image inside ``[start, stop)``."""
+    for image in range(len(offsets) - 1):
+        first = max(int(offsets[image]), start)
+        last = min(int(offsets[image + 1]), stop)
+        if first < last:
+            yield image, first, last
+
+
+def _with_empty_masks(det: Detections) -> Detections:
+    height, width = det.image_size
+    return det.with_masks(
+        torch.zeros((0, height, width), dtype=torch.bool, device=det.device),
+        torch.zeros(0, dtype=torch.float32, device=det.device),
+    )
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        if dtype.lower() not in _DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)} or a torch dtype, got {dtype!r}")
+        return _DTYPES[dtype.lower()]
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+    return dtype
+
+
+def _load_backend(
+    source: str, *, model_type: str | None, hq_token_only: bool, **hub_kwargs: Any
+) -> SamBackend:
+    """Pick the backend for ``source``: official ``.pth`` files/URLs or transformers."""
+    from samwsss.stages import masker_official
+
+    path = Path(source).expanduser()
+    name = source.rsplit("/", 1)[-1]
+    is_official = (
+        source.lower().endswith(_CHECKPOINT_SUFFIXES)
+        or name in masker_official.OFFICIAL_CHECKPOINTS
+        or path.is_file()
+    )
+    if is_official:
+        if hub_kwargs:
+            raise ValueError(
+                f"options {sorted(hub_kwargs)} apply to transformers checkpoints only; "
+                f"{source!r} is an official segment-anything checkpoint"
+            )
+        return masker_official.load_official_backend(source, model_type=model_type)
+    if model_type is not None:
+        raise ValueError(
+            f"model_type={model_type!r} only applies to official .pth checkpoints; "
+            f"{source!r} is loaded through transformers, which reads its config"
+        )
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(
+            f"{source!r} is a directory without config.json: give a save_pretrained folder "
+            "of a SAM / SAM-HQ / SAM 2 model"
+        )
+    from samwsss.stages.masker_hf import load_transformers_backend
+
+    return load_transformers_backend(source, hq_token_only=hq_token_only, **hub_kwargs)
+
+
+# -- registry ---------------------------------------------------------------------------
+_TRANSFORMERS_MODELS = {
+    "sam-vit-huge": ("facebook/sam-vit-huge", "SAM ViT-H (the paper's masker), transformers"),
+    "sam-vit-large": ("facebook/sam-vit-large", "SAM ViT-L, transformers"),
+    "sam-vit-base": ("facebook/sam-vit-base", "SAM ViT-B, transformers"),
+    "sam-hq-vit-huge": ("syscv-community/sam-hq-vit-huge", "SAM-HQ ViT-H, transformers"),
+    "sam-hq-vit-large": ("syscv-community/sam-hq-vit-large", "SAM-HQ ViT-L, transformers"),
+    "sam-hq-vit-base": ("syscv-community/sam-hq-vit-base", "SAM-HQ ViT-B, transformers"),
+    "sam2-hiera-large": ("facebook/sam2.1-hiera-large", "SAM 2.1 Hiera-L, transformers"),
+    "sam2-hiera-base-plus": ("facebook/sam2.1-hiera-base-plus", "SAM 2.1 Hiera-B+, transformers"),
+    "sam2-hiera-small": ("facebook/sam2.1-hiera-small", "SAM 2.1 Hiera-S, transformers"),
+    "sam2-hiera-tiny": ("facebook/sam2.1-hiera-tiny", "SAM 2.1 Hiera-T, transformers"),
+}
+_OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_OFFICIAL_MODELS = {
+    "sam-vit-huge-official": (_OFFICIAL_URL + "sam_vit_h_4b8939.pth", "SAM ViT-H, Meta's checkpoint (segment-anything)"),
+    "sam-vit-large-official": (_OFFICIAL_URL + "sam_vit_l_0b3195.pth", "SAM ViT-L, Meta's checkpoint (segment-anything)"),
+    "sam-vit-base-official": (_OFFICIAL_URL + "sam_vit_b_01ec64.pth", "SAM ViT-B, Meta's checkpoint (segment-anything)"),
+}
+
+
+def _make_builder(default_weights: str) -> Any:
+    def build(weights: str | Path | None = None, **kwargs: Any) -> SamMasker:
+        """Build the masker; ``weights`` overrides the default location (e.g. a local copy)."""
+        return SamMasker.from_pretrained(weights if weights is not None else default_weights, **kwargs)
+
+    return build
+
+
+for _name, (_weights, _description) in {**_TRANSFORMERS_MODELS, **_OFFICIAL_MODELS}.items():
+    register("masker", _name, _weights, _description)(_make_builder(_weights))
