@@ -1,0 +1,545 @@
+"""Grounding DINO boxer: images + (class, prompt) queries -> boxes as :class:`Detections`.
+
+The paper (DESIGN.md section 1) runs one Grounding DINO forward per (image, class) with the
+class name as caption (``"wild bird."``), keeps a query when the largest sigmoid over its
+text tokens exceeds ``box_threshold`` (0.3), ignores the extracted phrase and labels the box
+with the prompt's class. :class:`GroundingDinoBoxer` gives the same results but batches:
+
+* ``per-class`` (default, the paper): every (image, prompt) pair of a call is one row; all
+  rows go through batched forwards, grouped ("bucketed") by resized image size, because
+  images of one size batch exactly while padding different sizes together changes the
+  outputs. Rows of one image share one backbone pass (``share_backbone``).
+* ``joint``: all prompts of an image in one caption (``"cat. dog."``; split into several
+  captions when longer than the model's ``max_text_len``). Each kept query goes to the class
+  whose prompt's token span holds its largest probability — never to the decoded phrase.
+
+Registry names: ``grounding-dino-tiny`` (IDEA-Research/grounding-dino-tiny, the paper's
+Swin-T trained on O365+GoldG+Cap4M) and ``grounding-dino-base``
+(IDEA-Research/grounding-dino-base, Swin-B). Any other string is a hub id or local folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from samwsss.detections import Detections
+from samwsss.registry import register
+from samwsss.stages.boxer_backbone import backbone_module, shared_backbone
+from samwsss.stages.boxer_preprocess import PreprocessSettings, preprocess_image
+from samwsss.stages.boxer_text import (
+    EncodedCaption,
+    assign_spans,
+    encode_caption,
+    normalize_prompt,
+    pack_captions,
+)
+
+logger = logging.getLogger(__name__)
+
+#: registry name -> Hugging Face hub id.
+MODEL_IDS: dict[str, str] = {
+    "grounding-dino-tiny": "IDEA-Research/grounding-dino-tiny",
+    "grounding-dino-base": "IDEA-Research/grounding-dino-base",
+}
+DEFAULT_MODEL = "grounding-dino-tiny"
+PROMPT_MODES = ("per-class", "joint")
+
+#: one query: (class index 1..C, prompt text)
+Query = tuple[int, str]
+
+_DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+}
+
+
+def resolve_checkpoint(name_or_path: str) -> str:
+    """Registry name -> hub id; any other string (hub id, local folder) is returned as is."""
+    return MODEL_IDS.get(name_or_path, name_or_path)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One forward row: an image and a caption holding some of its queries."""
+
+    image: int
+    caption: EncodedCaption
+    queries: tuple[int, ...]  # positions in the image's query list, one per caption span
+
+
+class GroundingDinoBoxer:
+    """Boxes for (image, class prompt) queries with transformers' Grounding DINO.
+
+    Call ``boxer(images, queries)``:
+
+    * ``images``: a sequence of ``(H, W, 3)`` uint8 RGB images, numpy arrays (as datasets
+      yield them) or torch tensors of the same layout (on any device).
+    * ``queries``: per image, a sequence of ``(class_id, prompt)`` pairs, ``class_id`` in
+      ``1..C``. Prompts are normalised as in the paper: stripped, lower-cased, ``"."``
+      appended. An image may have no query (its result is empty). Several prompts may
+      share a class (synonyms).
+
+    Returns one :class:`Detections` per image: ``boxes`` ``(N, 4)`` float32 xyxy in original
+    image pixels clipped to the image, ``box_scores`` ``(N,)`` the largest sigmoid over the
+    caption's real text tokens (the paper's score), ``class_ids`` ``(N,)`` int64,
+    ``prompts`` the normalised prompt of each box. Boxes are ordered by the image's query
+    order, then by Grounding DINO query index (not by score). Tensors are on the model's
+    device.
+
+    Thresholds:
+
+    * ``box_threshold`` (0.3): a query is kept when its score (max sigmoid over all real
+      text tokens of its caption: ``[CLS]``, words, ``"."``, ``[SEP]``) is ``>`` it.
+    * ``text_threshold`` (0.25): in the paper it only selects the tokens of the phrase
+      string, which the authors then discard; so in ``per-class`` mode it changes nothing.
+      In ``joint`` mode a kept query is also required to have its assigned class's span
+      maximum ``>`` ``text_threshold``, i.e. the class would appear in the paper's phrase
+      (a query that fires only on ``"."``/``[CLS]`` is dropped).
+    * ``nms_iou``: if set, class-wise NMS (``torchvision.ops.batched_nms``) per image with
+      that IoU; ``None`` (the paper) keeps every box.
+
+    Precision: on CUDA, bf16 autocast by default (``dtype`` may be ``"fp16"``/``"fp32"``);
+    on CPU fp32 unless ``dtype`` says otherwise. ``max_batch_rows`` bounds the caption rows
+    of one forward (memory); ``share_backbone`` runs the Swin backbone once per image of a
+    forward instead of once per row (same result).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        prompt_mode: str = "per-class",
+        nms_iou: float | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        max_batch_rows: int = 8,
+        share_backbone: bool = True,
+        checkpoint: str | None = None,
+    ) -> None:
+        """Wrap a loaded ``GroundingDinoForObjectDetection`` and its ``GroundingDinoProcessor``.
+
+        Raises:
+            ValueError: a threshold outside [0, 1], an unknown ``prompt_mode`` or ``dtype``,
+                ``nms_iou`` outside (0, 1], ``max_batch_rows`` < 1, or a processor that does
+                not resize by shortest/longest edge.
+        """
+        for label, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
+            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{label} must be a number in [0, 1], got {value!r}")
+        if prompt_mode not in PROMPT_MODES:
+            raise ValueError(
+                f"prompt_mode must be one of {', '.join(PROMPT_MODES)}, got {prompt_mode!r}"
+            )
+        if nms_iou is not None and (
+            not isinstance(nms_iou, (int, float)) or not 0.0 < float(nms_iou) <= 1.0
+        ):
+            raise ValueError(f"nms_iou must be None or a number in (0, 1], got {nms_iou!r}")
+        if not isinstance(max_batch_rows, int) or max_batch_rows < 1:
+            raise ValueError(f"max_batch_rows must be a positive integer, got {max_batch_rows!r}")
+        self.model = model.eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.preprocess_settings = PreprocessSettings.from_image_processor(processor.image_processor)
+        self.box_threshold = float(box_threshold)
+        self.text_threshold = float(text_threshold)
+        self.prompt_mode = prompt_mode
+        self.nms_iou = None if nms_iou is None else float(nms_iou)
+        self.max_batch_rows = max_batch_rows
+        self.share_backbone = bool(share_backbone) and backbone_module(model) is not None
+        self.checkpoint = checkpoint
+        self._dtype = _parse_dtype(dtype)
+        self.max_text_len = int(getattr(model.config, "max_text_len", 256))
+        self.to(device if device is not None else "cpu")
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str = DEFAULT_MODEL,
+        *,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        prompt_mode: str = "per-class",
+        nms_iou: float | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        max_batch_rows: int = 8,
+        share_backbone: bool = True,
+        **load_kwargs: Any,
+    ) -> GroundingDinoBoxer:
+        """Load a Grounding DINO checkpoint and its processor.
+
+        Args:
+            name_or_path: ``grounding-dino-tiny`` / ``grounding-dino-base`` (registry names,
+                resolved to IDEA-Research hub ids first), or any hub id or local folder
+                holding a transformers Grounding DINO (``config.json``, weights, processor
+                and tokenizer files).
+            load_kwargs: passed to both ``from_pretrained`` calls (``revision``,
+                ``cache_dir``, ``local_files_only``, ``token``...).
+
+        The other arguments are those of :class:`GroundingDinoBoxer`.
+        """
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+        if not isinstance(name_or_path, str) or not name_or_path:
+            raise ValueError(
+                f"name_or_path must be a registry name ({', '.join(MODEL_IDS)}), a hub id or "
+                f"a local folder, got {name_or_path!r}"
+            )
+        checkpoint = resolve_checkpoint(name_or_path)
+        logger.info("loading Grounding DINO from %s", checkpoint)
+        processor = AutoProcessor.from_pretrained(checkpoint, **load_kwargs)
+        model = GroundingDinoForObjectDetection.from_pretrained(checkpoint, **load_kwargs)
+        return cls(
+            model,
+            processor,
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+            prompt_mode=prompt_mode,
+            nms_iou=nms_iou,
+            device=device,
+            dtype=dtype,
+            max_batch_rows=max_batch_rows,
+            share_backbone=share_backbone,
+            checkpoint=checkpoint,
+        )
+
+    def to(self, device: torch.device | str) -> GroundingDinoBoxer:
+        """Move the model to ``device``; returns ``self``."""
+        self._device = torch.device(device)
+        self.model.to(self._device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model (and of the returned tensors)."""
+        return self._device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Autocast dtype of the forward: the given ``dtype``, else bf16 on CUDA, fp32 elsewhere."""
+        if self._dtype is not None:
+            return self._dtype
+        return torch.bfloat16 if self._device.type == "cuda" else torch.float32
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings that change results, for run manifests."""
+        return {
+            "checkpoint": self.checkpoint,
+            "prompt_mode": self.prompt_mode,
+            "box_threshold": self.box_threshold,
+            "text_threshold": self.text_threshold,
+            "nms_iou": self.nms_iou,
+            "dtype": str(self.compute_dtype).replace("torch.", ""),
+            "shortest_edge": self.preprocess_settings.shortest_edge,
+            "longest_edge": self.preprocess_settings.longest_edge,
+        }
+
+    # -- call -------------------------------------------------------------------------
+    def __call__(
+        self,
+        images: Sequence[np.ndarray | torch.Tensor],
+        queries: Sequence[Sequence[Query]],
+    ) -> list[Detections]:
+        """Detect the queried classes in each image; see the class docstring.
+
+        Raises:
+            ValueError: an image is not ``(H, W, 3)`` uint8, ``queries`` does not have one
+                entry per image, or a query is not a ``(class_id >= 1, non-empty prompt)``
+                pair.
+        """
+        pictures = _check_images(images)
+        normalized = _check_queries(queries, len(pictures))
+        rows = self._plan_rows(normalized)
+        pixels: dict[int, torch.Tensor] = {}
+        for image_index in sorted({row.image for row in rows}):
+            pixels[image_index] = preprocess_image(
+                pictures[image_index], self.preprocess_settings, self._device
+            )
+        buckets: dict[tuple[int, int], list[_Row]] = {}
+        for row in rows:
+            size = tuple(pixels[row.image].shape[1:])
+            buckets.setdefault(size, []).append(row)  # type: ignore[arg-type]
+        parts: dict[int, list[tuple[int, Detections]]] = {}
+        for size, bucket_rows in buckets.items():
+            logger.debug("bucket %s: %d rows", size, len(bucket_rows))
+            for start in range(0, len(bucket_rows), self.max_batch_rows):
+                chunk = bucket_rows[start : start + self.max_batch_rows]
+                logits, boxes = self._forward(chunk, pixels)
+                for position, row in enumerate(chunk):
+                    image = pictures[row.image]
+                    detections = self._decode_row(
+                        row, normalized[row.image], logits[position], boxes[position], image.shape[:2]
+                    )
+                    parts.setdefault(row.image, []).append((row.queries[0], detections))
+        results = []
+        for image_index, image in enumerate(pictures):
+            size = (int(image.shape[0]), int(image.shape[1]))
+            pieces = [d for _, d in sorted(parts.get(image_index, []), key=lambda item: item[0])]
+            detections = Detections.cat(pieces) if pieces else Detections.empty(size, self._device)
+            results.append(self._nms(detections))
+        return results
+
+    # -- internals ----------------------------------------------------------------------
+    def _plan_rows(self, queries: list[list[Query]]) -> list[_Row]:
+        """Captions of every image: one per query (per-class) or packed prompts (joint)."""
+        singles: dict[str, EncodedCaption] = {}
+        packs: dict[tuple[str, ...], list[EncodedCaption]] = {}
+        rows: list[_Row] = []
+        for image_index, image_queries in enumerate(queries):
+            prompts = [prompt for _, prompt in image_queries]
+            if self.prompt_mode == "per-class":
+                for position, prompt in enumerate(prompts):
+                    if prompt not in singles:
+                        singles[prompt] = self._single_caption(prompt)
+                    rows.append(_Row(image_index, singles[prompt], (position,)))
+            elif prompts:
+                key = tuple(prompts)
+                if key not in packs:
+                    packs[key] = pack_captions(self.tokenizer, prompts, self.max_text_len)
+                position = 0
+                for caption in packs[key]:
+                    count = len(caption.spans)
+                    rows.append(_Row(image_index, caption, tuple(range(position, position + count))))
+                    position += count
+        return rows
+
+    def _single_caption(self, prompt: str) -> EncodedCaption:
+        caption = encode_caption(self.tokenizer, [prompt])
+        if len(caption.input_ids) > self.max_text_len:
+            raise ValueError(
+                f"prompt {prompt!r} is {len(caption.input_ids)} tokens long, more than the "
+                f"model's max_text_len {self.max_text_len}: shorten it"
+            )
+        return caption
+
+    def _forward(
+        self, chunk: list[_Row], pixels: dict[int, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batched forward of ``chunk`` (same resized size): float32 logits and boxes.
+
+        Returns ``logits`` ``(R, Q, max_text_len)`` (``-inf`` at padded text positions) and
+        ``pred_boxes`` ``(R, Q, 4)`` normalised ``cx, cy, w, h``.
+        """
+        device = self._device
+        length = max(len(row.caption.input_ids) for row in chunk)
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(chunk), length), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(chunk), length), dtype=torch.long)
+        for index, row in enumerate(chunk):
+            ids = torch.tensor(row.caption.input_ids, dtype=torch.long)
+            input_ids[index, : ids.numel()] = ids
+            attention_mask[index, : ids.numel()] = 1
+        images = list(dict.fromkeys(row.image for row in chunk))
+        row_to_image = torch.tensor(
+            [images.index(row.image) for row in chunk], dtype=torch.long, device=device
+        )
+        share = self.share_backbone and len(images) < len(chunk)
+        pixel_values = torch.stack([pixels[i] for i in images])
+        if not share:
+            pixel_values = pixel_values.index_select(0, row_to_image)
+        height, width = pixel_values.shape[-2:]
+        pixel_mask = torch.ones((len(chunk), height, width), dtype=torch.long, device=device)
+        dtype = self.compute_dtype
+        autocast = (
+            torch.autocast(device_type=device.type, dtype=dtype)
+            if dtype != torch.float32
+            else contextlib.nullcontext()
+        )
+        sharing = shared_backbone(self.model, row_to_image) if share else contextlib.nullcontext()
+        with torch.inference_mode(), autocast, sharing:
+            outputs = self.model(
+                pixel_values=pixel_values,
+                input_ids=input_ids.to(device),
+                token_type_ids=torch.zeros_like(input_ids).to(device),
+                attention_mask=attention_mask.to(device),
+                pixel_mask=pixel_mask,
+            )
+        return outputs.logits.float(), outputs.pred_boxes.float()
+
+    def _decode_row(
+        self,
+        row: _Row,
+        image_queries: list[Query],
+        logits: torch.Tensor,
+        boxes: torch.Tensor,
+        image_size: tuple[int, int],
+    ) -> Detections:
+        """Threshold one row's ``(Q, T)`` logits and ``(Q, 4)`` boxes into Detections."""
+        probs = logits.sigmoid()
+        scores = probs.amax(dim=1)
+        keep = scores > self.box_threshold
+        if self.prompt_mode == "joint":
+            span_index, span_prob = assign_spans(probs, row.caption.spans)
+            keep &= span_prob > self.text_threshold
+        else:
+            span_index = torch.zeros_like(scores, dtype=torch.long)
+        kept = keep.nonzero().flatten()
+        chosen = [row.queries[i] for i in span_index[kept].tolist()]
+        class_ids = torch.tensor(
+            [image_queries[q][0] for q in chosen], dtype=torch.int64, device=logits.device
+        )
+        height, width = int(image_size[0]), int(image_size[1])
+        return Detections(
+            image_size=(height, width),
+            boxes=cxcywh_to_pixels(boxes[kept], height, width),
+            box_scores=scores[kept],
+            class_ids=class_ids,
+            prompts=tuple(image_queries[q][1] for q in chosen),
+        )
+
+    def _nms(self, detections: Detections) -> Detections:
+        if self.nms_iou is None or len(detections) < 2:
+            return detections
+        from torchvision.ops import batched_nms
+
+        keep = batched_nms(
+            detections.boxes, detections.box_scores, detections.class_ids, self.nms_iou
+        )
+        return detections[keep.sort().values]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(checkpoint={self.checkpoint!r}, prompt_mode={self.prompt_mode!r}, "
+            f"box_threshold={self.box_threshold}, text_threshold={self.text_threshold}, "
+            f"nms_iou={self.nms_iou}, device={str(self._device)!r})"
+        )
+
+
+def cxcywh_to_pixels(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Normalised ``(N, 4)`` ``cx, cy, w, h`` -> float32 xyxy pixels of an ``height`` x ``width``
+    image, clipped to ``[0, width]`` x ``[0, height]``."""
+    cx, cy, w, h = boxes.float().unbind(-1)
+    xyxy = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
+    xyxy = xyxy * scale
+    limit = scale.clone()
+    return torch.minimum(xyxy.clamp(min=0.0), limit)
+
+
+def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.bfloat16, torch.float16, torch.float32):
+            raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype}")
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
+        return _DTYPES[dtype.lower()]
+    raise ValueError(f"dtype must be None, a torch dtype or one of {', '.join(_DTYPES)}, got {dtype!r}")
+
+
+def _check_images(images: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
+    """Validate images and return them as ``(H, W, 3)`` uint8 torch tensors (no copy for numpy)."""
+    if isinstance(images, (np.ndarray, torch.Tensor)) or not isinstance(images, Sequence):
+        raise ValueError(
+            "images must be a list of (H, W, 3) uint8 RGB arrays; wrap a single image in a list"
+        )
+    tensors = []
+    for index, image in enumerate(images):
+        if isinstance(image, np.ndarray):
+            dtype, shape = image.dtype, image.shape
+        elif isinstance(image, torch.Tensor):
+            dtype, shape = image.dtype, tuple(image.shape)
+        else:
+            raise ValueError(
+                f"images[{index}] is a {type(image).__name__}: give an (H, W, 3) uint8 numpy "
+                "array or torch tensor"
+            )
+        if dtype not in (np.uint8, torch.uint8):
+            raise ValueError(
+                f"images[{index}] has dtype {dtype}: give uint8 RGB pixels 0..255 "
+                "(e.g. samwsss.data.images.load_rgb)"
+            )
+        if len(shape) != 3 or shape[2] != 3 or shape[0] < 1 or shape[1] < 1:
+            raise ValueError(
+                f"images[{index}] has shape {tuple(shape)}: give (H, W, 3) RGB, channels last"
+            )
+        if isinstance(image, np.ndarray):
+            image = np.ascontiguousarray(image)
+            if not image.flags.writeable:  # torch.from_numpy warns on read-only memory
+                image = image.copy()
+            image = torch.from_numpy(image)
+        tensors.append(image)
+    return tensors
+
+
+def _check_queries(queries: Sequence[Sequence[Query]], count: int) -> list[list[Query]]:
+    """Validate per-image ``(class_id, prompt)`` queries and normalise the prompts."""
+    if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence):
+        raise ValueError("queries must be a list with one list of (class_id, prompt) per image")
+    if len(queries) != count:
+        raise ValueError(
+            f"got {count} images but {len(queries)} query lists: give one list of "
+            "(class_id, prompt) pairs per image (an empty list for none)"
+        )
+    normalized = []
+    for image_index, image_queries in enumerate(queries):
+        if isinstance(image_queries, (str, bytes)) or not isinstance(image_queries, Sequence):
+            raise ValueError(
+                f"queries[{image_index}] must be a list of (class_id, prompt) pairs, "
+                f"got {image_queries!r}"
+            )
+        checked = []
+        for query in image_queries:
+            if (
+                isinstance(query, (str, bytes))
+                or not isinstance(query, Sequence)
+                or len(query) != 2
+            ):
+                raise ValueError(
+                    f"queries[{image_index}] holds {query!r}: each query is a (class_id, prompt) pair"
+                )
+            class_id, prompt = query
+            if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
+                raise ValueError(
+                    f"queries[{image_index}] class_id {class_id!r} must be an integer >= 1"
+                )
+            if int(class_id) < 1:
+                raise ValueError(
+                    f"queries[{image_index}] class_id {class_id} must be >= 1 (0 is background)"
+                )
+            checked.append((int(class_id), normalize_prompt(prompt)))
+        normalized.append(checked)
+    return normalized
+
+
+@register(
+    "boxer",
+    "grounding-dino-tiny",
+    weights=MODEL_IDS["grounding-dino-tiny"],
+    description="Grounding DINO Swin-T (O365, GoldG, Cap4M): the paper's boxer",
+)
+def build_grounding_dino_tiny(**kwargs: Any) -> GroundingDinoBoxer:
+    """The paper's Grounding DINO (Swin-T OGC) boxer; ``kwargs`` as in ``from_pretrained``."""
+    return GroundingDinoBoxer.from_pretrained("grounding-dino-tiny", **kwargs)
+
+
+@register(
+    "boxer",
+    "grounding-dino-base",
+    weights=MODEL_IDS["grounding-dino-base"],
+    description="Grounding DINO Swin-B: larger, more accurate boxer",
+)
+def build_grounding_dino_base(**kwargs: Any) -> GroundingDinoBoxer:
+    """Grounding DINO Swin-B boxer; ``kwargs`` as in ``from_pretrained``."""
+    return GroundingDinoBoxer.from_pretrained("grounding-dino-base", **kwargs)

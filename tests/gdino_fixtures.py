@@ -1,0 +1,147 @@
+"""A tiny random Grounding DINO (model + processor) written to a folder, for tests.
+
+``build_tiny_grounding_dino(directory)`` saves, with ``save_pretrained``, a seeded random
+``GroundingDinoForObjectDetection`` (tiny Swin backbone, tiny BERT, d_model 32, 20 queries,
+max_text_len 32) and a ``GroundingDinoProcessor`` whose image processor has the real
+checkpoint's settings (shortest edge 800, longest edge 1333, ImageNet mean/std) and whose
+tokenizer reads a ``vocab.txt`` written here. The folder then loads through the real path:
+``AutoProcessor.from_pretrained(dir)`` / ``GroundingDinoForObjectDetection.from_pretrained(dir)``
+(and so ``GroundingDinoBoxer.from_pretrained(dir)``). Nothing is downloaded.
+
+The vocabulary keeps bert-base-uncased's ids for the tokens the model treats specially
+(``[PAD]`` 0, ``[UNK]`` 100, ``[CLS]`` 101, ``[SEP]`` 102, ``.`` 1012, ``?`` 1029 — transformers'
+Grounding DINO hard-codes 101/102/1012/1029 as phrase delimiters), has every ASCII letter
+and digit as a word and as a ``##`` piece (so any lower-case prompt tokenizes), and whole
+words for the VOC and COCO class names.
+
+Typical use in a test module::
+
+    @pytest.fixture(scope="session")
+    def tiny_gdino_dir(tmp_path_factory):
+        return build_tiny_grounding_dino(tmp_path_factory.mktemp("gdino"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The real IDEA-Research/grounding-dino-tiny preprocessor settings (preprocessor_config.json).
+REAL_PROCESSOR_SETTINGS: dict[str, object] = {
+    "size": {"shortest_edge": 800, "longest_edge": 1333},
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+    "rescale_factor": 1 / 255,
+    "do_resize": True,
+    "do_rescale": True,
+    "do_normalize": True,
+    "do_pad": True,
+    "resample": 2,  # PIL bilinear
+}
+
+_PUNCTUATION = "!\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+_WORDS = (
+    "aeroplane airplane bicycle bird boat bottle bus car cat chair cow dining table dog horse "
+    "motorbike motorcycle person potted pottedplant plant sheep sofa train tv monitor wild "
+    "traffic light fire hydrant stop sign parking meter bench elephant bear zebra giraffe "
+    "backpack umbrella handbag tie suitcase frisbee skis snowboard sports ball kite baseball "
+    "bat glove skateboard surfboard tennis racket wine glass cup fork knife spoon bowl banana "
+    "apple sandwich orange broccoli carrot hot pizza donut cake couch bed toilet laptop mouse "
+    "remote keyboard cell phone microwave oven toaster sink refrigerator book clock vase "
+    "scissors teddy hair drier toothbrush truck"
+)
+VOCAB_SIZE = 1280
+
+
+def tiny_vocabulary() -> list[str]:
+    """Tokens of the test vocabulary, index = token id (bert-base-uncased ids for specials)."""
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    while len(vocab) < 999:
+        vocab.append(f"[unused{len(vocab) - 5}]")
+    vocab.extend(_PUNCTUATION)  # "." lands on 1012 and "?" on 1029, as in bert-base-uncased
+    vocab.extend(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789")
+    seen = set(vocab)
+    for word in _WORDS.split():
+        if word not in seen:
+            vocab.append(word)
+            seen.add(word)
+    if len(vocab) > VOCAB_SIZE:
+        raise RuntimeError(f"test vocabulary has {len(vocab)} tokens > {VOCAB_SIZE}")
+    return vocab
+
+
+def tiny_grounding_dino_config(vocab_size: int = VOCAB_SIZE):  # -> GroundingDinoConfig
+    """The tiny configuration of DESIGN.md section 3 (Swin embed 16, BERT hidden 32, d_model 32)."""
+    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+
+    backbone = SwinConfig(
+        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], out_indices=[2, 3, 4]
+    )
+    text = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=20,
+        max_text_len=32,
+    )
+
+
+def build_tiny_grounding_dino(
+    directory: str | Path,
+    seed: int = 0,
+    shortest_edge: int = 800,
+    longest_edge: int = 1333,
+) -> Path:
+    """Write a seeded tiny random Grounding DINO + processor into ``directory``; return it.
+
+    Re-running with the same ``seed`` writes the same weights. Takes well under a second
+    after transformers is imported. The folder holds ``config.json``, ``model.safetensors``,
+    ``processor_config.json`` (image processor settings), ``tokenizer.json``,
+    ``tokenizer_config.json`` and ``vocab.txt``.
+
+    ``shortest_edge``/``longest_edge`` default to the real checkpoint's 800/1333. A forward
+    of the tiny model at 800x1066 takes ~0.25 s on one CPU core; tests that only check
+    plumbing may save e.g. 128/213 instead (~15x faster) — the boxer reads the resize
+    settings from the processor it loads.
+    """
+    import torch
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_path = directory / "vocab.txt"
+    vocab_path.write_text("\n".join(tiny_vocabulary()) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(str(vocab_path))
+    settings = dict(REAL_PROCESSOR_SETTINGS)
+    settings["size"] = {"shortest_edge": shortest_edge, "longest_edge": longest_edge}
+    image_processor = GroundingDinoImageProcessor(**settings)
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        directory
+    )
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = GroundingDinoForObjectDetection(tiny_grounding_dino_config()).eval()
+    finally:
+        torch.random.set_rng_state(state)
+    model.save_pretrained(directory)
+    return directory
