@@ -51,12 +51,12 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="samwsss")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="Log progress (-v) or debug details (-vv); warnings always show.")
 def cli(verbose: int) -> None:
     """samwsss: semantic-segmentation pseudo masks from image-level labels or none."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("samwsss").setLevel(min(level, logging.INFO))
+    logging.getLogger("samwsss").setLevel(level)
 
 
 def main() -> None:

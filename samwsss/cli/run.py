@@ -161,6 +161,8 @@ def _run(route: str, options: dict[str, Any]) -> None:
         f"{route}: {summary.processed} images processed, {summary.skipped} already done, "
         f"{summary.failed} unreadable, {summary.images_per_second:.2f} images/s -> {run_options.out}"
     )
+    if summary.report_table is not None:
+        click.echo(summary.report_table)
     if summary.miou is not None:
         click.echo(f"mIoU {summary.miou * 100:.2f} (report: {run_options.out / 'evaluation.json'})")
 

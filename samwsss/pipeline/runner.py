@@ -117,6 +117,7 @@ class RunSummary:
     failed: int
     seconds: float
     miou: float | None = None
+    report_table: str | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -331,7 +332,8 @@ def run_dataset(
         else:
             if missing:
                 logger.warning("%d unreadable images count as all-background predictions", len(missing))
-            summary.miou = _evaluate(spec, dataset, options.out, count_missing=bool(missing))
+            report = _evaluate(spec, dataset, options.out, count_missing=bool(missing))
+            summary.miou, summary.report_table = float(report.miou), report.format_table()
     return summary
 
 
@@ -367,11 +369,10 @@ def _recorded_failures(out: Path) -> set[str]:
     return failed
 
 
-def _evaluate(spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool) -> float:
+def _evaluate(spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool) -> Any:
     from samwsss.evaluation import evaluate_folder
 
     report = evaluate_folder(spec.mask_dir, dataset, missing="background" if count_missing else "error")
     report.to_json(out / "evaluation.json")
     report.plot(out / "evaluation_iou.png")
-    logger.info("evaluation:\n%s", report.format_table())
-    return float(report.miou)
+    return report
