@@ -18,16 +18,20 @@ TEMP_PREFIX = ".tmp-"
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "wb", fsync: bool = True
+) -> Iterator[IO[Any]]:
     """Open ``path`` for writing so that it appears only once fully written.
 
     Args:
         path: final destination; its parent folder is created if missing.
         mode: ``"wb"`` or ``"w"``.
+        fsync: also force the data to disk before the rename (survives a power cut, not
+            just a killed process); per-image outputs skip it for speed.
 
     Yields:
         A file object on a temporary file beside ``path``; on normal exit it is flushed,
-        fsynced and renamed over ``path``; on an exception it is removed.
+        (fsynced) and renamed over ``path``; on an exception it is removed.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
@@ -38,7 +42,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -46,21 +51,23 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_open(path, "wb") as handle:
+    with atomic_open(path, "wb", fsync=fsync) as handle:
         handle.write(data)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str, fsync: bool = True) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
-    with atomic_open(path, "w") as handle:
+    with atomic_open(path, "w", fsync=fsync) as handle:
         handle.write(text)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:
+def atomic_write_json(
+    path: str | os.PathLike[str], obj: Any, indent: int | None = 2, fsync: bool = True
+) -> None:
     """Serialise ``obj`` as JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n", fsync=fsync)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:

@@ -76,7 +76,7 @@ def encode_label_png(label: np.ndarray, palette: bool = True) -> bytes:
 
 
 def write_label_png(
-    path: str | os.PathLike[str], label: np.ndarray, palette: bool = True
+    path: str | os.PathLike[str], label: np.ndarray, palette: bool = True, fsync: bool = True
 ) -> Path:
     """Atomically write an ``(H, W)`` uint8 label map as a PNG.
 
@@ -85,10 +85,11 @@ def write_label_png(
         label: class indices, 255 = ignore.
         palette: ``True`` (default) writes a VOC-palette ``P`` PNG that image viewers show
             in colour; ``False`` writes a plain grayscale index PNG like the authors' scripts.
+        fsync: force the file to disk before the rename (see :func:`samwsss.atomic.atomic_open`).
 
     Returns:
         The written path.
     """
     target = Path(path)
-    atomic_write_bytes(target, encode_label_png(label, palette=palette))
+    atomic_write_bytes(target, encode_label_png(label, palette=palette), fsync=fsync)
     return target

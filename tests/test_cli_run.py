@@ -201,14 +201,18 @@ def test_plain_folder_zero_shot_and_user_errors(tmp_path: Path, models: list[str
 
 def test_yaml_config_file_with_command_line_override(voc: Path, models: list[str], tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"merge_rule": "area", "split": "val", "box_threshold": 0.5}))
+    config.write_text(yaml.safe_dump({"preset": "paper", "min-area": 3, "split": "val",
+                                      "box_threshold": 0.5, "evaluate": True}))
     out = tmp_path / "cfg"
     result = _run(["text-input", "--config", str(config), "--data", str(voc), "--out", str(out),
-                   "--workers", "0", *models])  # models set --box-threshold 0.2
+                   "--workers", "0", "--no-evaluate", *models])  # models set --box-threshold 0.2
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["pipeline"]["merge_rule"] == "area" and saved["pipeline"]["box_threshold"] == 0.2
+    assert saved["pipeline"]["merge_rule"] == "paper"  # the preset named in the YAML file
+    assert saved["pipeline"]["min_area"] == 3  # YAML keys may use dashes
+    assert saved["pipeline"]["box_threshold"] == 0.2  # the command line wins over the file
     assert saved["data"]["split"] == "val"
+    assert not (out / "evaluation.json").exists()  # --no-evaluate wins over the file
     config.write_text(yaml.safe_dump({"merge_rules": "area"}))
     bad = CliRunner().invoke(cli, ["text-input", "--config", str(config), "--data", str(voc), "--out", str(tmp_path / "x"), *models])
     assert bad.exit_code != 0 and "unknown setting(s) merge_rules" in bad.output

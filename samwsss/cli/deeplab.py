@@ -71,14 +71,17 @@ def open_training_dataset(config: DeepLabConfig, missing_masks: str = "error") -
     """The training set of ``config``: ``open_dataset(data, split)``, GT or pseudo masks.
 
     Raises:
-        ValueError: ``config.data`` unset, or whatever ``open_dataset`` /
+        ValueError: ``config.data`` unset, a dataset with fewer than two classes (a plain
+            folder without ``--mapping``), or whatever ``open_dataset`` /
             :class:`~samwsss.deeplab.data.PseudoMaskDataset` reject.
     """
     from samwsss.data import open_dataset
     from samwsss.deeplab.data import PseudoMaskDataset
 
     if not config.data:
-        raise ValueError("no training data: pass --data (a VOC root, COCO split folder or image folder)")
+        raise ValueError(
+            "no training data: pass --data (a VOC root, COCO split folder or image folder)"
+        )
     base = open_dataset(
         config.data,
         config.split,
@@ -86,6 +89,12 @@ def open_training_dataset(config: DeepLabConfig, missing_masks: str = "error") -
         gt_dir=None if config.masks else config.gt_dir,
         coco_gt_rule=config.coco_gt_rule,
     )
+    if base.num_classes < 2:
+        raise ValueError(
+            f"{config.data}: the dataset has {base.num_classes} class "
+            f"{list(base.class_names)}, so there is nothing to segment; a plain image "
+            "folder needs its class list: pass --mapping voc|coco|FILE (a mapping YAML)"
+        )
     if config.masks:
         return PseudoMaskDataset(base, config.masks, missing=missing_masks)
     return base
@@ -207,9 +216,15 @@ def train_deeplab_command(
         from samwsss.deeplab.train import Trainer
 
         config = _build_config(out, resume, config_file, explicit, overrides)
+        validation_set = config.val_split is not None or config.val_data is not None
+        if config.val_every > 0 and not validation_set:
+            raise ValueError(
+                f"--val-every {config.val_every} needs a validation set with ground truth: "
+                "pass --val-split (e.g. val; from --data, or from --val-data when given)"
+            )
         dataset = open_training_dataset(config, missing_masks)
         val_dataset = None
-        if config.val_split is not None or config.val_data is not None:
+        if validation_set:
             val_dataset = open_dataset(
                 config.val_data or config.data or "",
                 config.val_split,
@@ -217,7 +232,11 @@ def train_deeplab_command(
                 coco_gt_rule=config.coco_gt_rule,
             )
             if tuple(val_dataset.class_names) != tuple(dataset.class_names):
-                raise ValueError("the validation dataset's class list differs from the training set's")
+                raise ValueError(
+                    f"the validation dataset has the classes {list(val_dataset.class_names)} "
+                    f"but the training set {list(dataset.class_names)}; validate on a "
+                    "dataset with the same class list (--val-data/--val-split, --mapping)"
+                )
             if config.val_every == 0:
                 logger.warning("a validation set is given but val_every is 0: no validation")
         result = Trainer(config, dataset, out, val_dataset=val_dataset, resume=resume).run()
@@ -275,7 +294,13 @@ def _parse_scales(text: str) -> tuple[float, ...]:
 @click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available].")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA.")
 @click.option("--palette/--plain", default=True, show_default=True, help="VOC-palette PNGs or plain index PNGs.")
-@click.option("--overwrite", is_flag=True, help="Redo images whose prediction already exists.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete the predictions (and report) already in --out and predict every image "
+    "again. Without it a rerun with the same checkpoint and settings resumes, and one with "
+    "another checkpoint, scales, flip or dataset is refused.",
+)
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation even when GT exists.")
 def predict_command(
     checkpoint: Path,
@@ -295,15 +320,26 @@ def predict_command(
     overwrite: bool,
     no_eval: bool,
 ) -> None:
-    """Predict masks with a trained DeepLabV2 (multi-scale, flip) and evaluate them."""
+    """Predict masks with a trained DeepLabV2 (multi-scale, flip) and evaluate them.
+
+    --out records the checkpoint (weights hash, iteration), dataset, scales, flip, bf16 and
+    palette in prediction_identity.json: rerunning with the same ones resumes (finished
+    images are kept), other ones are refused unless --overwrite clears the folder's
+    predictions first.
+    """
     scale_values = _parse_scales(scales)
     with _user_errors():
         from samwsss.data import open_dataset
         from samwsss.deeplab.predict import InferenceOptions, load_checkpoint_model, predict_dataset
 
-        dataset = open_dataset(data, split, mapping=mapping, gt_dir=gt_dir, coco_gt_rule=coco_gt_rule)
+        dataset = open_dataset(
+            data, split, mapping=mapping, gt_dir=gt_dir, coco_gt_rule=coco_gt_rule
+        )
         loaded = load_checkpoint_model(checkpoint, device)
         options = InferenceOptions(scales=scale_values, flip=flip, amp=amp)
+        if overwrite:  # the old run's report must not outlive its predictions
+            for name in (REPORT_NAME, PLOT_NAME):
+                (out / name).unlink(missing_ok=True)
         summary = predict_dataset(
             loaded,
             dataset,

@@ -18,6 +18,7 @@ from samwsss.cli.common import fail_cleanly
 RUN_KEYS = (
     "data", "split", "labels", "gt_dir", "label_source", "coco_gt_rule", "out", "device",
     "workers", "shard", "plain", "palette", "instances", "overlays", "evaluate", "max_images",
+    "overwrite", "resume", "retry_failures",
 )  # fmt: skip
 
 
@@ -31,7 +32,7 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
         click.option("--coco-gt-rule", type=click.Choice(["overwrite", "smallest"]), default=None, help="How COCO semantic GT resolves overlaps."),
         click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (required)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None, help="YAML file of settings; command-line options override it."),
-        click.option("--preset", type=click.Choice(["default", "paper"]), default="default", show_default=True, help="'paper' reproduces the survey authors' protocol."),
+        click.option("--preset", type=click.Choice(["default", "paper"]), default=None, help="'default' (ours) or 'paper' (the survey authors' protocol)."),
         click.option("--mapping", type=str, default=None, help="Class mapping: voc, coco or a YAML path (default: the dataset's)."),
         click.option("--boxer", type=str, default=None, help="Grounding DINO: registry name, hub id or local folder."),
         click.option("--masker", type=str, default=None, help="SAM: registry name, hub id, local folder or official .pth."),
@@ -53,8 +54,9 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
         click.option("--overlays", type=int, default=None, help="Number of images that get overlay JPEGs."),
         click.option("--evaluate/--no-evaluate", default=None, help="Evaluate at the end when GT exists (default on)."),
         click.option("--max-images", type=int, default=None, help="Stop after this many images (a rerun resumes)."),
-        click.option("--overwrite", is_flag=True, help="Delete a different run's outputs in --out."),
-        click.option("--resume", is_flag=True, help="Continue in --out even if its saved settings differ."),
+        click.option("--overwrite", is_flag=True, default=None, help="Delete a different run's outputs in --out."),
+        click.option("--resume", is_flag=True, default=None, help="Continue in --out even if its saved settings differ."),
+        click.option("--retry-failures", is_flag=True, default=None, help="Retry images recorded as unreadable by earlier runs."),
     ]
     if zero_shot:
         options += [
@@ -89,15 +91,16 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
             raise ValueError(f"{config_file}: not valid YAML ({error})") from error
         if not isinstance(loaded, dict):
             raise ValueError(f"{config_file}: must be a mapping of setting: value")
+        loaded = {str(k).replace("-", "_"): v for k, v in loaded.items()}
         unknown = sorted(set(loaded) - pipeline_keys - set(RUN_KEYS) - {"preset"})
         if unknown:
             raise ValueError(
                 f"{config_file}: unknown setting(s) {', '.join(unknown)}; valid: "
-                + ", ".join(sorted(pipeline_keys | set(RUN_KEYS)))
+                + ", ".join(sorted(pipeline_keys | set(RUN_KEYS) | {"preset"}))
             )
-        merged.update({k.replace("-", "_"): v for k, v in loaded.items()})
-    merged.update({k: v for k, v in options.items() if v is not None and v is not False})
-    preset_name = merged.pop("preset", "default")
+        merged.update(loaded)
+    merged.update({k: v for k, v in options.items() if v is not None})
+    preset_name = merged.pop("preset", None) or "default"
     pipeline = {k: v for k, v in merged.items() if k in pipeline_keys}
     run = {k: v for k, v in merged.items() if k not in pipeline_keys}
     run["preset"] = preset_name
@@ -130,12 +133,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
     pipeline_settings.setdefault("mapping", _mapping_of(dataset))
     config = preset(run["preset"], **pipeline_settings)
     shard = Shard.parse(run.get("shard"))
-    device = run.get("device")
-    if device is None and shard.count > 1 and "LOCAL_RANK" in __import__("os").environ:
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"cuda:{int(__import__('os').environ['LOCAL_RANK'])}"
+    device = _device_for_rank(run.get("device"))
     pipe = Pipeline.from_config(config, device=device, with_tagger=route == "zero-shot")
     run_options = RunOptions(
         route=route,
@@ -150,11 +148,16 @@ def _run(route: str, options: dict[str, Any]) -> None:
         resume=bool(run.get("resume", False)),
         evaluate=bool(run.get("evaluate", True)),
         max_images=run.get("max_images"),
+        retry_failures=bool(run.get("retry_failures", False)),
     )
     data_identity = {
         "data": str(Path(run["data"]).resolve()),
         "split": run.get("split"),
-        "labels": str(Path(run["labels"]).resolve()) if run.get("labels") else None,
+        "label_source": run.get("label_source", "xml"),
+        "coco_gt_rule": run.get("coco_gt_rule", "overwrite"),
+        "labels": _file_identity(run.get("labels")),
+        "gt_dir": str(Path(run["gt_dir"]).resolve()) if run.get("gt_dir") else None,
+        "mapping": _file_identity(config.mapping) if Path(config.mapping).is_file() else config.mapping,
     }
     summary = run_dataset(pipe, dataset, run_options, data_identity)
     click.echo(
@@ -168,11 +171,47 @@ def _run(route: str, options: dict[str, Any]) -> None:
 
 
 def _mapping_of(dataset: Any) -> str:
+    """The dataset's mapping: a built-in name (``voc``/``coco``) or the user's file."""
     mapping = getattr(dataset, "mapping", None)
-    if mapping is not None and getattr(mapping, "source", None) and Path(mapping.source).is_file():
-        return str(mapping.source)
-    kind = getattr(dataset, "kind", "")
-    return "coco" if kind == "coco" else "voc"
+    source = getattr(mapping, "source", None)
+    if source and Path(source).is_file():
+        from samwsss.mapping import BUILTIN_MAPPINGS, builtin_mapping_path
+
+        for name in BUILTIN_MAPPINGS:
+            if Path(source).resolve() == builtin_mapping_path(name).resolve():
+                return name
+        return str(source)
+    return "coco" if getattr(dataset, "kind", "") == "coco" else "voc"
+
+
+def _file_identity(path: str | None) -> dict[str, str] | None:
+    """Path and content hash of a settings file, so an edited file counts as a new run."""
+    if not path:
+        return None
+    import hashlib
+
+    target = Path(path).resolve()
+    return {"path": str(target), "sha256": hashlib.sha256(target.read_bytes()).hexdigest()[:16]}
+
+
+def _device_for_rank(device: str | None) -> str | None:
+    """Under torchrun each rank uses its own GPU: ``cuda`` (or nothing) means ``cuda:LOCAL_RANK``."""
+    import os
+
+    if "LOCAL_RANK" not in os.environ:
+        return device
+    import torch
+
+    if not torch.cuda.is_available() or (device is not None and not device.startswith("cuda")):
+        return device
+    local = int(os.environ["LOCAL_RANK"])
+    if device not in (None, "cuda", f"cuda:{local}"):
+        raise ValueError(
+            f"--device {device} under torchrun: each rank uses its own GPU (this is rank "
+            f"{local}); leave --device out or pass --device cuda"
+        )
+    torch.cuda.set_device(local)
+    return f"cuda:{local}"
 
 
 @click.command("text-input")

@@ -39,6 +39,11 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
             array = np.asarray(image, dtype=np.uint8)
     except FileNotFoundError as error:
         raise ImageReadError(f"{target}: file not found") from error
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(
+            f"{target}: image too large to decode safely ({error}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{target}: cannot decode image ({error})") from error
     if array.ndim != 3 or array.shape[2] != 3 or array.shape[0] == 0 or array.shape[1] == 0:

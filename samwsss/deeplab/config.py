@@ -203,8 +203,9 @@ class DeepLabConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0 or self.poly_power < 0:
-            raise ValueError("weight_decay and poly_power must be >= 0")
+        for name in ("weight_decay", "poly_power"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.crop_size < 8:
             raise ValueError(f"crop_size must be >= 8 pixels, got {self.crop_size}")
         if not 0 < self.scale_min <= self.scale_max:

@@ -32,13 +32,35 @@ _PERMUTATION_STREAM = 0
 _AUGMENTATION_STREAM = 1
 
 
+def _mask_files(folder: Path) -> dict[str, str]:
+    """``image id -> file name`` of the PNG masks in ``folder`` (``.png`` in any case).
+
+    Raises:
+        ValueError: two files differ only in the case of their extension (``a.png`` and
+            ``a.PNG``): which one is the mask is ambiguous.
+    """
+    found: dict[str, str] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            stem, extension = os.path.splitext(entry.name)
+            if extension.lower() != ".png" or not entry.is_file():
+                continue
+            if stem in found:
+                raise ValueError(
+                    f"{str(folder)!r} holds both {found[stem]!r} and {entry.name!r}; keep one "
+                    "mask per image"
+                )
+            found[stem] = entry.name
+    return found
+
+
 class PseudoMaskDataset(SegmentationDataset):
     """``base`` with its ground truth replaced by ``<mask_dir>/<image id>.png``.
 
     Args:
         base: the dataset giving ids, images, labels and class names.
-        mask_dir: folder of ``(H, W)`` uint8 PNG label maps (palette or grayscale) named by
-            image id, as written by the pseudo-mask pipeline.
+        mask_dir: folder of ``(H, W)`` uint8 PNG label maps (palette or grayscale) named
+            ``<image id>.png`` (or ``.PNG``), as written by the pseudo-mask pipeline.
         missing: ``"error"`` (default) raises if any id has no mask; ``"skip"`` drops those
             ids (logged).
 
@@ -55,7 +77,7 @@ class PseudoMaskDataset(SegmentationDataset):
         folder = Path(mask_dir)
         if not folder.is_dir():
             raise ValueError(f"pseudo-mask folder {str(folder)!r} does not exist or is not a folder")
-        present = {entry.name[:-4] for entry in os.scandir(folder) if entry.name.endswith(".png")}
+        present = _mask_files(folder)
         ids = list(base.ids)
         absent = [image_id for image_id in ids if image_id not in present]
         if absent and missing == "error":
@@ -67,6 +89,7 @@ class PseudoMaskDataset(SegmentationDataset):
         if absent:
             logger.warning("%d of %d images have no pseudo mask; skipped", len(absent), len(ids))
         self._ids = [image_id for image_id in ids if image_id in present]
+        self._files = {image_id: present[image_id] for image_id in self._ids}
         if not self._ids:
             raise ValueError(f"no image of the dataset has a mask in {str(folder)!r}")
         self.base = base
@@ -91,7 +114,7 @@ class PseudoMaskDataset(SegmentationDataset):
     def gt(self, image_id: str) -> np.ndarray:
         from samwsss.labelio import read_label_png
 
-        return read_label_png(self.mask_dir / f"{image_id}.png")
+        return read_label_png(self.mask_dir / self._files[image_id])
 
     def load_image(self, image_id: str) -> np.ndarray:
         return self.base.load_image(image_id)

@@ -26,6 +26,12 @@ from torch.nn import functional as F
 from samwsss.data.base import SegmentationDataset
 from samwsss.deeplab.config import DeepLabConfig, config_from_dict
 from samwsss.deeplab.model import DeepLabV2, build_deeplab, upsample_logits
+from samwsss.deeplab.prediction_folder import (
+    IDENTITY_NAME,
+    prediction_identity,
+    prepare_prediction_folder,
+    state_dict_sha256,
+)
 from samwsss.deeplab.transforms import normalize_batch
 
 logger = logging.getLogger(__name__)
@@ -43,6 +49,9 @@ class LoadedModel:
         class_names: class names the model predicts, background first.
         iteration: training iterations done when the checkpoint was written.
         device: where the model lives.
+        path: the checkpoint file it was loaded from (``None`` when built in memory).
+        weights_sha256: hash of the weights (``prediction_folder.state_dict_sha256``);
+            ``None`` means "compute it from ``model`` when needed".
     """
 
     model: DeepLabV2
@@ -50,6 +59,8 @@ class LoadedModel:
     class_names: tuple[str, ...]
     iteration: int
     device: torch.device
+    path: Path | None = None
+    weights_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,11 +121,15 @@ def load_checkpoint_model(
         init="none",
     )
     model.load_state_dict(state["model"])
+    digest = state_dict_sha256(model.state_dict())
     chosen = choose_device(device)
     model.to(chosen).eval()
     if chosen.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    return LoadedModel(model, config, class_names, int(state.get("iteration", 0)), chosen)
+    return LoadedModel(
+        model, config, class_names, int(state.get("iteration", 0)), chosen,
+        path=target.resolve(), weights_sha256=digest,
+    )
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -278,21 +293,48 @@ def predict_dataset(
 ) -> PredictionSummary:
     """Write ``<out_dir>/<id>.png`` (uint8 class indices, VOC palette) for every image.
 
-    Existing predictions are kept (resumable) unless ``overwrite``.
+    The folder records which run its predictions belong to in ``prediction_identity.json``
+    (the checkpoint's weights hash and iteration, the dataset's kind/root/split, scales,
+    flip, bf16 and palette; see :mod:`samwsss.deeplab.prediction_folder`). A rerun with
+    the same identity resumes: existing ``<id>.png`` are kept. A rerun with another
+    identity, or into a folder holding ``<id>.png`` but no identity file, is refused.
+    ``overwrite`` deletes the identity and the ``<id>.png`` of every image of ``dataset``
+    first and predicts everything again.
+
+    Args:
+        ids: predict only these ids (default: all of ``dataset``).
 
     Raises:
-        ValueError: the checkpoint's classes differ from the dataset's.
+        ValueError: the checkpoint's classes differ from the dataset's, or ``out_dir``
+            holds predictions of another run (without ``overwrite``).
     """
     from samwsss.labelio import write_label_png
 
     check_class_names(loaded.class_names, dataset)
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     wanted = list(dataset.ids if ids is None else ids)
-    todo = wanted if overwrite else [i for i in wanted if not (folder / f"{i}.png").exists()]
+    digest = loaded.weights_sha256 or state_dict_sha256(loaded.model.state_dict())
+    identity = prediction_identity(
+        checkpoint=loaded.path,
+        iteration=loaded.iteration,
+        weights_sha256=digest,
+        class_names=loaded.class_names,
+        dataset=dataset,
+        scales=options.scales,
+        flip=options.flip,
+        bf16=options.amp and loaded.device.type == "cuda",
+        palette=palette,
+    )
+    prepare_prediction_folder(
+        folder, identity, list(dict.fromkeys([*dataset.ids, *wanted])), overwrite=overwrite
+    )
+    todo = [i for i in wanted if not (folder / f"{i}.png").exists()]
     skipped = len(wanted) - len(todo)
     if skipped:
-        logger.info("%d predictions already exist in %s; skipped", skipped, folder)
+        logger.info(
+            "%d predictions of this run (%s) already exist in %s; skipped",
+            skipped, IDENTITY_NAME, folder,
+        )
     written = 0
     for batch in iterate_images(dataset, todo, batch_size, workers):
         labels = predict_labels(

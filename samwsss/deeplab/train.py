@@ -117,6 +117,38 @@ def set_learning_rates(
     return base
 
 
+def loss_targets(labels: torch.Tensor, logits_size: tuple[int, int], resolution: str) -> torch.Tensor:
+    """The labels the loss compares the logits with, at the loss's resolution.
+
+    Both :func:`segmentation_loss` and :func:`forward_loss` (which counts the valid pixels
+    for the DDP normaliser) go through this, so the pixels counted are the pixels summed.
+
+    Args:
+        labels: ``(B, H, W)`` int64 class indices.
+        logits_size: ``(h, w)`` of the stride-8 logits.
+        resolution: ``"label"`` keeps ``labels`` as they are (the logits are upsampled);
+            ``"logits"`` shrinks them to ``(h, w)`` with nearest neighbour, as Caffe DeepLab
+            did (labels already of that size are returned as they are).
+
+    Returns:
+        ``(B, H, W)`` or ``(B, h, w)`` int64 labels.
+    """
+    if resolution == "label":
+        return labels
+    if resolution != "logits":
+        raise ValueError(f"resolution must be 'label' or 'logits', got {resolution!r}")
+    size = (int(logits_size[0]), int(logits_size[1]))
+    if tuple(labels.shape[-2:]) == size:
+        return labels
+    shrunk = F.interpolate(labels[:, None].float(), size=size, mode="nearest")
+    return shrunk[:, 0].long()
+
+
+def count_valid_pixels(labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Number of pixels of ``labels`` that are not ``ignore_index`` (0-dim int64 tensor)."""
+    return (labels != ignore_index).sum()
+
+
 def segmentation_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -131,23 +163,22 @@ def segmentation_loss(
         logits: ``(B, C, h, w)`` stride-8 logits (any float dtype; computed in float32).
         labels: ``(B, H, W)`` int64 class indices, ``ignore_index`` ignored.
         resolution: ``"label"`` upsamples the logits to ``(H, W)`` (bilinear);
-            ``"logits"`` shrinks the labels to ``(h, w)`` (nearest), as Caffe DeepLab did.
-        normalizer: the divisor; default the number of valid pixels here (a plain mean).
-            The trainer passes ``valid pixels of the global batch / world size`` under DDP.
+            ``"logits"`` shrinks the labels to ``(h, w)`` (nearest), as Caffe DeepLab did
+            (see :func:`loss_targets`).
+        normalizer: the divisor; default the number of valid pixels of the labels the loss
+            uses (a plain mean). The trainer passes ``valid pixels of the global batch /
+            world size`` under DDP, counted on the same (possibly shrunk) labels.
 
     Returns:
         Scalar float32 loss (0 when no pixel is valid).
     """
     logits = logits.float()
+    labels = loss_targets(labels, (logits.shape[-2], logits.shape[-1]), resolution)
     if resolution == "label":
         logits = upsample_logits(logits, (labels.shape[-2], labels.shape[-1]))
-    elif resolution == "logits":
-        labels = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
-    else:
-        raise ValueError(f"resolution must be 'label' or 'logits', got {resolution!r}")
     total = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
     if normalizer is None:
-        normalizer = (labels != ignore_index).sum()
+        normalizer = count_valid_pixels(labels, ignore_index)
     if isinstance(normalizer, torch.Tensor):
         return total / normalizer.clamp(min=1).to(total.dtype)
     return total / max(float(normalizer), 1.0)
@@ -173,19 +204,27 @@ def forward_loss(
         world_size: processes sharing the global batch; with more than one, the valid
             pixel count is all-reduced and the loss scaled so that DDP's gradient averaging
             yields the gradient of the mean over every valid pixel of the global batch.
+            The count is taken on the labels the loss uses (shrunk to the logits' size
+            with ``loss_resolution="logits"``).
         amp: bf16 autocast for the forward (the loss itself is float32).
 
     Returns:
         Scalar loss to call ``backward`` on.
     """
-    inputs = normalize_batch(images, config.mean, config.std, device=device, channels_last=channels_last)
-    targets = labels.to(device, non_blocking=True).long()
-    valid = (targets != config.ignore_index).sum()
+    inputs = normalize_batch(
+        images, config.mean, config.std, device=device, channels_last=channels_last
+    )
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(inputs)
+    targets = loss_targets(
+        labels.to(device, non_blocking=True).long(),
+        (logits.shape[-2], logits.shape[-1]),
+        config.loss_resolution,
+    )
+    valid = count_valid_pixels(targets, config.ignore_index)
     if world_size > 1:
         dist.all_reduce(valid)
     normalizer = valid.float() / world_size
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        logits = model(inputs)
     return segmentation_loss(
         logits, targets, ignore_index=config.ignore_index,
         resolution=config.loss_resolution, normalizer=normalizer,
@@ -324,8 +363,10 @@ class Trainer:
             refused so a finished run is not overwritten by accident.
 
     Raises:
-        ValueError: dataset without ground truth, a config that differs from the resumed
-            run's in a field that changes results, or an existing run without ``resume``.
+        ValueError: dataset without ground truth or with fewer than two classes,
+            ``config.val_every > 0`` without ``val_dataset``, a config or class list that
+            differs from the resumed run's in a field that changes results, or an existing
+            run without ``resume``.
     """
 
     def __init__(
@@ -345,6 +386,17 @@ class Trainer:
         if not dataset.has_gt:
             raise ValueError(
                 f"dataset {dataset.kind!r} has no ground truth; give pseudo masks (--masks DIR)"
+            )
+        if dataset.num_classes < 2:
+            raise ValueError(
+                f"dataset {dataset.kind!r} has {dataset.num_classes} class "
+                f"{list(dataset.class_names)}; training needs background and at least one "
+                "object class: give the dataset a class list (a mapping)"
+            )
+        if self.config.val_every > 0 and val_dataset is None:
+            raise ValueError(
+                f"val_every={self.config.val_every} but no val_dataset is given; pass a "
+                "validation dataset with ground truth or set val_every=0"
             )
         self.checkpoint_dir = self.out_dir / "checkpoints"
         self.last_checkpoint = self.checkpoint_dir / "last.pt"
@@ -469,7 +521,11 @@ class Trainer:
                 f"{self.config.batch_size}; keep processes x batch_size the same"
             )
         if tuple(state["class_names"]) != tuple(self.dataset.class_names):
-            raise ValueError("cannot resume: the dataset's class list differs from the run's")
+            raise ValueError(
+                f"cannot resume {self.out_dir}: the run was trained on the classes "
+                f"{list(state['class_names'])} but the dataset has "
+                f"{list(self.dataset.class_names)}; give the run's dataset (or --mapping)"
+            )
         return state
 
     def _checkpoint_state(
@@ -498,15 +554,16 @@ class Trainer:
 
     # ----------------------------------------------------------------- logging
     def _prepare_logs(self, start: int) -> None:
-        """Create the CSV logs, dropping rows a killed run wrote after its last checkpoint."""
+        """Create the CSV logs, dropping rows a killed run wrote after its last checkpoint.
+
+        Only complete rows are kept (see :func:`read_log_rows`): a kill while a row was
+        being appended leaves a torn last line that must not survive into the resumed log.
+        """
         for name, columns in (("train_log.csv", LOG_COLUMNS), ("val_log.csv", VAL_COLUMNS)):
             path = self.out_dir / name
             rows: list[list[str]] = []
-            if start > 0 and path.exists():
-                with path.open(newline="", encoding="utf-8") as handle:
-                    reader = csv.reader(handle)
-                    next(reader, None)
-                    rows = [row for row in reader if row and int(row[0]) <= start]
+            if start > 0:
+                rows = [row for row in read_log_rows(path, columns) if int(row[0]) <= start]
             if name == "val_log.csv" and not rows and not self._validating:
                 continue
             text = io.StringIO()
@@ -671,11 +728,67 @@ class Trainer:
         return plot_training_curves(self.out_dir)
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
+#: Log columns that may be empty (``max_memory_mb`` off CUDA); every other one is a number.
+_OPTIONAL_COLUMNS = frozenset({"max_memory_mb"})
+
+
+def _complete_row(row: list[str], columns: tuple[str, ...]) -> bool:
+    if len(row) != len(columns):
+        return False
+    try:
+        int(row[0])
+        for name, value in zip(columns[1:], row[1:]):
+            if value == "" and name in _OPTIONAL_COLUMNS:
+                continue
+            float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def read_log_rows(path: str | os.PathLike[str], columns: tuple[str, ...]) -> list[list[str]]:
+    """The complete rows of a training/validation CSV log (header excluded).
+
+    A run killed while appending can leave a torn last line (``"1"`` of ``"12,0.53,..."``,
+    or garbage bytes). A row is kept only if its line ends with a newline, it has one
+    field per column, the first field is an integer iteration and the others are numbers
+    (``nan`` included; ``max_memory_mb`` may be empty). A file whose header
+    is not ``columns`` yields no rows (logged).
+
+    Returns:
+        Rows as lists of strings, in file order; ``[]`` when the file does not exist.
+    """
+    target = Path(path)
+    if not target.exists():
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    text = target.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return []
+    header = next(csv.reader([lines[0]]), [])
+    if tuple(header) != tuple(columns):
+        logger.warning("%s: unexpected header %s (expected %s); rows ignored", target, header, columns)
+        return []
+    rows: list[list[str]] = []
+    dropped = 0
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        try:
+            row = next(csv.reader([line]), [])
+        except csv.Error:
+            row = []
+        if line.endswith(("\n", "\r")) and _complete_row(row, columns):
+            rows.append(row)
+        else:
+            dropped += 1
+    if dropped:
+        logger.warning("%s: dropped %d incomplete row(s) (a killed run?)", target, dropped)
+    return rows
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    return [dict(zip(columns, row)) for row in read_log_rows(path, columns)]
 
 
 def plot_training_curves(run_dir: str | os.PathLike[str]) -> Path | None:
@@ -687,10 +800,10 @@ def plot_training_curves(run_dir: str | os.PathLike[str]) -> Path | None:
     from matplotlib.figure import Figure
 
     folder = Path(run_dir)
-    rows = _read_csv(folder / "train_log.csv")
+    rows = _read_csv(folder / "train_log.csv", LOG_COLUMNS)
     if not rows:
         return None
-    val_rows = _read_csv(folder / "val_log.csv")
+    val_rows = _read_csv(folder / "val_log.csv", VAL_COLUMNS)
     steps = [int(r["iteration"]) for r in rows]
     figure = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(figure)

@@ -34,7 +34,7 @@ def build_tagger(config: PipelineConfig, mapping: ClassMapping, boxer: Any) -> A
     if config.tagger == "grounding":
         from samwsss.stages.grounding_tagger import GroundingTagger
 
-        return GroundingTagger(boxer, mapping)
+        return GroundingTagger(boxer, mapping, threshold=config.tag_threshold)
     from samwsss.ram.tagger import RAMTagger
     from samwsss.ram.thresholds import mapping_tag_thresholds
 

@@ -69,17 +69,21 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     )
 
 
-def to_rgb_arrays(images: ImageLike | Sequence[ImageLike]) -> tuple[list[np.ndarray], bool]:
-    """``images`` (one or many) as a list of ``(H, W, 3)`` uint8 arrays, and whether one was given."""
+def as_image_list(images: ImageLike | Sequence[ImageLike]) -> tuple[list[ImageLike], bool]:
+    """``images`` (one or many) as a list, undecoded, and whether one image was given.
+
+    Raises:
+        ValueError: ``images`` is neither an image nor a sequence of images.
+    """
     if is_single_image(images):
-        return [to_rgb_array(images)], True
+        return [images], True
     if isinstance(images, np.ndarray) and images.ndim == 4:
-        return [to_rgb_array(image) for image in images], False
+        return list(images), False
     if not isinstance(images, Sequence) or isinstance(images, (bytes, bytearray)):
         raise ValueError(
             f"images must be an image or a list of images, got {type(images).__name__}"
         )
-    return [to_rgb_array(image) for image in images], False
+    return list(images), False
 
 
 def resolve_labels(

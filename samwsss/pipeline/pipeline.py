@@ -13,7 +13,7 @@ import torch
 from samwsss.detections import Detections
 from samwsss.mapping import ClassMapping, load_mapping
 from samwsss.pipeline.config import PipelineConfig, preset
-from samwsss.pipeline.inputs import ImageLike, LabelLike, resolve_labels, to_rgb_arrays
+from samwsss.pipeline.inputs import ImageLike, LabelLike, as_image_list, resolve_labels, to_rgb_array
 from samwsss.stages.merger import MaskMerger
 
 logger = logging.getLogger(__name__)
@@ -36,12 +36,17 @@ class PipelineResult:
     class_ids: tuple[int, ...]
     tags: dict[str, float] = field(default_factory=dict)
     tag_sources: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
 
-    def overlay(self, image: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-        """The image ``(H, W, 3)`` uint8 with the mask drawn over it in VOC palette colours."""
+    def overlay(self, image: ImageLike, alpha: float = 0.5) -> np.ndarray:
+        """The image ``(H, W, 3)`` uint8 with the mask (VOC palette colours) and the boxes
+        with their class names and scores drawn over it."""
         from samwsss.pipeline.overlay import draw_overlay
 
-        return draw_overlay(image, self.mask, self.detections, alpha=alpha)
+        return draw_overlay(
+            to_rgb_array(image), self.mask, self.detections, alpha=alpha,
+            class_names=self.class_names or None,
+        )
 
 
 class _Route:
@@ -53,8 +58,17 @@ class _Route:
         self.__name__ = method.__name__
 
     def __get__(self, instance: Pipeline | None, owner: type[Pipeline]) -> Callable[..., Any]:
-        target = instance if instance is not None else owner.default()
-        return self.method.__get__(target, owner)
+        if instance is not None:
+            return self.method.__get__(instance, owner)
+        method = self.method
+
+        def on_default(*args: Any, **kwargs: Any) -> Any:
+            # built on the first call, not on attribute access (help(), IDEs, docs)
+            return method(owner.default(), *args, **kwargs)
+
+        on_default.__doc__ = method.__doc__
+        on_default.__name__ = method.__name__
+        return on_default
 
 
 class Pipeline:
@@ -175,9 +189,9 @@ class Pipeline:
         Returns:
             One :class:`PipelineResult` for one image, else a list in input order.
         """
-        arrays, single = to_rgb_arrays(images)
-        class_ids = resolve_labels(labels, len(arrays), single, self.mapping)
-        results = self.run_arrays(arrays, class_ids)
+        items, single = as_image_list(images)
+        class_ids = resolve_labels(labels, len(items), single, self.mapping)
+        results = self.run_arrays(items, class_ids)
         return results[0] if single else results
 
     @_Route
@@ -185,17 +199,19 @@ class Pipeline:
         self, images: ImageLike | Sequence[ImageLike]
     ) -> PipelineResult | list[PipelineResult]:
         """Masks with no labels: tagger -> tags to classes -> Grounding DINO -> SAM -> merge."""
-        arrays, single = to_rgb_arrays(images)
-        results = self.run_arrays(arrays, None)
+        items, single = as_image_list(images)
+        results = self.run_arrays(items, None)
         return results[0] if single else results
 
     def run_arrays(
-        self, images: list[np.ndarray], class_ids: list[tuple[int, ...]] | None
+        self, images: Sequence[ImageLike], class_ids: list[tuple[int, ...]] | None
     ) -> list[PipelineResult]:
-        """Run a route on decoded images, in batches of ``batch_size`` (halved on CUDA OOM).
+        """Run a route in batches of ``batch_size``; a CUDA out-of-memory halves the batch
+        size for good and retries.
 
         Args:
-            images: ``(H, W, 3)`` uint8 RGB arrays.
+            images: ``(H, W, 3)`` uint8 RGB arrays, paths or PIL images (decoded one batch
+                at a time, so long lists of paths do not fill the memory).
             class_ids: per-image class ids for text input, or ``None`` for zero-shot.
         """
         if class_ids is None and self.tagger is None:
@@ -205,21 +221,24 @@ class Pipeline:
             )
         results: list[PipelineResult] = []
         start = 0
-        batch = self.batch_size
         while start < len(images):
-            stop = min(start + batch, len(images))
+            stop = min(start + self.batch_size, len(images))
             try:
+                batch = [to_rgb_array(image) for image in images[start:stop]]
                 results.extend(
-                    self.run_batch(images[start:stop], None if class_ids is None else class_ids[start:stop])
+                    self.run_batch(batch, None if class_ids is None else class_ids[start:stop])
                 )
             except torch.cuda.OutOfMemoryError:
-                if batch == 1:
+                if self.batch_size == 1:
                     raise
-                batch = max(1, batch // 2)
+                out_of_memory = True
+            else:
+                out_of_memory = False
+                start = stop
+            if out_of_memory:  # outside the except block, so the failed batch's tensors are freed
+                self.batch_size = max(1, self.batch_size // 2)
                 torch.cuda.empty_cache()
-                logger.warning("CUDA out of memory: retrying with batch size %d", batch)
-                continue
-            start = stop
+                logger.warning("CUDA out of memory: batch size now %d", self.batch_size)
         return results
 
     @torch.inference_mode()
@@ -254,6 +273,7 @@ class Pipeline:
                 class_ids=tuple(ids),
                 tags=tag,
                 tag_sources=source,
+                class_names=self.mapping.class_names,
             )
             for mask, det, ids, tag, source in zip(masks, detections, class_ids, tags, sources)
         ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 import platform
 import shutil
 import time
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from samwsss.atomic import atomic_open, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from samwsss.atomic import TEMP_PREFIX, atomic_write_json, atomic_write_text
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import ImageReadError
 from samwsss.pipeline.pipeline import Pipeline
@@ -82,6 +84,7 @@ class RunOptions:
         resume: continue in ``out`` even though its saved config differs.
         evaluate: evaluate at the end when the dataset has ground truth.
         max_images: stop after this many images (for trials; a later run resumes).
+        retry_failures: retry images an earlier run recorded as unreadable (default: skip).
     """
 
     route: str
@@ -96,6 +99,7 @@ class RunOptions:
     resume: bool = False
     evaluate: bool = True
     max_images: int | None = None
+    retry_failures: bool = False
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -174,7 +178,7 @@ def _run_identity(pipeline: Pipeline, options: RunOptions, data: dict[str, Any])
     }
 
 
-def _prepare_folder(options: RunOptions, identity: dict[str, Any]) -> None:
+def _prepare_folder(options: RunOptions, identity: dict[str, Any], own_ids: set[str]) -> None:
     out = options.out
     config_path = out / CONFIG_FILE
     if config_path.is_file():
@@ -184,6 +188,12 @@ def _prepare_folder(options: RunOptions, identity: dict[str, Any]) -> None:
             previous = None
         if previous != identity:
             if options.overwrite:
+                if options.shard.count > 1:
+                    raise RunConflictError(
+                        f"--overwrite cannot be combined with sharding (shard "
+                        f"{options.shard.index}/{options.shard.count}): another shard may be "
+                        f"writing there; delete {out} first or choose another --out"
+                    )
                 logger.warning("--overwrite: removing the outputs of a different run in %s", out)
                 for name in (MASKS_DIR, PLAIN_DIR, INSTANCES_DIR, OVERLAYS_DIR, "failures"):
                     shutil.rmtree(out / name, ignore_errors=True)
@@ -191,19 +201,45 @@ def _prepare_folder(options: RunOptions, identity: dict[str, Any]) -> None:
                     stale.unlink(missing_ok=True)
             elif not options.resume:
                 raise RunConflictError(
-                    f"{out} holds a different run (its {CONFIG_FILE} differs from this run's settings): "
-                    "choose another --out, pass --overwrite to delete its outputs, or --resume to "
-                    "continue it with the new settings"
+                    f"{out} holds a different run (its {CONFIG_FILE} differs from this run's "
+                    "settings): choose another --out, pass --overwrite to delete its outputs, or "
+                    "--resume to continue it with the new settings"
                 )
-    elif out.exists() and any(out.iterdir()) and not (out / MASKS_DIR).exists() and not options.overwrite:
+    elif out.exists() and any(out.iterdir()) and not (options.overwrite or options.resume):
         entries = sorted(p.name for p in out.iterdir())[:5]
         raise RunConflictError(
             f"{out} is not empty and holds no samwsss run ({', '.join(entries)} ...): "
-            "choose an empty or new --out folder, or pass --overwrite"
+            "choose an empty or new --out folder, or pass --overwrite / --resume"
         )
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
+    _remove_own_temporaries(out, own_ids)
     atomic_write_text(config_path, yaml.safe_dump(identity, sort_keys=False))
+
+
+def _remove_own_temporaries(out: Path, own_ids: set[str]) -> None:
+    """Delete ``.tmp-*`` leftovers of this shard's images only (other shards may be writing)."""
+    for sub in (MASKS_DIR, PLAIN_DIR, INSTANCES_DIR, OVERLAYS_DIR):
+        folder = out / sub
+        if not folder.is_dir():
+            continue
+        for stale in folder.glob(TEMP_PREFIX + "*"):
+            final_name = stale.name[len(TEMP_PREFIX) :].rsplit(".", 1)[0]
+            if Path(final_name).stem in own_ids:
+                stale.unlink(missing_ok=True)
+
+
+def read_failures(out: Path) -> dict[str, str]:
+    """``{image id: reason}`` from every shard's failures file (a torn last line is ignored)."""
+    failed: dict[str, str] = {}
+    for path in sorted((out / "failures").glob("failures*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "image_id" in record:
+                failed[str(record["image_id"])] = str(record.get("reason", ""))
+    return failed
 
 
 def _environment(pipeline: Pipeline) -> dict[str, Any]:
@@ -263,7 +299,8 @@ def run_dataset(
             "file (--labels) or use the zero-shot route"
         )
     identity = _run_identity(pipeline, options, data)
-    _prepare_folder(options, identity)
+    mine = options.shard.select(ids)
+    _prepare_folder(options, identity, set(mine))
     spec = OutputSpec(
         root=options.out,
         palette=options.palette,
@@ -271,17 +308,21 @@ def run_dataset(
         instances=options.instances,
         overlay_ids=overlay_sample(ids, options.overlays),
     )
-    mine = options.shard.select(ids)
-    pending = [image_id for image_id in mine if not spec.is_complete(image_id)]
-    skipped = len(mine) - len(pending)
-    if options.max_images is not None:
-        pending = pending[: options.max_images]
-    logger.info("%d images in this shard: %d done already, %d to run", len(mine), skipped, len(pending))
+    known_failures = {} if options.retry_failures else read_failures(options.out)
+    batches, pending = _plan_batches(mine, spec, set(known_failures), pipeline.batch_size, options.max_images)
+    skipped = sum(1 for image_id in mine if spec.is_complete(image_id))
+    logger.info(
+        "%d images in this shard: %d done already, %d unreadable before, %d to run",
+        len(mine), skipped, len(set(mine) & set(known_failures)), len(pending),
+    )
     failures_path = options.out / "failures" / f"failures{options.shard.suffix}.jsonl"
+    failures_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     processed = failed = 0
-    with atomic_open(failures_path, "w") as failures:
-        for batch in _batches(dataset, pending, pipeline.batch_size, options.workers):
+    show_progress = "RANK" not in os.environ or os.environ.get("RANK") == "0"
+    with open(failures_path, "a", encoding="utf-8") as failures, ThreadPoolExecutor(2) as writer:
+        in_flight: deque[Future[None]] = deque()
+        for batch in _load(dataset, batches, options.workers, show_progress):
             good = []
             for item in batch:
                 error = item["error"]
@@ -293,6 +334,7 @@ def run_dataset(
                 if error is not None:
                     failed += 1
                     failures.write(json.dumps({"image_id": item["image_id"], "reason": error}) + "\n")
+                    failures.flush()
                     logger.warning("skipped %s", error)
                 else:
                     good.append(item)
@@ -302,11 +344,19 @@ def run_dataset(
             labels = [tuple(item["labels"]) for item in good] if options.route == "text-input" else None
             results = pipeline.run_arrays(images, labels)
             for item, result in zip(good, results):
-                write_outputs(
-                    spec, item["image_id"], item["image"], result.mask, result.detections,
-                    pipeline.mapping, result.tags, result.tag_sources,
+                if item["image_id"] not in pending:
+                    continue  # finished by an earlier run; ran only to keep the batch as it was
+                in_flight.append(
+                    writer.submit(
+                        write_outputs, spec, item["image_id"], item["image"], result.mask,
+                        result.detections, pipeline.mapping, result.tags, result.tag_sources,
+                    )
                 )
-            processed += len(good)
+                processed += 1
+            while len(in_flight) > 2 * pipeline.batch_size:
+                in_flight.popleft().result()
+        while in_flight:
+            in_flight.popleft().result()
     seconds = time.time() - started
     summary = RunSummary(len(mine), skipped, processed, failed, seconds)
     manifest = {
@@ -314,7 +364,12 @@ def run_dataset(
         "batch_size": pipeline.batch_size,
         "shard": f"{options.shard.index}/{options.shard.count}",
         "environment": _environment(pipeline),
-        "counts": {"images": len(mine), "skipped_complete": skipped, "processed": processed, "failed": failed},
+        "counts": {
+            "images": len(mine),
+            "skipped_complete": skipped,
+            "processed": processed,
+            "failed": failed,
+        },
         "timing": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "seconds": round(seconds, 3),
@@ -325,7 +380,7 @@ def run_dataset(
     atomic_write_json(options.out / f"manifest{options.shard.suffix}.json", manifest)
     if options.evaluate and dataset.has_gt:
         missing = [image_id for image_id in ids if not spec.is_complete(image_id)]
-        unreadable = _recorded_failures(options.out)
+        unreadable = read_failures(options.out)
         waiting = [image_id for image_id in missing if image_id not in unreadable]
         if waiting:
             logger.info("evaluation waits for %d images (other shards or --max-images)", len(waiting))
@@ -337,36 +392,61 @@ def run_dataset(
     return summary
 
 
-def _batches(
-    dataset: SegmentationDataset, ids: list[str], batch_size: int, workers: int
+def _plan_batches(
+    ids: list[str],
+    spec: OutputSpec,
+    skip: set[str],
+    batch_size: int,
+    max_images: int | None,
+) -> tuple[list[list[str]], set[str]]:
+    """Batches on a fixed grid over the shard's ids, and the ids that need outputs.
+
+    A rerun after a kill runs the interrupted batch whole (writing only what is missing), so
+    every image goes through the models in the same batch as in an uninterrupted run.
+    """
+    batches: list[list[str]] = []
+    pending: set[str] = set()
+    for start in range(0, len(ids), batch_size):
+        grid = [image_id for image_id in ids[start : start + batch_size] if image_id not in skip]
+        todo = [image_id for image_id in grid if not spec.is_complete(image_id)]
+        if not todo:
+            continue
+        if max_images is not None and len(pending) + len(todo) > max_images:
+            todo = todo[: max_images - len(pending)]
+            grid = todo
+        if grid:
+            batches.append(grid)
+            pending.update(todo)
+        if max_images is not None and len(pending) >= max_images:
+            break
+    return batches, pending
+
+
+def _load(
+    dataset: SegmentationDataset, batches: list[list[str]], workers: int, show_progress: bool
 ) -> Iterator[list[dict[str, Any]]]:
-    if not ids:
+    """Decode the planned batches in DataLoader workers, in order, with a progress bar."""
+    if not batches:
         return
     from tqdm.auto import tqdm
 
+    ids = [image_id for batch in batches for image_id in batch]
+    positions, start = [], 0
+    for batch in batches:
+        positions.append(list(range(start, start + len(batch))))
+        start += len(batch)
     loader = torch.utils.data.DataLoader(
         _DecodeDataset(dataset, ids),
-        batch_size=batch_size,
-        shuffle=False,
+        batch_sampler=positions,
         num_workers=workers,
         collate_fn=_collate,
         prefetch_factor=4 if workers else None,
-        persistent_workers=False,
     )
-    with tqdm(total=len(ids), unit="img", desc="samwsss", dynamic_ncols=True, disable=None) as bar:
+    with tqdm(total=len(ids), unit="img", desc="samwsss", dynamic_ncols=True,
+              disable=not show_progress or None) as bar:
         for batch in loader:
             yield batch
             bar.update(len(batch))
-
-
-def _recorded_failures(out: Path) -> set[str]:
-    """Ids recorded as unreadable by any shard's failures file."""
-    failed: set[str] = set()
-    for path in (out / "failures").glob("failures*.jsonl"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                failed.add(json.loads(line)["image_id"])
-    return failed
 
 
 def _evaluate(spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool) -> Any:

@@ -95,14 +95,19 @@ def instances_to_json(
     height, width = detections.image_size
     annotations = []
     masks = detections.masks.cpu().numpy() if detections.masks is not None else None
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))) if masks is not None and len(masks) else []
+    rles: list[dict[str, Any]] = []
+    if masks is not None and len(masks):
+        # (N, H, W) C-order bool is (H, W, N) Fortran-order: no copy before the encoder
+        rles = mask_utils.encode(np.asfortranarray(masks.view(np.uint8).transpose(1, 2, 0)))
     boxes = detections.boxes.cpu().numpy().tolist()
     box_scores = detections.box_scores.cpu().numpy().tolist()
     mask_scores = (
         detections.mask_scores.cpu().numpy().tolist() if detections.mask_scores is not None else None
     )
     scores = detections.scores.cpu().numpy().tolist()
-    is_coco = mapping.name.lower() == "coco"
+    from samwsss.classes import COCO_CLASSES
+
+    is_coco = mapping.class_names == COCO_CLASSES
     for index, cls in enumerate(detections.class_ids.cpu().tolist()):
         x1, y1, x2, y2 = boxes[index]
         record: dict[str, Any] = {
@@ -145,7 +150,7 @@ def write_outputs(
     """Write every requested output of one image, atomically, the semantic mask last."""
     if spec.instances:
         record = instances_to_json(image_id, detections, mapping, tags, tag_sources)
-        atomic_write_json(spec.root / INSTANCES_DIR / f"{image_id}.json", record, indent=None)
+        atomic_write_json(spec.root / INSTANCES_DIR / f"{image_id}.json", record, indent=None, fsync=False)
     if image_id in spec.overlay_ids:
         from PIL import Image
 
@@ -154,8 +159,8 @@ def write_outputs(
         picture = draw_overlay(image, mask, detections, class_names=mapping.class_names)
         buffer = io.BytesIO()
         Image.fromarray(picture).save(buffer, format="JPEG", quality=88)
-        atomic_write_bytes(spec.root / OVERLAYS_DIR / f"{image_id}.jpg", buffer.getvalue())
+        atomic_write_bytes(spec.root / OVERLAYS_DIR / f"{image_id}.jpg", buffer.getvalue(), fsync=False)
     if spec.plain:
-        write_label_png(spec.root / PLAIN_DIR / f"{image_id}.png", mask, palette=False)
+        write_label_png(spec.root / PLAIN_DIR / f"{image_id}.png", mask, palette=False, fsync=False)
     if spec.palette:
-        write_label_png(spec.root / MASKS_DIR / f"{image_id}.png", mask, palette=True)
+        write_label_png(spec.root / MASKS_DIR / f"{image_id}.png", mask, palette=True, fsync=False)

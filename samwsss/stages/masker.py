@@ -187,6 +187,11 @@ class SamMasker:
             return self._dtype
         return torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
+    @property
+    def model_id(self) -> str:
+        """Where the weights came from (hub id, folder or checkpoint file), for run manifests."""
+        return str(self.backend.source)
+
     def __repr__(self) -> str:
         return (
             f"SamMasker({self.backend.family}, source={self.backend.source!r}, "

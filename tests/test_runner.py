@@ -1,0 +1,92 @@
+"""Runner pieces that need no model: shards, batch planning, temporaries, failures, options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from samwsss.pipeline.runner import (
+    RunConflictError,
+    RunOptions,
+    Shard,
+    _plan_batches,
+    _prepare_folder,
+    _remove_own_temporaries,
+    overlay_sample,
+    read_failures,
+)
+from samwsss.pipeline.writers import OutputSpec
+
+
+def test_shards_are_disjoint_and_cover_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [f"im{i}" for i in range(11)]
+    parts = [Shard(i, 3).select(ids) for i in range(3)]
+    assert sorted(sum(parts, [])) == sorted(ids) and not set(parts[0]) & set(parts[1])
+    assert Shard.parse("1/3") == Shard(1, 3)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    assert Shard.parse(None) == Shard(2, 4)
+    for bad in ("3/3", "x", "1-2", "-1/2"):
+        with pytest.raises(ValueError, match="shard"):
+            Shard.parse(bad)
+
+
+def test_plan_reruns_the_interrupted_batch_whole(tmp_path: Path) -> None:
+    spec = OutputSpec(root=tmp_path)
+    ids = ["a", "b", "c", "d", "e"]
+    (tmp_path / "masks").mkdir()
+    for done in ("a", "b", "c"):  # killed after a, b, c of the batch [c, d]
+        (tmp_path / "masks" / f"{done}.png").write_bytes(b"x")
+    batches, pending = _plan_batches(ids, spec, set(), 2, None)
+    assert batches == [["c", "d"], ["e"]] and pending == {"d", "e"}
+    batches, pending = _plan_batches(ids, spec, {"e"}, 2, None)
+    assert batches == [["c", "d"]] and pending == {"d"}
+    batches, pending = _plan_batches(ids, spec, set(), 2, 1)
+    assert pending == {"d"} and batches == [["c", "d"]]
+    batches, pending = _plan_batches(["p", "q", "r"], OutputSpec(root=tmp_path / "new"), set(), 3, 2)
+    assert pending == {"p", "q"} and batches == [["p", "q"]]
+
+
+def test_only_this_shards_temporaries_are_swept(tmp_path: Path) -> None:
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    mine = masks / ".tmp-a.png.x1"
+    theirs = masks / ".tmp-b.png.x2"
+    mine.write_bytes(b"")
+    theirs.write_bytes(b"")
+    _remove_own_temporaries(tmp_path, {"a"})
+    assert not mine.exists() and theirs.exists()
+
+
+def test_failures_survive_a_torn_last_line(tmp_path: Path) -> None:
+    folder = tmp_path / "failures"
+    folder.mkdir()
+    (folder / "failures-shard-0-of-2.jsonl").write_text(
+        json.dumps({"image_id": "x", "reason": "corrupt"}) + "\n" + '{"image_id": "y", "rea'
+    )
+    (folder / "failures-shard-1-of-2.jsonl").write_text(json.dumps({"image_id": "z", "reason": "cut"}) + "\n")
+    assert read_failures(tmp_path) == {"x": "corrupt", "z": "cut"}
+
+
+def test_folder_checks(tmp_path: Path) -> None:
+    identity = {"route": "text-input"}
+    foreign = tmp_path / "foreign"
+    (foreign / "masks").mkdir(parents=True)
+    with pytest.raises(RunConflictError, match="holds no samwsss run"):
+        _prepare_folder(RunOptions("text-input", foreign), identity, set())
+    run = tmp_path / "run"
+    _prepare_folder(RunOptions("text-input", run), identity, set())
+    with pytest.raises(RunConflictError, match="cannot be combined with sharding"):
+        _prepare_folder(RunOptions("zero-shot", run, shard=Shard(0, 2), overwrite=True), {"route": "zero-shot"}, set())
+    with pytest.raises(RunConflictError, match="--resume"):
+        _prepare_folder(RunOptions("zero-shot", run), {"route": "zero-shot"}, set())
+    with pytest.raises(ValueError, match="route must be one of"):
+        RunOptions("zeroshot", run)
+
+
+def test_overlay_sample_is_spread_and_stable() -> None:
+    ids = [str(i) for i in range(100)]
+    sample = overlay_sample(ids, 5)
+    assert sample == {"0", "25", "50", "74", "99"} and overlay_sample(ids, 0) == frozenset()
