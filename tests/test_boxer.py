@@ -331,7 +331,13 @@ def test_joint_mode_packs_long_prompt_lists_and_batches_exactly(fresh_boxer: Gro
         valid = {cid: f"{name}." for cid, name in image_queries}
         assert all(valid[int(c)] == p for c, p in zip(result.class_ids, result.prompts))
     assert len(batched[0]) + len(batched[1]) > 0
-    rows = fresh_boxer._plan_rows([[(c, f"{n}.") for c, n in queries[0]]])
+    fresh_boxer.prompt_mode = "per-class"
+    overridden = fresh_boxer(images, queries, prompt_mode="joint")  # a per-call override
+    for result, expected in zip(overridden, batched):
+        _assert_same(result, expected)
+    with pytest.raises(ValueError, match="prompt_mode must be one of"):
+        fresh_boxer(images, queries, prompt_mode="both")
+    rows = fresh_boxer._plan_rows([[(c, f"{n}.") for c, n in queries[0]]], "joint")
     assert len(rows) > 1 and all(len(r.caption.input_ids) <= 32 for r in rows)
     assert [q for r in rows for q in r.queries] == list(range(len(names)))
 

@@ -34,7 +34,8 @@ def build_tagger(config: PipelineConfig, mapping: ClassMapping, boxer: Any) -> A
     if config.tagger == "grounding":
         from samwsss.stages.grounding_tagger import GroundingTagger
 
-        return GroundingTagger(boxer, mapping, threshold=config.tag_threshold)
+        # joint captions: a few forwards per image for all classes instead of one per class
+        return GroundingTagger(boxer, mapping, threshold=config.tag_threshold, prompt_mode="joint")
     from samwsss.ram.tagger import RAMTagger
     from samwsss.ram.thresholds import mapping_tag_thresholds
 

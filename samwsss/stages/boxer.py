@@ -78,6 +78,7 @@ class _Row:
     image: int
     caption: EncodedCaption
     queries: tuple[int, ...]  # positions in the image's query list, one per caption span
+    joint: bool = False  # classes assigned from token spans (joint captions)
 
 
 class GroundingDinoBoxer:
@@ -259,17 +260,26 @@ class GroundingDinoBoxer:
         self,
         images: Sequence[np.ndarray | torch.Tensor],
         queries: Sequence[Sequence[Query]],
+        *,
+        prompt_mode: str | None = None,
     ) -> list[Detections]:
         """Detect the queried classes in each image; see the class docstring.
 
+        Args:
+            prompt_mode: ``"per-class"`` or ``"joint"`` for this call only (default: the
+                boxer's own ``prompt_mode``).
+
         Raises:
             ValueError: an image is not ``(H, W, 3)`` uint8, ``queries`` does not have one
-                entry per image, or a query is not a ``(class_id >= 1, non-empty prompt)``
-                pair.
+                entry per image, a query is not a ``(class_id >= 1, non-empty prompt)``
+                pair, or ``prompt_mode`` is unknown.
         """
+        mode = self.prompt_mode if prompt_mode is None else prompt_mode
+        if mode not in PROMPT_MODES:
+            raise ValueError(f"prompt_mode must be one of {', '.join(PROMPT_MODES)}, got {mode!r}")
         pictures = _check_images(images)
         normalized = _check_queries(queries, len(pictures))
-        rows = self._plan_rows(normalized)
+        rows = self._plan_rows(normalized, mode)
         pixels: dict[int, torch.Tensor] = {}
         for image_index in sorted({row.image for row in rows}):
             pixels[image_index] = preprocess_image(
@@ -300,14 +310,14 @@ class GroundingDinoBoxer:
         return results
 
     # -- internals ----------------------------------------------------------------------
-    def _plan_rows(self, queries: list[list[Query]]) -> list[_Row]:
+    def _plan_rows(self, queries: list[list[Query]], prompt_mode: str) -> list[_Row]:
         """Captions of every image: one per query (per-class) or packed prompts (joint)."""
         singles: dict[str, EncodedCaption] = {}
         packs: dict[tuple[str, ...], list[EncodedCaption]] = {}
         rows: list[_Row] = []
         for image_index, image_queries in enumerate(queries):
             prompts = [prompt for _, prompt in image_queries]
-            if self.prompt_mode == "per-class":
+            if prompt_mode == "per-class":
                 for position, prompt in enumerate(prompts):
                     if prompt not in singles:
                         singles[prompt] = self._single_caption(prompt)
@@ -319,7 +329,9 @@ class GroundingDinoBoxer:
                 position = 0
                 for caption in packs[key]:
                     count = len(caption.spans)
-                    rows.append(_Row(image_index, caption, tuple(range(position, position + count))))
+                    rows.append(
+                        _Row(image_index, caption, tuple(range(position, position + count)), True)
+                    )
                     position += count
         return rows
 
@@ -388,7 +400,7 @@ class GroundingDinoBoxer:
         probs = logits.sigmoid()
         scores = probs.amax(dim=1)
         keep = scores > self.box_threshold
-        if self.prompt_mode == "joint":
+        if row.joint:
             span_index, span_prob = assign_spans(probs, row.caption.spans)
             keep &= span_prob > self.text_threshold
         else:

@@ -28,14 +28,26 @@ class GroundingTagger:
         mapping: the classes to look for (each class's prompt is used).
         threshold: minimum best box score for a class to count as present; ``None`` keeps
             every class with a box over the boxer's own ``box_threshold``.
+        prompt_mode: ``"joint"`` (default: all classes packed into as few captions as fit the
+            text length, e.g. 1-4 forwards per COCO image instead of 80) or ``"per-class"``
+            (one forward per class, as the paper's text-input route prompts).
     """
 
     #: The tag results' ``indices`` are class ids of the mapping, not a tag vocabulary.
     yields_class_ids = True
 
-    def __init__(self, boxer: Any, mapping: ClassMapping, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        boxer: Any,
+        mapping: ClassMapping,
+        threshold: float | None = None,
+        prompt_mode: str = "joint",
+    ) -> None:
         if threshold is not None and not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1) or None, got {threshold}")
+        if prompt_mode not in ("joint", "per-class"):
+            raise ValueError(f"prompt_mode must be 'joint' or 'per-class', got {prompt_mode!r}")
+        self.prompt_mode = prompt_mode
         self.boxer = boxer
         self.mapping = mapping
         self.threshold = threshold
@@ -51,7 +63,7 @@ class GroundingTagger:
         queries = [
             [(entry.index, entry.prompt) for entry in self.mapping.classes[1:]] for _ in images
         ]
-        detections = self.boxer(list(images), queries)
+        detections = self.boxer(list(images), queries, prompt_mode=self.prompt_mode)
         tags: list[TagResult] = []
         kept: list[Detections] = []
         for det in detections:
