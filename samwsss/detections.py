@@ -57,21 +57,31 @@ class Detections:
         if len(self.prompts) != count:
             raise ValueError(f"prompts has {len(self.prompts)} entries for {count} boxes")
         if count:
-            if not torch.isfinite(boxes).all():
+            # every check in one device-to-host copy (one sync on the GPU)
+            x1, y1, x2, y2 = boxes.detach().float().unbind(1)
+            finite, ordered, low_x, low_y, high_x, high_y, low_class = torch.stack(
+                [
+                    torch.isfinite(boxes).all().float(),
+                    ((x2 >= x1 - _BOX_TOLERANCE) & (y2 >= y1 - _BOX_TOLERANCE)).all().float(),
+                    x1.min(), y1.min(), x2.max(), y2.max(),
+                    self.class_ids.min().to(x1.device, torch.float32),
+                ]
+            ).tolist()
+            if not finite:
                 raise ValueError("boxes contain NaN or infinite coordinates")
-            x1, y1, x2, y2 = boxes.unbind(1)
-            if (x2 < x1 - _BOX_TOLERANCE).any() or (y2 < y1 - _BOX_TOLERANCE).any():
+            if not ordered:
                 raise ValueError("boxes must be xyxy with x1 <= x2 and y1 <= y2")
-            low = min(float(x1.min()), float(y1.min()))
-            if low < -_BOX_TOLERANCE or float(x2.max()) > width + _BOX_TOLERANCE or float(
-                y2.max()
-            ) > height + _BOX_TOLERANCE:
+            if (
+                min(low_x, low_y) < -_BOX_TOLERANCE
+                or high_x > width + _BOX_TOLERANCE
+                or high_y > height + _BOX_TOLERANCE
+            ):
                 raise ValueError(
                     f"boxes must lie inside the {width}x{height} image (xyxy pixels); "
-                    f"got x in [{float(x1.min()):.1f}, {float(x2.max()):.1f}], "
-                    f"y in [{float(y1.min()):.1f}, {float(y2.max()):.1f}]: clip them first"
+                    f"got x in [{low_x:.1f}, {high_x:.1f}], y in [{low_y:.1f}, {high_y:.1f}]: "
+                    "clip them first"
                 )
-            if int(self.class_ids.min()) < 1:
+            if low_class < 1:
                 raise ValueError("class_ids must be >= 1 (0 is background)")
         if self.masks is not None:
             masks = self.masks
