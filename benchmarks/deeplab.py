@@ -71,7 +71,9 @@ def run_benchmark(
     optimizer = build_optimizer(model, config)
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (batch, crop, crop, 3), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, num_classes, (batch, crop, crop), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(
+        0, num_classes, (batch, crop, crop), dtype=torch.uint8, generator=generator
+    )
     labels[:, : crop // 10] = 255  # some ignore pixels, as padded crops have
     if device.type == "cuda":
         images, labels = images.pin_memory(), labels.pin_memory()
@@ -93,7 +95,11 @@ def run_benchmark(
     per_iteration = statistics.median(times)
     result: dict[str, Any] = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
         "threads": torch.get_num_threads(),
         "backbone": backbone,
         "parameters": count_parameters(model),
@@ -119,17 +125,25 @@ def run_benchmark(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
+    parser.add_argument(
+        "--device", default=None, help="cpu or cuda[:N] (default: cuda if available)"
+    )
     parser.add_argument("--batch", type=int, default=None, help="images per step (CPU 2, CUDA 10)")
     parser.add_argument("--iterations", type=int, default=None, help="timed steps (CPU 3, CUDA 20)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (CPU 1, CUDA 5)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps first (CPU 1, CUDA 5)"
+    )
     parser.add_argument("--crop", type=int, default=321)
-    parser.add_argument("--backbone", default="resnet101", choices=["resnet50", "resnet101", "resnet152"])
+    parser.add_argument(
+        "--backbone", default="resnet101", choices=["resnet50", "resnet101", "resnet152"]
+    )
     parser.add_argument("--num-classes", type=int, default=21)
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--target", type=int, default=20_000, help="iterations to project (VOC 20k)")
+    parser.add_argument(
+        "--target", type=int, default=20_000, help="iterations to project (VOC 20k)"
+    )
     parser.add_argument("--json", default=None, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
 

@@ -23,7 +23,9 @@ SHAPE_CLASSES = ("background", "rectangle", "disc", "triangle")
 _COLOURS = {1: (220, 40, 40), 2: (40, 200, 60), 3: (50, 70, 230)}
 
 
-def make_shape_sample(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def make_shape_sample(
+    rng: np.random.Generator, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One ``(H, W, 3)`` uint8 image and its ``(H, W)`` uint8 mask (0..3)."""
     image = rng.normal(120, 25, size=(height, width, 3)).clip(0, 255).astype(np.uint8)
     mask = np.zeros((height, width), dtype=np.uint8)
@@ -166,7 +168,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def global_batch_gradients(config: DeepLabConfig, rank: int, world_size: int) -> dict[str, torch.Tensor]:
+def global_batch_gradients(
+    config: DeepLabConfig, rank: int, world_size: int
+) -> dict[str, torch.Tensor]:
     """Gradients of iteration 0's loss (the trainer's ``forward_loss``) for this process.
 
     Builds the seeded tiny model, takes this rank's slots of the global batch from the
@@ -191,14 +195,22 @@ def global_batch_gradients(config: DeepLabConfig, rank: int, world_size: int) ->
         crop_size=config.crop_size, scale_min=config.scale_min, scale_max=config.scale_max
     )
     data = AugmentedSegmentationData(dataset, augmentation, seed=config.seed)
-    keys = SampleStream(len(dataset), int(config.batch_size or 1), 1, seed=config.seed, rank=rank, world_size=world_size).batch_keys(0)
+    stream = SampleStream(
+        len(dataset), int(config.batch_size or 1), 1,
+        seed=config.seed, rank=rank, world_size=world_size,
+    )
+    keys = stream.batch_keys(0)
     images, labels = zip(*(data[key] for key in keys))
     loss = forward_loss(
         wrapped, torch.stack(images), torch.stack(labels), config,
         device=torch.device("cpu"), world_size=world_size,
     )
     loss.backward()
-    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+    return {
+        name: p.grad.detach().clone()
+        for name, p in model.named_parameters()
+        if p.grad is not None
+    }
 
 
 def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:

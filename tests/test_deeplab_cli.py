@@ -16,8 +16,15 @@ from tests.data_fixtures import VOC_SIZES, VOC_SPLITS, make_voc_tree
 from tests.deeplab_fixtures import one_torch_thread, require_evaluation
 
 TINY_MODEL = {
-    "model": {"backbone": "custom", "backbone_layers": [1, 1, 1, 1], "width_per_group": 8, "atrous_rates": [1, 2]},
-    "train": {"iterations": 2, "batch_size": 2, "crop_size": 32, "workers": 0, "checkpoint_every": 1},
+    "model": {
+        "backbone": "custom",
+        "backbone_layers": [1, 1, 1, 1],
+        "width_per_group": 8,
+        "atrous_rates": [1, 2],
+    },
+    "train": {
+        "iterations": 2, "batch_size": 2, "crop_size": 32, "workers": 0, "checkpoint_every": 1
+    },
 }
 
 
@@ -54,8 +61,9 @@ def test_train_on_gt_then_predict_and_evaluate(tmp_path) -> None:
 
     preds = tmp_path / "preds"
     result = _invoke(
-        "predict", "--checkpoint", str(run / "model_final.pt"), "--data", str(voc), "--split", "val",
-        "--out", str(preds), "--scales", "0.75,1,1.25", "--flip", "--workers", "0", "--device", "cpu",
+        "predict", "--checkpoint", str(run / "model_final.pt"), "--data", str(voc),
+        "--split", "val", "--out", str(preds), "--scales", "0.75,1,1.25", "--flip",
+        "--workers", "0", "--device", "cpu",
     )
     assert result.exit_code == 0, result.output
     assert "wrote 2 predictions" in result.output and "mIoU" in result.output
@@ -63,6 +71,25 @@ def test_train_on_gt_then_predict_and_evaluate(tmp_path) -> None:
         assert read_label_png(preds / f"{image_id}.png").shape == VOC_SIZES[image_id]
     report = json.loads((preds / "evaluation.json").read_text())
     assert "miou" in json.dumps(report)
+    predict_args = [
+        "predict", "--checkpoint", str(run / "model_final.pt"), "--data", str(voc),
+        "--split", "val", "--out", str(preds), "--workers", "0", "--device", "cpu",
+    ]
+    # the same checkpoint and settings resume; other scales are refused
+    same = _invoke(*predict_args, "--scales", "0.75,1,1.25", "--flip")
+    assert same.exit_code == 0, same.output
+    assert "wrote 0 predictions" in same.output and "(2 existed)" in same.output
+    other = _invoke(*predict_args, "--scales", "1")
+    assert other.exit_code == 1
+    assert "inference scales" in other.output and "--overwrite" in other.output
+    assert (preds / "evaluation.json").is_file()
+    redone = _invoke(*predict_args, "--scales", "1", "--overwrite", "--no-eval")
+    assert redone.exit_code == 0, redone.output
+    assert "wrote 2 predictions" in redone.output and "(0 existed)" in redone.output
+    assert not (preds / "evaluation.json").exists()  # the old run's report went with it
+    identity = json.loads((preds / "prediction_identity.json").read_text())
+    assert identity["inference"]["scales"] == [1.0] and identity["inference"]["flip"] is False
+    assert identity["dataset"]["split"] == "val"
 
 
 def test_train_on_pseudo_masks_and_errors(tmp_path) -> None:
@@ -81,14 +108,15 @@ def test_train_on_pseudo_masks_and_errors(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "model_final.pt").is_file()
     # train_aug has an image without a pseudo mask
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train_aug", "--masks", str(masks),
-                     "--out", str(tmp_path / "run2"), *common)
+    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train_aug",
+                     "--masks", str(masks), "--out", str(tmp_path / "run2"), *common)
     assert result.exit_code == 1 and "have no mask" in result.output
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train_aug", "--masks", str(masks),
-                     "--out", str(tmp_path / "run2"), "--missing-masks", "skip", *common)
+    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train_aug",
+                     "--masks", str(masks), "--out", str(tmp_path / "run2"),
+                     "--missing-masks", "skip", *common)
     assert result.exit_code == 0, result.output
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train", "--out", str(tmp_path / "run3"),
-                     "--set", "learning_rate=1", *common)
+    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train",
+                     "--out", str(tmp_path / "run3"), "--set", "learning_rate=1", *common)
     assert result.exit_code == 1 and "unknown config key 'learning_rate'" in result.output
     result = _invoke("train-deeplab", "--out", str(tmp_path / "run4"), *common)
     assert result.exit_code == 1 and "--data" in result.output
@@ -113,3 +141,30 @@ def test_predict_plain_folder_without_gt(tmp_path) -> None:
     bad = _invoke("predict", "--checkpoint", str(run / "model_final.pt"), "--data", str(folder),
                   "--out", str(tmp_path / "out"), "--scales", "0,1")
     assert bad.exit_code == 2 and "positive" in bad.output
+
+
+def test_train_refuses_unusable_class_lists_and_validation_settings(tmp_path) -> None:
+    voc = make_voc_tree(tmp_path)
+    folder = tmp_path / "photos"
+    masks = tmp_path / "masks"
+    folder.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(folder / f"{name}.jpg")
+        write_label_png(masks / f"{name}.png", np.zeros((24, 24), np.uint8))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_MODEL), encoding="utf-8")
+    common = ["--config", str(config), "--init", "none", "--device", "cpu"]
+    result = _invoke("train-deeplab", "--data", str(folder), "--masks", str(masks),
+                     "--out", str(tmp_path / "run"), *common)
+    assert result.exit_code == 1
+    assert "--mapping voc|coco|FILE" in result.output and "['background']" in result.output
+    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train",
+                     "--out", str(tmp_path / "run"), "--val-every", "1", *common)
+    assert result.exit_code == 1 and "--val-every 1 needs" in result.output
+    assert "--val-split" in result.output
+    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train",
+                     "--out", str(tmp_path / "run"), "--val-data", str(folder), *common)
+    assert result.exit_code == 1
+    assert "validation dataset has the classes ['background']" in result.output
+    assert "'aeroplane'" in result.output
+    assert not (tmp_path / "run").exists()  # every check ran before training

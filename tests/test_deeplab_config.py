@@ -16,9 +16,13 @@ from samwsss.deeplab.config import (
 
 def test_recipe_defaults_and_kind_resolution() -> None:
     config = DeepLabConfig()
-    assert (config.crop_size, config.lr, config.momentum, config.weight_decay) == (321, 2.5e-4, 0.9, 5e-4)
+    assert (config.crop_size, config.lr, config.momentum, config.weight_decay) == (
+        321, 2.5e-4, 0.9, 5e-4
+    )
     assert (config.head_lr_mult, config.head_bias_lr_mult, config.poly_power) == (10.0, 20.0, 0.9)
-    assert (config.scale_min, config.scale_max, config.flip, config.ignore_index) == (0.5, 1.5, True, 255)
+    assert (config.scale_min, config.scale_max, config.flip, config.ignore_index) == (
+        0.5, 1.5, True, 255
+    )
     assert config.atrous_rates == [6, 12, 18, 24] and config.backbone == "resnet101"
     voc, coco = config.resolve("voc"), config.resolve("coco")
     assert (voc.batch_size, voc.iterations) == (5, 20_000)
@@ -40,7 +44,8 @@ def test_yaml_nested_sections_overrides_and_round_trip(tmp_path) -> None:
     assert config.backbone == "resnet50" and config.init == "none"
     assert config.lr == pytest.approx(1e-3) and config.iterations == 50
     assert config.atrous_rates == [1, 2] and config.flip is False
-    config = config_from_dict(parse_overrides(["lr=0.02", "val_split=val", "channels_last=null"]), base=config)
+    overrides = parse_overrides(["lr=0.02", "val_split=val", "channels_last=null"])
+    config = config_from_dict(overrides, base=config)
     assert config.lr == 0.02 and config.val_split == "val" and config.channels_last is None
     assert config.backbone == "resnet50"
     saved = tmp_path / "saved.yaml"
@@ -72,6 +77,8 @@ def test_bad_values_are_rejected(values, message) -> None:
         ("loss_resolution", "pixels", "loss_resolution"),
         ("batch_size", 0, "batch_size must be >= 1"),
         ("seed", -1, "seed must be >= 0"),
+        ("weight_decay", -0.001, r"weight_decay must be >= 0, got -0.001"),
+        ("poly_power", -0.5, r"poly_power must be >= 0, got -0.5"),
     ],
 )
 def test_validation_names_the_field(field, value, message) -> None:

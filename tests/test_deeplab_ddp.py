@@ -21,8 +21,12 @@ from tests.deeplab_fixtures import (
 
 def _valid_pixels_per_rank(iteration: int) -> list[int]:
     config = ddp_test_config(batch_size=2)
-    augmentation = TrainAugmentation(crop_size=config.crop_size, scale_min=config.scale_min, scale_max=config.scale_max)
-    data = AugmentedSegmentationData(ShapesDataset(6, (40, 40), seed=2), augmentation, seed=config.seed)
+    augmentation = TrainAugmentation(
+        crop_size=config.crop_size, scale_min=config.scale_min, scale_max=config.scale_max
+    )
+    data = AugmentedSegmentationData(
+        ShapesDataset(6, (40, 40), seed=2), augmentation, seed=config.seed
+    )
     counts = []
     for rank in (0, 1):
         stream = SampleStream(6, 2, 2, seed=config.seed, rank=rank, world_size=2)
@@ -37,10 +41,15 @@ def test_two_process_gloo_matches_single_process(tmp_path) -> None:
     assert all(len(set(_valid_pixels_per_rank(it))) == 2 for it in (0, 1))
     # fork, not spawn: a spawned child re-imports torch/torchvision (10-20 s on a busy
     # machine); the children never touch CUDA and set up gloo themselves
-    mp.start_processes(ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(
+        ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True,
+        start_method="fork",
+    )
     with one_torch_thread():
         reference = global_batch_gradients(ddp_test_config(batch_size=4), rank=0, world_size=1)
-        single = Trainer(ddp_test_config(batch_size=4), ShapesDataset(6, (40, 40), seed=2), tmp_path / "single").run()
+        single = Trainer(
+            ddp_test_config(batch_size=4), ShapesDataset(6, (40, 40), seed=2), tmp_path / "single"
+        ).run()
     grads = [torch.load(tmp_path / f"grads_rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert grads[0].keys() == reference.keys()
     for name, expected in reference.items():
@@ -50,8 +59,11 @@ def test_two_process_gloo_matches_single_process(tmp_path) -> None:
     single_state = torch.load(single.final_model, weights_only=True)
     assert ddp_state["world_size"] == 2 and single_state["world_size"] == 1
     for name, expected in single_state["model"].items():
-        torch.testing.assert_close(ddp_state["model"][name], expected, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(
+            ddp_state["model"][name], expected, rtol=1e-4, atol=1e-6, msg=name
+        )
     ddp_log = (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()
     single_log = (tmp_path / "single" / "train_log.csv").read_text().splitlines()
     for row_ddp, row_single in zip(ddp_log[1:], single_log[1:]):
-        assert float(row_ddp.split(",")[1]) == pytest.approx(float(row_single.split(",")[1]), rel=1e-4)
+        loss_ddp, loss_single = float(row_ddp.split(",")[1]), float(row_single.split(",")[1])
+        assert loss_ddp == pytest.approx(loss_single, rel=1e-4)

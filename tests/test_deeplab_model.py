@@ -51,13 +51,18 @@ def test_resnet101_structure_dilations_and_aspp() -> None:
     head = model.head
     assert isinstance(head, ASPPV2)
     assert [c.dilation for c in head.branches] == [(6, 6), (12, 12), (18, 18), (24, 24)]
-    assert all(c.in_channels == 2048 and c.out_channels == 21 and c.kernel_size == (3, 3) for c in head.branches)
+    assert all(
+        c.in_channels == 2048 and c.out_channels == 21 and c.kernel_size == (3, 3)
+        for c in head.branches
+    )
     assert all(c.bias is not None and torch.count_nonzero(c.bias) == 0 for c in head.branches)
     assert abs(float(head.branches[0].weight.detach().std()) - 0.01) < 0.001
     # torchvision ResNet-101 has 44,549,160 parameters; minus fc (2048*1000 + 1000) and
     # the batch-norm affine parameters, which frozen BN keeps as buffers
     backbone_params = sum(p.numel() for p in backbone.parameters())
-    frozen_affine = sum(2 * m.weight.numel() for m in model.modules() if isinstance(m, FrozenBatchNorm2d))
+    frozen_affine = sum(
+        2 * m.weight.numel() for m in model.modules() if isinstance(m, FrozenBatchNorm2d)
+    )
     assert backbone_params + frozen_affine == 44_549_160 - 2_049_000
     assert sum(p.numel() for p in head.parameters()) == 4 * (2048 * 9 * 21 + 21)
     with torch.no_grad():
@@ -77,30 +82,44 @@ def test_frozen_bn_has_no_parameters_and_param_groups_partition() -> None:
     groups = model.param_groups()
     names = {id(p): n for n, p in model.named_parameters()}
     assert all(names[id(p)].startswith("backbone.") for p in groups["backbone"])
-    assert sorted(names[id(p)] for p in groups["head_weight"]) == [f"head.branches.{i}.weight" for i in range(4)]
-    assert sorted(names[id(p)] for p in groups["head_bias"]) == [f"head.branches.{i}.bias" for i in range(4)]
+    head_weights = sorted(names[id(p)] for p in groups["head_weight"])
+    assert head_weights == [f"head.branches.{i}.weight" for i in range(4)]
+    head_biases = sorted(names[id(p)] for p in groups["head_bias"])
+    assert head_biases == [f"head.branches.{i}.bias" for i in range(4)]
     assert sum(len(g) for g in groups.values()) == len(list(model.parameters()))
-    assert not any("bn" in names[id(p)] or "downsample.1" in names[id(p)] for p in groups["backbone"])
+    assert not any(
+        "bn" in names[id(p)] or "downsample.1" in names[id(p)] for p in groups["backbone"]
+    )
     assert any(n.endswith("bn1.running_mean") for n, _ in model.named_buffers())
 
 
 def test_init_from_torchvision_layout_state_dict(tmp_path) -> None:
     torch.manual_seed(1)
-    resnet = ResNet(Bottleneck, [1, 1, 1, 1], width_per_group=8, replace_stride_with_dilation=[False, True, True])
+    resnet = ResNet(
+        Bottleneck, [1, 1, 1, 1], width_per_group=8,
+        replace_stride_with_dilation=[False, True, True],
+    )
     state = resnet.state_dict()  # torchvision layout incl. fc.* and num_batches_tracked
     path = tmp_path / "resnet_tiny.pth"
     torch.save(state, path)
     model = _tiny(init=str(path))
     torch.testing.assert_close(model.backbone.conv1.weight, state["conv1.weight"])
-    torch.testing.assert_close(model.backbone.layer4[0].bn3.running_var, state["layer4.0.bn3.running_var"])
+    torch.testing.assert_close(
+        model.backbone.layer4[0].bn3.running_var, state["layer4.0.bn3.running_var"]
+    )
     # a samwsss-style full checkpoint with a matching head loads the head too
     full = tmp_path / "full.pt"
     torch.save({"model": model.state_dict()}, full)
     again = _tiny(init=str(full))
     torch.testing.assert_close(again.head.branches[2].weight, model.head.branches[2].weight)
     # different class count: backbone loads, head stays fresh
-    other = build_deeplab(7, backbone="custom", layers=(1, 1, 1, 1), width_per_group=8, atrous_rates=(1, 2, 3, 4), init=str(full))
-    torch.testing.assert_close(other.backbone.layer1[0].conv2.weight, model.backbone.layer1[0].conv2.weight)
+    other = build_deeplab(
+        7, backbone="custom", layers=(1, 1, 1, 1), width_per_group=8,
+        atrous_rates=(1, 2, 3, 4), init=str(full),
+    )
+    torch.testing.assert_close(
+        other.backbone.layer1[0].conv2.weight, model.backbone.layer1[0].conv2.weight
+    )
     assert other.head.branches[0].weight.shape[0] == 7
 
 
@@ -131,7 +150,9 @@ def test_imagenet_init_reads_torchvision_weights_from_the_hub_cache(tmp_path, mo
     cached.parent.mkdir(parents=True)
     torch.save(reference, cached)
     model = build_deeplab(21, backbone="resnet50", init="imagenet")
-    torch.testing.assert_close(model.backbone.layer3[5].conv2.weight, reference["layer3.5.conv2.weight"])
+    torch.testing.assert_close(
+        model.backbone.layer3[5].conv2.weight, reference["layer3.5.conv2.weight"]
+    )
     torch.testing.assert_close(model.backbone.bn1.running_mean, reference["bn1.running_mean"])
 
 

@@ -13,13 +13,17 @@ from samwsss.deeplab.data import AugmentedSegmentationData, PseudoMaskDataset, S
 from samwsss.deeplab.model import build_deeplab
 from samwsss.deeplab.predict import predict_labels
 from samwsss.deeplab.train import (
+    LOG_COLUMNS,
     Trainer,
     build_optimizer,
+    forward_loss,
+    plot_training_curves,
     poly_lr,
+    read_log_rows,
     segmentation_loss,
     set_learning_rates,
 )
-from samwsss.deeplab.transforms import TrainAugmentation
+from samwsss.deeplab.transforms import TrainAugmentation, normalize_batch
 from samwsss.labelio import write_label_png
 from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, require_evaluation, tiny_config
 
@@ -52,7 +56,8 @@ def test_poly_schedule_and_groups_against_hand_computed_values() -> None:
     assert all(g["momentum"] == 0.9 for g in optimizer.param_groups)
     # (iteration, base lr) with 0.5**0.9 = 0.535886731 and 0.01**0.9 = 0.015848932
     for iteration, base in [(0, 2.5e-4), (50, 1.339716828e-4), (99, 3.962233e-6), (100, 0.0)]:
-        assert set_learning_rates(optimizer, config, iteration) == pytest.approx(base, rel=1e-6, abs=1e-15)
+        lr = set_learning_rates(optimizer, config, iteration)
+        assert lr == pytest.approx(base, rel=1e-6, abs=1e-15)
         lrs = [g["lr"] for g in optimizer.param_groups]
         assert lrs == pytest.approx([base, 10 * base, 20 * base], rel=1e-6, abs=1e-15)
     assert poly_lr(1.0, 25, 100, 1.0) == pytest.approx(0.75)
@@ -82,13 +87,18 @@ def test_loss_ignores_255_and_normalizes_over_valid_pixels() -> None:
     labels = torch.randint(0, 3, (2, 32, 32))
     labels[0, :16] = 255
     expected = torch.nn.functional.cross_entropy(
-        torch.nn.functional.interpolate(logits, size=(32, 32), mode="bilinear", align_corners=False),
+        torch.nn.functional.interpolate(
+            logits, size=(32, 32), mode="bilinear", align_corners=False
+        ),
         labels, ignore_index=255,
     )
     torch.testing.assert_close(segmentation_loss(logits, labels), expected)
     shrunk = segmentation_loss(logits, labels, resolution="logits")
-    small = torch.nn.functional.interpolate(labels[:, None].float(), size=(4, 4), mode="nearest")[:, 0].long()
-    torch.testing.assert_close(shrunk, torch.nn.functional.cross_entropy(logits, small, ignore_index=255))
+    small = torch.nn.functional.interpolate(labels[:, None].float(), size=(4, 4), mode="nearest")
+    torch.testing.assert_close(
+        shrunk,
+        torch.nn.functional.cross_entropy(logits, small[:, 0].long(), ignore_index=255),
+    )
     assert segmentation_loss(logits, torch.full((2, 32, 32), 255)).item() == 0.0
 
 
@@ -171,7 +181,10 @@ def test_training_learns_shapes_and_writes_run_dir(tmp_path) -> None:
     from samwsss.deeplab.predict import load_checkpoint_model
 
     loaded = load_checkpoint_model(result.final_model, "cpu")
-    preds = predict_labels(loaded.model, [dataset.load_image(i) for i in dataset.ids], mean=config.mean, std=config.std)
+    preds = predict_labels(
+        loaded.model, [dataset.load_image(i) for i in dataset.ids],
+        mean=config.mean, std=config.std,
+    )
     confusion = np.zeros((4, 4), np.int64)
     for image_id, pred in zip(dataset.ids, preds):
         np.add.at(confusion, (dataset.gt(image_id).ravel(), pred.ravel()), 1)
@@ -205,7 +218,14 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, monkeypatch) -> N
     with pytest.raises(ValueError, match="already holds a training run"):
         Trainer(config, dataset, tmp_path / "b")
     with pytest.raises(ValueError, match="differs in lr"):
-        Trainer(tiny_config(iterations=6, batch_size=2, crop_size=32, lr=0.5), dataset, tmp_path / "b", resume=True).run()
+        Trainer(
+            tiny_config(iterations=6, batch_size=2, crop_size=32, lr=0.5), dataset,
+            tmp_path / "b", resume=True,
+        ).run()
+    renamed = ShapesDataset(5, (40, 44), seed=1)
+    renamed.class_names = ("background", "box", "disc", "triangle")  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"classes \['background', 'rectangle'.*'box'"):
+        Trainer(config, renamed, tmp_path / "b", resume=True).run()
     resumed = Trainer(config, dataset, tmp_path / "b", resume=True).run()
     assert resumed.start_iteration == 2 and resumed.iterations == 6
     a = torch.load(straight.final_model, weights_only=True)["model"]
@@ -219,3 +239,98 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, monkeypatch) -> N
     assert [r["iteration"] for r in rows_b] == [str(i) for i in range(1, 7)]
     for row_a, row_b in zip(rows_a, rows_b):
         assert math.isclose(float(row_a["loss"]), float(row_b["loss"]), rel_tol=1e-5)
+
+
+def test_forward_loss_at_logit_resolution_is_the_mean_over_the_shrunk_labels() -> None:
+    config = tiny_config(loss_resolution="logits")
+    torch.manual_seed(0)
+    model = _tiny_model()
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (2, 40, 40, 3), dtype=np.uint8))
+    labels = torch.from_numpy(rng.integers(0, 4, (2, 40, 40), dtype=np.uint8))
+    labels[0, :24] = 255  # ignored rows: the valid count must be the shrunk labels' one
+    loss = forward_loss(model, images, labels, config, device=torch.device("cpu"))
+    logits = model(normalize_batch(images, config.mean, config.std, device=torch.device("cpu")))
+    assert logits.shape[-2:] == (5, 5)
+    small = torch.nn.functional.interpolate(labels[:, None].float(), size=(5, 5), mode="nearest")
+    expected = torch.nn.functional.cross_entropy(logits, small[:, 0].long(), ignore_index=255)
+    torch.testing.assert_close(loss, expected)
+    # and at label resolution: the mean over the full-size labels
+    full = forward_loss(
+        model, images, labels, tiny_config(), device=torch.device("cpu")
+    )
+    upsampled = torch.nn.functional.interpolate(
+        logits, size=(40, 40), mode="bilinear", align_corners=False
+    )
+    torch.testing.assert_close(
+        full, torch.nn.functional.cross_entropy(upsampled, labels.long(), ignore_index=255)
+    )
+
+
+def _write_log(path, rows: list[str], tail: str = "") -> None:
+    text = ",".join(LOG_COLUMNS) + "\r\n" + "".join(row + "\r\n" for row in rows) + tail
+    path.write_text(text, encoding="utf-8", newline="")
+
+
+def test_torn_log_rows_are_dropped_when_reading_and_plotting(tmp_path) -> None:
+    good = [f"{i},0.5,1e-3,1e-2,2e-2,0.1,10.0," for i in (1, 2)]
+    for tail in ("1", "3,0.4,1e-3", "\x00\x00\x00", "3,0.4,1e-3,1e-2,2e-2,0.1,10.0,"):
+        _write_log(tmp_path / "train_log.csv", good, tail)
+        assert [row[0] for row in read_log_rows(tmp_path / "train_log.csv", LOG_COLUMNS)] == [
+            "1", "2"
+        ], tail
+        assert plot_training_curves(tmp_path) == tmp_path / "training_curve.png"
+    _write_log(tmp_path / "train_log.csv", [*good, "x,0.4,1e-3,1e-2,2e-2,0.1,10.0,"])
+    assert len(read_log_rows(tmp_path / "train_log.csv", LOG_COLUMNS)) == 2
+
+
+def test_resume_after_a_kill_mid_row_keeps_only_complete_rows(tmp_path, monkeypatch) -> None:
+    dataset = ShapesDataset(4, (36, 36), seed=3)
+    config = tiny_config(iterations=12, batch_size=1, checkpoint_every=10, crop_size=24)
+
+    import samwsss.deeplab.train as train_module
+
+    real = train_module.set_learning_rates
+
+    def killed(optimizer, cfg, iteration):
+        if iteration == 11:  # 11 iterations logged, last checkpoint at 10
+            raise KeyboardInterrupt
+        return real(optimizer, cfg, iteration)
+
+    monkeypatch.setattr(train_module, "set_learning_rates", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, dataset, tmp_path / "run").run()
+    monkeypatch.setattr(train_module, "set_learning_rates", real)
+    log = tmp_path / "run" / "train_log.csv"
+    with log.open("a", encoding="utf-8", newline="") as handle:
+        handle.write("1")  # the kill tore row "12,..." after its first character
+    resumed = Trainer(config, dataset, tmp_path / "run", resume=True).run()
+    assert resumed.start_iteration == 10
+    rows = _read_log(log)
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 13))
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    assert (tmp_path / "run" / "training_curve.png").is_file()
+
+
+def test_trainer_rejects_one_class_data_and_validation_without_a_set(tmp_path) -> None:
+    single = ShapesDataset(2, (24, 24))
+    single.class_names = ("background",)  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"has 1 class \['background'\]"):
+        Trainer(tiny_config(), single, tmp_path / "a")
+    with pytest.raises(ValueError, match="val_every=5 but no val_dataset"):
+        Trainer(tiny_config(val_every=5), ShapesDataset(2, (24, 24)), tmp_path / "b")
+
+
+def test_pseudo_masks_with_upper_case_extension(tmp_path) -> None:
+    base = ShapesDataset(2, (16, 20))
+    masks = tmp_path / "masks"
+    write_label_png(masks / f"{base.ids[0]}.png", np.full((16, 20), 1, np.uint8))
+    write_label_png(masks / f"{base.ids[1]}.PNG", np.full((16, 20), 3, np.uint8))
+    dataset = PseudoMaskDataset(base, masks)
+    assert dataset.ids == base.ids
+    assert np.all(dataset.gt(base.ids[1]) == 3)
+    write_label_png(masks / f"{base.ids[0]}.PNG", np.full((16, 20), 2, np.uint8))
+    if len(list(masks.iterdir())) < 3:
+        pytest.skip("case-insensitive file system: a.png and a.PNG are one file")
+    with pytest.raises(ValueError, match="holds both"):
+        PseudoMaskDataset(base, masks)

@@ -67,7 +67,9 @@ def _build_config(
     return config_from_dict(parse_overrides(overrides), base=config)
 
 
-def open_training_dataset(config: DeepLabConfig, missing_masks: str = "error") -> SegmentationDataset:
+def open_training_dataset(
+    config: DeepLabConfig, missing_masks: str = "error"
+) -> SegmentationDataset:
     """The training set of ``config``: ``open_dataset(data, split)``, GT or pseudo masks.
 
     Raises:
@@ -101,16 +103,32 @@ def open_training_dataset(config: DeepLabConfig, missing_masks: str = "error") -
 
 
 @click.command(name="train-deeplab")
-@click.option("--data", default=None, help="Training data: VOC root, COCO split folder/root, or image folder.")
-@click.option("--split", default=None, help="Training split, e.g. train_aug (VOC) or train2014 (COCO root).")
+@click.option(
+    "--data",
+    default=None,
+    help="Training data: VOC root, COCO split folder/root, or image folder.",
+)
+@click.option(
+    "--split",
+    default=None,
+    help="Training split, e.g. train_aug (VOC) or train2014 (COCO root).",
+)
 @click.option(
     "--masks",
     default=None,
     type=click.Path(file_okay=False, path_type=Path),
     help="Pseudo masks <id>.png replacing the ground truth (omit: train on the dataset's GT).",
 )
-@click.option("--mapping", default=None, help="Class list for a plain image folder ('voc', 'coco' or a YAML).")
-@click.option("--gt-dir", default=None, help="GT folder <id>.png replacing the dataset's own (no --masks).")
+@click.option(
+    "--mapping",
+    default=None,
+    help="Class list for a plain image folder ('voc', 'coco' or a YAML).",
+)
+@click.option(
+    "--gt-dir",
+    default=None,
+    help="GT folder <id>.png replacing the dataset's own (no --masks).",
+)
 @click.option(
     "--coco-gt-rule",
     type=click.Choice(["overwrite", "smallest"]),
@@ -137,19 +155,63 @@ def open_training_dataset(config: DeepLabConfig, missing_masks: str = "error") -
     metavar="KEY=VALUE",
     help="Override any config key (value read as YAML), e.g. --set lr=1e-3 --set flip=false.",
 )
-@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Iterations [VOC 20000, COCO 100000].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch per process [VOC 5, COCO 10].")
-@click.option("--lr", type=float, default=None, help="Backbone learning rate [2.5e-4]; head x10 / x20.")
-@click.option("--crop-size", type=click.IntRange(min=8), default=None, help="Square crop side [321].")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Iterations [VOC 20000, COCO 100000].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Batch per process [VOC 5, COCO 10].",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="Backbone learning rate [2.5e-4]; head x10 / x20.",
+)
+@click.option(
+    "--crop-size",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Square crop side [321].",
+)
 @click.option("--backbone", default=None, help="resnet50 | resnet101 | resnet152 [resnet101].")
-@click.option("--init", default=None, help="imagenet | imagenet-v2 | none | PATH (checkpoint) [imagenet].")
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader workers per process [4].")
+@click.option(
+    "--init",
+    default=None,
+    help="imagenet | imagenet-v2 | none | PATH (checkpoint) [imagenet].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="DataLoader workers per process [4].",
+)
 @click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available].")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of init, data order, crops [0].")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Iterations between checkpoints [1000].")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seed of init, data order, crops [0].",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Iterations between checkpoints [1000].",
+)
 @click.option("--val-data", default=None, help="Validation dataset [default: --data].")
 @click.option("--val-split", default=None, help="Validation split with GT, e.g. val.")
-@click.option("--val-every", type=click.IntRange(min=0), default=None, help="Validate every N iterations [0 = off].")
+@click.option(
+    "--val-every",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Validate every N iterations [0 = off].",
+)
 @click.option(
     "--missing-masks",
     type=click.Choice(["error", "skip"]),
@@ -242,7 +304,10 @@ def train_deeplab_command(
         result = Trainer(config, dataset, out, val_dataset=val_dataset, resume=resume).run()
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
-    click.echo(f"trained {result.iterations} iterations (from {result.start_iteration}); loss {result.last_loss:.4f}")
+    click.echo(
+        f"trained {result.iterations} iterations (from {result.start_iteration}); "
+        f"loss {result.last_loss:.4f}"
+    )
     if result.val_miou is not None:
         click.echo(f"val mIoU {100 * result.val_miou:.2f}%")
     click.echo(f"model: {result.final_model}")
@@ -252,7 +317,9 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     try:
         scales = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise click.BadParameter(f"{text!r}: give comma-separated numbers, e.g. 0.5,0.75,1,1.25,1.5") from None
+        raise click.BadParameter(
+            f"{text!r}: give comma-separated numbers, e.g. 0.5,0.75,1,1.25,1.5"
+        ) from None
     if not scales or any(s <= 0 for s in scales):
         raise click.BadParameter(f"{text!r}: scales must be positive numbers")
     return scales
@@ -265,10 +332,18 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="model_final.pt (or checkpoints/last.pt) of a train-deeplab run.",
 )
-@click.option("--data", required=True, help="Images: VOC root, COCO split folder/root, or image folder.")
+@click.option(
+    "--data",
+    required=True,
+    help="Images: VOC root, COCO split folder/root, or image folder.",
+)
 @click.option("--split", default=None, help="Split to predict, e.g. val or test.")
 @click.option("--mapping", default=None, help="Class list for a plain image folder with GT.")
-@click.option("--gt-dir", default=None, help="GT folder <id>.png to evaluate against instead of the dataset's.")
+@click.option(
+    "--gt-dir",
+    default=None,
+    help="GT folder <id>.png to evaluate against instead of the dataset's.",
+)
 @click.option(
     "--coco-gt-rule",
     type=click.Choice(["overwrite", "smallest"]),
@@ -288,12 +363,34 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     show_default=True,
     help="Comma-separated input scales averaged, e.g. 0.5,0.75,1.0,1.25,1.5.",
 )
-@click.option("--flip/--no-flip", default=False, show_default=True, help="Also average horizontally flipped inputs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Images per forward.")
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Image decoding workers.")
+@click.option(
+    "--flip/--no-flip",
+    default=False,
+    show_default=True,
+    help="Also average horizontally flipped inputs.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Images per forward.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Image decoding workers.",
+)
 @click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available].")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA.")
-@click.option("--palette/--plain", default=True, show_default=True, help="VOC-palette PNGs or plain index PNGs.")
+@click.option(
+    "--palette/--plain",
+    default=True,
+    show_default=True,
+    help="VOC-palette PNGs or plain index PNGs.",
+)
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -330,13 +427,19 @@ def predict_command(
     scale_values = _parse_scales(scales)
     with _user_errors():
         from samwsss.data import open_dataset
-        from samwsss.deeplab.predict import InferenceOptions, load_checkpoint_model, predict_dataset
+        from samwsss.deeplab.predict import (
+            InferenceOptions,
+            check_class_names,
+            load_checkpoint_model,
+            predict_dataset,
+        )
 
         dataset = open_dataset(
             data, split, mapping=mapping, gt_dir=gt_dir, coco_gt_rule=coco_gt_rule
         )
         loaded = load_checkpoint_model(checkpoint, device)
         options = InferenceOptions(scales=scale_values, flip=flip, amp=amp)
+        check_class_names(loaded.class_names, dataset)
         if overwrite:  # the old run's report must not outlive its predictions
             for name in (REPORT_NAME, PLOT_NAME):
                 (out / name).unlink(missing_ok=True)
@@ -350,7 +453,10 @@ def predict_command(
             overwrite=overwrite,
             palette=palette,
         )
-        click.echo(f"wrote {summary.written} predictions to {summary.out_dir} ({summary.skipped} existed)")
+        click.echo(
+            f"wrote {summary.written} predictions to {summary.out_dir} "
+            f"({summary.skipped} existed)"
+        )
         if dataset.has_gt and not no_eval:
             from samwsss.evaluation import evaluate_folder
 

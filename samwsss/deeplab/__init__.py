@@ -10,4 +10,6 @@ Modules (import them directly; this package imports nothing itself):
 - :mod:`samwsss.deeplab.train` -- ``Trainer`` / ``train_deeplab`` (DDP, bf16, resume).
 - :mod:`samwsss.deeplab.predict` -- ``load_checkpoint_model``, ``predict_labels``,
   ``predict_dataset``, ``evaluate_model`` (multi-scale + flip).
+- :mod:`samwsss.deeplab.prediction_folder` -- the identity file that lets ``predict``
+  resume a folder only with the same checkpoint, settings and dataset.
 """

@@ -215,7 +215,9 @@ class DeepLabConfig:
         if not 0 <= self.ignore_index <= 255:
             raise ValueError(f"ignore_index must be in 0..255, got {self.ignore_index}")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ValueError(f"mean and std need 3 values (RGB, std > 0), got {self.mean}, {self.std}")
+            raise ValueError(
+                f"mean and std need 3 values (RGB, std > 0), got {self.mean}, {self.std}"
+            )
         if self.loss_resolution not in ("label", "logits"):
             raise ValueError(
                 f"loss_resolution must be 'label' or 'logits', got {self.loss_resolution!r}"
@@ -279,7 +281,9 @@ def load_config(path: str | os.PathLike[str], base: DeepLabConfig | None = None)
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: a DeepLab config must be a YAML mapping, got {type(loaded).__name__}")
+        raise ValueError(
+            f"{path}: a DeepLab config must be a YAML mapping, got {type(loaded).__name__}"
+        )
     flat: dict[str, Any] = {}
     valid = set(field_names())
     for key, value in loaded.items():

@@ -76,7 +76,9 @@ class PseudoMaskDataset(SegmentationDataset):
             raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
         folder = Path(mask_dir)
         if not folder.is_dir():
-            raise ValueError(f"pseudo-mask folder {str(folder)!r} does not exist or is not a folder")
+            raise ValueError(
+                f"pseudo-mask folder {str(folder)!r} does not exist or is not a folder"
+            )
         present = _mask_files(folder)
         ids = list(base.ids)
         absent = [image_id for image_id in ids if image_id not in present]
@@ -208,7 +210,9 @@ class AugmentedSegmentationData(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def __getitem__(  # type: ignore[override]
+        self, key: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         index, position = key
         image_id = self.dataset.ids[index]
         image = self.dataset.load_image(image_id)

@@ -182,7 +182,9 @@ def build_deeplab(
                 "use backbone='custom' for other depths"
             )
     else:
-        raise ValueError(f"backbone {backbone!r} is unknown; use one of {sorted(BACKBONES)} or 'custom'")
+        raise ValueError(
+            f"backbone {backbone!r} is unknown; use one of {sorted(BACKBONES)} or 'custom'"
+        )
     model = DeepLabV2(num_classes, stage_layers, width_per_group, atrous_rates)
     if init == "none":
         return model
@@ -242,13 +244,17 @@ def load_local_weights(model: DeepLabV2, path: str | os.PathLike[str]) -> None:
     """
     loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
     state = loaded.get("model", loaded) if isinstance(loaded, Mapping) else None
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise ValueError(
             f"{path}: expected a state dict (or a dict with a 'model' state dict) of tensors"
         )
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith("backbone.") for k in state):
-        backbone_state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        backbone_state = {
+            k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")
+        }
         _load_backbone_state(model, backbone_state, str(path))
         head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
         own = model.head.state_dict()
@@ -277,7 +283,8 @@ def _load_backbone_state(model: DeepLabV2, state: Mapping[str, torch.Tensor], so
         raise ValueError(
             f"{source}: weights do not fit the DeepLabV2 backbone: "
             f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-            f"(e.g. {unexpected[:3]}), {len(mismatched)} with other shapes (e.g. {mismatched[:3]}); "
+            f"(e.g. {unexpected[:3]}), {len(mismatched)} with other shapes "
+            f"(e.g. {mismatched[:3]}); "
             "check the backbone depth/width in the config"
         )
     model.backbone.load_state_dict(filtered, strict=True)

@@ -87,7 +87,9 @@ def choose_device(device: str | torch.device | None) -> torch.device:
     try:
         chosen = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"device {device!r} is not a torch device ({error}); use cpu or cuda[:N]") from None
+        raise ValueError(
+            f"device {device!r} is not a torch device ({error}); use cpu or cuda[:N]"
+        ) from None
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu")
     return chosen
@@ -375,7 +377,8 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
-        for batch in iterate_images(dataset, list(dataset.ids if ids is None else ids), batch_size, workers):
+        wanted = list(dataset.ids if ids is None else ids)
+        for batch in iterate_images(dataset, wanted, batch_size, workers):
             labels = predict_labels(
                 model, [image for _, image in batch], mean=mean, std=std, options=options
             )

@@ -82,7 +82,11 @@ def build_optimizer(model: DeepLabV2, config: DeepLabConfig) -> torch.optim.SGD:
     spec = [
         ("backbone", 1.0, config.weight_decay),
         ("head_weight", config.head_lr_mult, config.weight_decay),
-        ("head_bias", config.head_bias_lr_mult, config.weight_decay if config.head_bias_decay else 0.0),
+        (
+            "head_bias",
+            config.head_bias_lr_mult,
+            config.weight_decay if config.head_bias_decay else 0.0,
+        ),
     ]
     param_groups = [
         {
@@ -108,7 +112,11 @@ def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> fl
 def set_learning_rates(
     optimizer: torch.optim.Optimizer, config: DeepLabConfig, iteration: int
 ) -> float:
-    """Set every group's lr for ``iteration`` (poly x the group's ``lr_mult``); return the base lr."""
+    """Set every group's lr for ``iteration`` (poly x the group's ``lr_mult``).
+
+    Returns:
+        The base (backbone) learning rate.
+    """
     if config.iterations is None:
         raise ValueError("config.iterations is unset; call config.resolve(kind) first")
     base = poly_lr(config.lr, iteration, config.iterations, config.poly_power)
@@ -117,7 +125,9 @@ def set_learning_rates(
     return base
 
 
-def loss_targets(labels: torch.Tensor, logits_size: tuple[int, int], resolution: str) -> torch.Tensor:
+def loss_targets(
+    labels: torch.Tensor, logits_size: tuple[int, int], resolution: str
+) -> torch.Tensor:
     """The labels the loss compares the logits with, at the loss's resolution.
 
     Both :func:`segmentation_loss` and :func:`forward_loss` (which counts the valid pixels
@@ -416,7 +426,8 @@ class Trainer:
             if not torch.cuda.is_available():
                 raise ValueError(f"device {requested!r} requested but CUDA is not available")
             if ctx.enabled or device.index is None:
-                device = torch.device("cuda", ctx.local_rank if ctx.enabled else torch.cuda.current_device())
+                index = ctx.local_rank if ctx.enabled else torch.cuda.current_device()
+                device = torch.device("cuda", index)
         return device
 
     def _amp_enabled(self, device: torch.device) -> bool:
@@ -496,9 +507,13 @@ class Trainer:
         if not self.resume:
             return None
         if not self.last_checkpoint.exists():
-            logger.warning("--resume: no checkpoint in %s; starting from iteration 0", self.checkpoint_dir)
+            logger.warning(
+                "--resume: no checkpoint in %s; starting from iteration 0", self.checkpoint_dir
+            )
             return None
-        state: dict[str, Any] = torch.load(self.last_checkpoint, map_location="cpu", weights_only=True)
+        state: dict[str, Any] = torch.load(
+            self.last_checkpoint, map_location="cpu", weights_only=True
+        )
         if state.get("format") != CHECKPOINT_FORMAT or "optimizer" not in state:
             raise ValueError(f"{self.last_checkpoint} is not a full samwsss training checkpoint")
         saved = config_from_dict(state["config"])
@@ -529,7 +544,11 @@ class Trainer:
         return state
 
     def _checkpoint_state(
-        self, model: DeepLabV2, optimizer: torch.optim.Optimizer | None, iteration: int, world_size: int
+        self,
+        model: DeepLabV2,
+        optimizer: torch.optim.Optimizer | None,
+        iteration: int,
+        world_size: int,
     ) -> dict[str, Any]:
         state: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
@@ -590,7 +609,9 @@ class Trainer:
         ids = list(self.val_dataset.ids)
         if self.config.val_max_images is not None:
             ids = ids[: self.config.val_max_images]
-        options = InferenceOptions(amp=self._amp_enabled(device), channels_last=self._channels_last(device))
+        options = InferenceOptions(
+            amp=self._amp_enabled(device), channels_last=self._channels_last(device)
+        )
         matrix = evaluate_model(
             model,
             self.val_dataset,
@@ -615,7 +636,8 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train to ``config.iterations`` and write the run directory; see the module docs."""
         cfg = self.config
-        want_cuda = (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        requested = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        want_cuda = requested.startswith("cuda")
         ctx = init_distributed(want_cuda)
         try:
             return self._run(ctx)
@@ -689,7 +711,11 @@ class Trainer:
                 last_loss = float(window_loss.item()) / window_count
                 elapsed = time.perf_counter() - window_start
                 if ctx.is_main:
-                    memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else ""
+                    memory = (
+                        torch.cuda.max_memory_allocated(device) / 2**20
+                        if device.type == "cuda"
+                        else ""
+                    )
                     self._append(
                         "train_log.csv",
                         [done, f"{last_loss:.6f}", f"{lr:.6e}", f"{lr * cfg.head_lr_mult:.6e}",
@@ -767,7 +793,9 @@ def read_log_rows(path: str | os.PathLike[str], columns: tuple[str, ...]) -> lis
         return []
     header = next(csv.reader([lines[0]]), [])
     if tuple(header) != tuple(columns):
-        logger.warning("%s: unexpected header %s (expected %s); rows ignored", target, header, columns)
+        logger.warning(
+            "%s: unexpected header %s (expected %s); rows ignored", target, header, columns
+        )
         return []
     rows: list[list[str]] = []
     dropped = 0
@@ -818,7 +846,11 @@ def plot_training_curves(run_dir: str | os.PathLike[str]) -> Path | None:
     lr_axis.set_ylabel("backbone learning rate")
     loss_axis.set_title("DeepLabV2 training")
     if val_rows:
-        axes[1].plot([int(r["iteration"]) for r in val_rows], [100 * float(r["miou"]) for r in val_rows], marker="o")
+        axes[1].plot(
+            [int(r["iteration"]) for r in val_rows],
+            [100 * float(r["miou"]) for r in val_rows],
+            marker="o",
+        )
         axes[1].set_xlabel("iteration")
         axes[1].set_ylabel("val mIoU (%)")
         axes[1].grid(alpha=0.3)

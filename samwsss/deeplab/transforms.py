@@ -113,7 +113,9 @@ def normalize_batch(
         channels_last: return a ``torch.channels_last`` tensor (faster convs on CUDA).
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError(f"images must be a uint8 4-D batch, got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be a uint8 4-D batch, got {images.dtype} {tuple(images.shape)}"
+        )
     if device is not None:
         images = images.to(device, non_blocking=True)
     if images.shape[-1] == 3 and images.shape[1] != 3:
