@@ -110,6 +110,8 @@ def test_shards_together_equal_one_run(voc: Path, voc_run: Path, models: list[st
     shard0 = json.loads((out / "manifest-shard-0-of-2.json").read_text())["counts"]["processed"]
     shard1 = json.loads((out / "manifest-shard-1-of-2.json").read_text())["counts"]["processed"]
     assert (shard0, shard1) == (2, 1)
+    merged = json.loads((out / "manifest.json").read_text())
+    assert merged["shards"] == 2 and merged["counts"]["processed"] == 3 and 0 <= merged["miou"] <= 1
 
 
 def test_a_different_run_in_the_output_folder_is_refused(voc: Path, voc_run: Path, models: list[str]) -> None:

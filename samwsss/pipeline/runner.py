@@ -10,6 +10,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -389,6 +390,8 @@ def run_dataset(
                 logger.warning("%d unreadable images count as all-background predictions", len(missing))
             report = _evaluate(spec, dataset, options.out, count_missing=bool(missing))
             summary.miou, summary.report_table = float(report.miou), report.format_table()
+            if options.shard.count > 1:
+                _merge_shard_manifests(options.out, options.shard.count, float(report.miou))
     return summary
 
 
@@ -442,11 +445,37 @@ def _load(
         collate_fn=_collate,
         prefetch_factor=4 if workers else None,
     )
-    with tqdm(total=len(ids), unit="img", desc="samwsss", dynamic_ncols=True,
-              disable=not show_progress or None) as bar:
+    interactive = sys.stderr.isatty()
+    # on a terminal a live bar; in a log file (torchrun, slurm) a line every 30 s
+    with tqdm(total=len(ids), unit="img", desc="samwsss", dynamic_ncols=interactive,
+              mininterval=0.1 if interactive else 30.0, disable=not show_progress) as bar:
         for batch in loader:
             yield batch
             bar.update(len(batch))
+
+
+def _merge_shard_manifests(out: Path, count: int, miou: float) -> None:
+    """One ``manifest.json`` for a sharded run: every shard's manifest, summed counts, mIoU."""
+    shards = []
+    for index in range(count):
+        path = out / f"manifest{Shard(index, count).suffix}.json"
+        if path.is_file():
+            shards.append(json.loads(path.read_text(encoding="utf-8")))
+    totals: dict[str, int] = {}
+    for manifest in shards:
+        for key, value in manifest.get("counts", {}).items():
+            totals[key] = totals.get(key, 0) + int(value)
+    atomic_write_json(
+        out / "manifest.json",
+        {
+            "config": shards[0]["config"] if shards else None,
+            "shards": count,
+            "counts": totals,
+            "miou": miou,
+            "seconds_per_shard": [m.get("timing", {}).get("seconds") for m in shards],
+            "shard_manifests": shards,
+        },
+    )
 
 
 def _evaluate(spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool) -> Any:
