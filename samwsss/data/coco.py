@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 
 from samwsss.classes import COCO_CATEGORY_TO_INDEX, COCO_CLASSES
-from samwsss.data.base import SegmentationDataset
 from samwsss.data.common import (
     DatasetError,
+    IndexedDataset,
     MappingLike,
     check_gt_complete,
     check_gt_rule,
@@ -56,7 +56,6 @@ from samwsss.data.common import (
     format_some,
     labels_from_gt,
     list_images,
-    read_gt,
 )
 from samwsss.mapping import ClassMapping, normalize_tag
 
@@ -259,7 +258,7 @@ def load_instances(path: Path) -> Instances:
     return images, labels, annotations
 
 
-class COCODataset(SegmentationDataset):
+class COCODataset(IndexedDataset):
     """A COCO split with semantic GT from instance annotations (see the module docstring).
 
     Args:
@@ -338,7 +337,7 @@ class COCODataset(SegmentationDataset):
         self._annotations: dict[str, list[Annotation]] | None = annotations
         self.gt_dir = Path(gt_dir) if gt_dir is not None else None
         if self.gt_dir is not None:
-            check_gt_complete(self._ids, self.gt_dir, f"COCO split {split!r}")
+            check_gt_complete(self._ids, self.gt_dir, self._scope)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -346,27 +345,13 @@ class COCODataset(SegmentationDataset):
         return state
 
     @property
-    def ids(self) -> list[str]:
-        return self._ids
+    def _scope(self) -> str:
+        return f"COCO split {self.split!r}"
 
     @property
     def mapping(self) -> ClassMapping:
         """The class mapping (prompts, tags); the built-in ``"coco"`` one unless given."""
-        if self._mapping is None:
-            from samwsss.mapping import load_mapping
-
-            self._mapping = load_mapping("coco")
-            check_mapping_matches(self._mapping, COCO_CLASSES, "COCO")
-        return self._mapping
-
-    @property
-    def label_source(self) -> str:
-        """``"annotations"`` or ``"gt"``."""
-        return self._label_source
-
-    def _check_id(self, image_id: str) -> None:
-        if image_id not in self._files:
-            raise KeyError(f"image id {image_id!r} is not in COCO split {self.split!r}")
+        return self._builtin_mapping("coco", "COCO")
 
     def image_path(self, image_id: str) -> Path:
         self._check_id(image_id)
@@ -404,9 +389,9 @@ class COCODataset(SegmentationDataset):
         return found
 
     def gt(self, image_id: str) -> np.ndarray | None:
-        self._check_id(image_id)
         if self.gt_dir is not None:
-            return read_gt(self.gt_dir / f"{image_id}.png", image_id, len(COCO_CLASSES))
+            return super().gt(image_id)
+        self._check_id(image_id)
         height, width = self._sizes[image_id]
         try:
             return paint_semantic(self.annotations(image_id), height, width, self.gt_rule)

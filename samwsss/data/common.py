@@ -1,11 +1,13 @@
 """Pieces shared by the VOC, COCO and folder datasets: the error type, option checks,
-class-mapping coercion, cheap folder listing and checked ground-truth reading.
+class-mapping coercion, cheap folder listing, checked ground-truth reading and
+:class:`IndexedDataset`, the common body of the three dataset classes.
 
 Nothing here decodes images; everything is cheap enough to run at dataset construction.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from samwsss.classes import IGNORE_INDEX
+from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
@@ -213,3 +216,59 @@ def labels_from_gt(label: np.ndarray) -> tuple[int, ...]:
     """Sorted object classes present in a label map: every value except 0 and 255."""
     present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
     return tuple(int(value) for value in present if value not in (0, IGNORE_INDEX))
+
+
+class IndexedDataset(SegmentationDataset):
+    """What the VOC, COCO and folder datasets share: an id -> image file index built at
+    construction, id checks, ground truth read from ``gt_dir/<id>.png`` and the
+    mapping / label-source accessors.
+
+    Subclasses set, in ``__init__``: ``_ids`` (ids in order), ``_files`` (id -> image file
+    name), ``_label_source`` (from :func:`check_label_source`), ``_mapping`` (from
+    :func:`coerce_mapping`) and ``gt_dir``; and say in :attr:`_scope` what the ids belong
+    to, for error messages.
+    """
+
+    _ids: list[str]
+    _files: dict[str, str]
+    _label_source: str
+    _mapping: ClassMapping | None
+    gt_dir: Path | None
+
+    @property
+    @abc.abstractmethod
+    def _scope(self) -> str:
+        """What the ids belong to, e.g. ``"VOC split 'val'"`` (used in messages)."""
+
+    @property
+    def ids(self) -> list[str]:
+        return self._ids
+
+    @property
+    def label_source(self) -> str:
+        """``"annotations"`` (the dataset's own label files) or ``"gt"``."""
+        return self._label_source
+
+    def _check_id(self, image_id: str) -> None:
+        if image_id not in self._files:
+            raise KeyError(f"image id {image_id!r} is not in {self._scope}")
+
+    def _builtin_mapping(self, name: str, dataset: str) -> ClassMapping:
+        """The mapping given, else the built-in ``name`` one, loaded on first use and checked
+        against :attr:`class_names` (``dataset`` names the dataset in the error)."""
+        if self._mapping is None:
+            from samwsss.mapping import load_mapping
+
+            self._mapping = load_mapping(name)
+            check_mapping_matches(self._mapping, self.class_names, dataset)
+        return self._mapping
+
+    @property
+    def has_gt(self) -> bool:
+        return self.gt_dir is not None
+
+    def gt(self, image_id: str) -> np.ndarray | None:
+        self._check_id(image_id)
+        if self.gt_dir is None:
+            return None
+        return read_gt(self.gt_dir / f"{image_id}.png", image_id, self.num_classes)

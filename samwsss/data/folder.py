@@ -31,18 +31,15 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
-from samwsss.data.base import SegmentationDataset
 from samwsss.data.common import (
     DatasetError,
+    IndexedDataset,
     MappingLike,
     check_gt_complete,
     check_label_source,
     coerce_mapping,
     format_some,
     labels_from_gt,
-    read_gt,
 )
 from samwsss.data.images import IMAGE_SUFFIXES
 from samwsss.mapping import ClassMapping
@@ -212,7 +209,7 @@ def read_labels_file(
     return result
 
 
-class FolderDataset(SegmentationDataset):
+class FolderDataset(IndexedDataset):
     """The images directly in one folder, with optional labels and ground truth.
 
     Args:
@@ -284,22 +281,13 @@ class FolderDataset(SegmentationDataset):
                 )
 
     @property
-    def ids(self) -> list[str]:
-        return self._ids
+    def _scope(self) -> str:
+        return str(self.root)
 
     @property
     def mapping(self) -> ClassMapping | None:
         """The class mapping given, or ``None``."""
         return self._mapping
-
-    @property
-    def label_source(self) -> str:
-        """``"annotations"`` (the labels file, if any) or ``"gt"``."""
-        return self._label_source
-
-    def _check_id(self, image_id: str) -> None:
-        if image_id not in self._files:
-            raise KeyError(f"image id {image_id!r} is not in {self.root}")
 
     def image_path(self, image_id: str) -> Path:
         self._check_id(image_id)
@@ -311,16 +299,6 @@ class FolderDataset(SegmentationDataset):
             gt = self.gt(image_id)
             return labels_from_gt(gt) if gt is not None else None
         return self._labels.get(image_id)
-
-    @property
-    def has_gt(self) -> bool:
-        return self.gt_dir is not None
-
-    def gt(self, image_id: str) -> np.ndarray | None:
-        self._check_id(image_id)
-        if self.gt_dir is None:
-            return None
-        return read_gt(self.gt_dir / f"{image_id}.png", image_id, len(self.class_names))
 
     def __repr__(self) -> str:
         labels = str(self.labels_file) if self.labels_file else None

@@ -36,13 +36,11 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
-
 from samwsss.classes import VOC_CLASSES
-from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import IMAGE_SUFFIXES
 from samwsss.data.common import (
     DatasetError,
+    IndexedDataset,
     MappingLike,
     check_gt_complete,
     check_label_source,
@@ -51,7 +49,6 @@ from samwsss.data.common import (
     format_some,
     labels_from_gt,
     list_images,
-    read_gt,
 )
 from samwsss.mapping import ClassMapping, normalize_tag
 
@@ -179,7 +176,7 @@ def parse_voc_xml(path: Path) -> tuple[int, ...]:
     return tuple(sorted(found))
 
 
-class VOCDataset(SegmentationDataset):
+class VOCDataset(IndexedDataset):
     """PASCAL VOC 2012 segmentation split (see the module docstring for the layout).
 
     Args:
@@ -271,7 +268,7 @@ class VOCDataset(SegmentationDataset):
                 )
                 self.gt_dir = None
         if self.gt_dir is not None:
-            check_gt_complete(ids, self.gt_dir, f"VOC split {self.split!r}")
+            check_gt_complete(ids, self.gt_dir, self._scope)
 
         if self._label_source == "gt" and self.gt_dir is None:
             raise DatasetError(
@@ -298,27 +295,18 @@ class VOCDataset(SegmentationDataset):
         self._label_cache: dict[str, tuple[int, ...]] = {}
 
     @property
-    def ids(self) -> list[str]:
-        return self._ids
+    def _scope(self) -> str:
+        return f"VOC split {self.split!r}"
 
     @property
     def mapping(self) -> ClassMapping:
         """The class mapping (prompts, tags); the built-in ``"voc"`` one unless given."""
-        if self._mapping is None:
-            from samwsss.mapping import load_mapping
-
-            self._mapping = load_mapping("voc")
-            check_mapping_matches(self._mapping, VOC_CLASSES, "VOC")
-        return self._mapping
+        return self._builtin_mapping("voc", "VOC")
 
     @property
     def label_source(self) -> str:
         """``"xml"`` or ``"gt"``."""
         return "gt" if self._label_source == "gt" else "xml"
-
-    def _check_id(self, image_id: str) -> None:
-        if image_id not in self._files:
-            raise KeyError(f"image id {image_id!r} is not in VOC split {self.split!r}")
 
     def image_path(self, image_id: str) -> Path:
         self._check_id(image_id)
@@ -337,16 +325,6 @@ class VOCDataset(SegmentationDataset):
                 cached = parse_voc_xml(self.root / "Annotations" / f"{image_id}.xml")
             self._label_cache[image_id] = cached
         return cached
-
-    @property
-    def has_gt(self) -> bool:
-        return self.gt_dir is not None
-
-    def gt(self, image_id: str) -> np.ndarray | None:
-        self._check_id(image_id)
-        if self.gt_dir is None:
-            return None
-        return read_gt(self.gt_dir / f"{image_id}.png", image_id, len(VOC_CLASSES))
 
     def __repr__(self) -> str:
         gt = self.gt_dir.name if self.gt_dir is not None else "none"
