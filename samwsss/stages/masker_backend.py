@@ -10,7 +10,7 @@ chunking, mask upsampling and bookkeeping around them, identically for every bac
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -18,6 +18,36 @@ from samwsss.stages.masker_transforms import InputGeometry, NormalizeFn, stack_i
 
 #: Per-image features of a batch: a tuple of tensors whose first dimension is the image.
 Features = tuple[torch.Tensor, ...]
+
+#: ``(image, boxes) -> (masks, iou)`` decoding one image's ``(n, 4)`` boxes (see
+#: :func:`decode_each_image`).
+DecodeImageFn = Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def decode_each_image(
+    image_index: torch.Tensor, boxes: torch.Tensor, decode_image: DecodeImageFn
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode each image's run of boxes with one ``decode_image(image, image_boxes)`` call.
+
+    Args:
+        image_index: ``(T,)`` int64, non-decreasing: which image each box belongs to.
+        boxes: ``(T, 4)`` boxes; each image's consecutive run of rows is passed on.
+        decode_image: returns ``(n, K, h0, w0)`` mask logits and ``(n, K)`` IoU for one
+            image's ``n`` boxes.
+
+    Returns:
+        The per-image results concatenated in box order: ``(T, K, h0, w0)`` and ``(T, K)``.
+    """
+    values, counts = torch.unique_consecutive(image_index.cpu(), return_counts=True)
+    masks = []
+    scores = []
+    start = 0
+    for image, count in zip(values.tolist(), counts.tolist()):
+        image_masks, image_scores = decode_image(image, boxes[start : start + count])
+        masks.append(image_masks)
+        scores.append(image_scores)
+        start += count
+    return torch.cat(masks), torch.cat(scores)
 
 
 class SamBackend(ABC):

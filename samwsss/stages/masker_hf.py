@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from samwsss.stages.masker_backend import Features, SamBackend
+from samwsss.stages.masker_backend import Features, SamBackend, decode_each_image
 from samwsss.stages.masker_transforms import InputGeometry, NormalizeFn
 
 logger = logging.getLogger(__name__)
@@ -104,27 +104,19 @@ class TransformersSamBackend(SamBackend):
         boxes: torch.Tensor,
         multimask_output: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        masks = []
-        scores = []
-        start = 0
-        for image, count in _runs(image_index):
+        def decode_image(
+            image: int, image_boxes: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             output = self.model(
                 image_embeddings=features[0][image : image + 1],
                 intermediate_embeddings=[features[1][image : image + 1]],
-                input_boxes=boxes[None, start : start + count],
+                input_boxes=image_boxes[None],
                 multimask_output=multimask_output,
                 hq_token_only=self.hq_token_only,
             )
-            masks.append(output.pred_masks[0])
-            scores.append(output.iou_scores[0])
-            start += count
-        return torch.cat(masks), torch.cat(scores)
+            return output.pred_masks[0], output.iou_scores[0]
 
-
-def _runs(image_index: torch.Tensor) -> list[tuple[int, int]]:
-    """``(image, count)`` for each run of equal values in a non-decreasing index vector."""
-    values, counts = torch.unique_consecutive(image_index.cpu(), return_counts=True)
-    return list(zip(values.tolist(), counts.tolist()))
+        return decode_each_image(image_index, boxes, decode_image)
 
 
 def load_transformers_backend(

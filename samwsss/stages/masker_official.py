@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from samwsss.stages.masker_backend import Features, SamBackend
+from samwsss.stages.masker_backend import Features, SamBackend, decode_each_image
 from samwsss.stages.masker_transforms import InputGeometry, NormalizeFn
 
 logger = logging.getLogger(__name__)
@@ -357,13 +357,12 @@ class OfficialSamBackend(SamBackend):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         prompt_encoder = self.model.prompt_encoder
         dense_pe = prompt_encoder.get_dense_pe()  # type: ignore[operator]
-        values, counts = torch.unique_consecutive(image_index.cpu(), return_counts=True)
-        masks = []
-        scores = []
-        start = 0
-        for image, count in zip(values.tolist(), counts.tolist()):
+
+        def decode_image(
+            image: int, image_boxes: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             sparse, dense = prompt_encoder(  # type: ignore[operator]
-                points=None, boxes=boxes[start : start + count], masks=None
+                points=None, boxes=image_boxes, masks=None
             )
             low_res, iou = self.model.mask_decoder(  # type: ignore[operator]
                 image_embeddings=features[0][image : image + 1],
@@ -372,10 +371,9 @@ class OfficialSamBackend(SamBackend):
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask_output,
             )
-            masks.append(low_res)
-            scores.append(iou)
-            start += count
-        return torch.cat(masks), torch.cat(scores)
+            return low_res, iou
+
+        return decode_each_image(image_index, boxes, decode_image)
 
 
 def load_official_backend(
