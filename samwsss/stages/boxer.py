@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -535,23 +535,25 @@ def _check_queries(queries: Sequence[Sequence[Query]], count: int) -> list[list[
     return normalized
 
 
-@register(
-    "boxer",
-    "grounding-dino-tiny",
-    weights=MODEL_IDS["grounding-dino-tiny"],
-    description="Grounding DINO Swin-T (O365, GoldG, Cap4M): the paper's boxer",
-)
-def build_grounding_dino_tiny(**kwargs: Any) -> GroundingDinoBoxer:
-    """The paper's Grounding DINO (Swin-T OGC) boxer; ``kwargs`` as in ``from_pretrained``."""
-    return GroundingDinoBoxer.from_pretrained("grounding-dino-tiny", **kwargs)
+# -- registry ---------------------------------------------------------------------------
+#: Registry name -> description (the weights are :data:`MODEL_IDS` of the same name).
+_DESCRIPTIONS = {
+    "grounding-dino-tiny": "Grounding DINO Swin-T (O365, GoldG, Cap4M): the paper's boxer",
+    "grounding-dino-base": "Grounding DINO Swin-B: larger, more accurate boxer",
+}
 
 
-@register(
-    "boxer",
-    "grounding-dino-base",
-    weights=MODEL_IDS["grounding-dino-base"],
-    description="Grounding DINO Swin-B: larger, more accurate boxer",
-)
-def build_grounding_dino_base(**kwargs: Any) -> GroundingDinoBoxer:
-    """Grounding DINO Swin-B boxer; ``kwargs`` as in ``from_pretrained``."""
-    return GroundingDinoBoxer.from_pretrained("grounding-dino-base", **kwargs)
+def _register_builder(name: str) -> Callable[..., GroundingDinoBoxer]:
+    """Register, as boxer ``name``, a builder calling ``from_pretrained(name, **kwargs)``."""
+
+    def build(**kwargs: Any) -> GroundingDinoBoxer:
+        return GroundingDinoBoxer.from_pretrained(name, **kwargs)
+
+    build.__name__ = build.__qualname__ = "build_" + name.replace("-", "_")
+    build.__doc__ = f"{_DESCRIPTIONS[name]}; ``kwargs`` as in ``from_pretrained``."
+    register("boxer", name, weights=MODEL_IDS[name], description=_DESCRIPTIONS[name])(build)
+    return build
+
+
+build_grounding_dino_tiny = _register_builder("grounding-dino-tiny")
+build_grounding_dino_base = _register_builder("grounding-dino-base")
