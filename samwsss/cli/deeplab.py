@@ -15,14 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from samwsss.cli.common import (
+    PLOT_NAME,
+    REPORT_NAME,
+    coco_gt_rule_option,
+    data_option,
+    gt_dir_option,
+    mapping_option,
+    split_option,
+)
+
 if TYPE_CHECKING:
     from samwsss.data.base import SegmentationDataset
     from samwsss.deeplab.config import DeepLabConfig
 
 logger = logging.getLogger(__name__)
-
-REPORT_NAME = "evaluation.json"
-PLOT_NAME = "evaluation_iou.png"
 
 
 @contextlib.contextmanager
@@ -103,38 +110,17 @@ def open_training_dataset(
 
 
 @click.command(name="train-deeplab")
-@click.option(
-    "--data",
-    default=None,
-    help="Training data: VOC root, COCO split folder/root, or image folder.",
-)
-@click.option(
-    "--split",
-    default=None,
-    help="Training split, e.g. train_aug (VOC) or train2014 (COCO root).",
-)
+@data_option("Training data: VOC root, COCO split folder/root, or image folder.")
+@split_option("Training split, e.g. train_aug (VOC) or train2014 (COCO root).")
 @click.option(
     "--masks",
     default=None,
     type=click.Path(file_okay=False, path_type=Path),
     help="Pseudo masks <id>.png replacing the ground truth (omit: train on the dataset's GT).",
 )
-@click.option(
-    "--mapping",
-    default=None,
-    help="Class list for a plain image folder ('voc', 'coco' or a YAML).",
-)
-@click.option(
-    "--gt-dir",
-    default=None,
-    help="GT folder <id>.png replacing the dataset's own (no --masks).",
-)
-@click.option(
-    "--coco-gt-rule",
-    type=click.Choice(["overwrite", "smallest"]),
-    default=None,
-    help="How COCO instances become semantic GT [default: overwrite].",
-)
+@mapping_option("Class list for a plain image folder ('voc', 'coco' or a YAML).")
+@gt_dir_option("GT folder <id>.png replacing the dataset's own (no --masks).")
+@coco_gt_rule_option("How COCO instances become semantic GT [default: overwrite].")
 @click.option(
     "--out",
     required=True,
@@ -225,7 +211,7 @@ def train_deeplab_command(
     split: str | None,
     masks: Path | None,
     mapping: str | None,
-    gt_dir: str | None,
+    gt_dir: Path | None,
     coco_gt_rule: str | None,
     out: Path,
     config_file: Path | None,
@@ -332,25 +318,11 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="model_final.pt (or checkpoints/last.pt) of a train-deeplab run.",
 )
-@click.option(
-    "--data",
-    required=True,
-    help="Images: VOC root, COCO split folder/root, or image folder.",
-)
-@click.option("--split", default=None, help="Split to predict, e.g. val or test.")
-@click.option("--mapping", default=None, help="Class list for a plain image folder with GT.")
-@click.option(
-    "--gt-dir",
-    default=None,
-    help="GT folder <id>.png to evaluate against instead of the dataset's.",
-)
-@click.option(
-    "--coco-gt-rule",
-    type=click.Choice(["overwrite", "smallest"]),
-    default="overwrite",
-    show_default=True,
-    help="How COCO instances become semantic GT.",
-)
+@data_option("Images: VOC root, COCO split folder/root, or image folder.", required=True)
+@split_option("Split to predict, e.g. val or test.")
+@mapping_option("Class list for a plain image folder with GT.")
+@gt_dir_option("GT folder <id>.png to evaluate against instead of the dataset's.")
+@coco_gt_rule_option(default="overwrite")
 @click.option(
     "--out",
     required=True,
@@ -404,7 +376,7 @@ def predict_command(
     data: str,
     split: str | None,
     mapping: str | None,
-    gt_dir: str | None,
+    gt_dir: Path | None,
     coco_gt_rule: str,
     out: Path,
     scales: str,

@@ -8,13 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from samwsss.cli.common import (
+    PLOT_NAME,
+    REPORT_NAME,
+    coco_gt_rule_option,
+    data_option,
+    gt_dir_option,
+    label_source_option,
+    mapping_option,
+    split_option,
+)
+
 if TYPE_CHECKING:
     from samwsss.data.base import SegmentationDataset
 
 logger = logging.getLogger(__name__)
-
-REPORT_NAME = "evaluation.json"
-PLOT_NAME = "evaluation_iou.png"
 
 
 @click.command(name="evaluate")
@@ -25,37 +33,25 @@ PLOT_NAME = "evaluation_iou.png"
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of predicted masks, <image_id>.png (palette or plain uint8 PNG).",
 )
-@click.option(
-    "--data",
-    default=None,
-    help="Dataset: a VOC root (VOCdevkit/VOC2012), a COCO image folder (coco/val2014) or "
-    "a folder of images. Optional when --gt-dir is given.",
+@data_option(
+    "Dataset: a VOC root (VOCdevkit/VOC2012), a COCO image folder (coco/val2014) or "
+    "a folder of images. Optional when --gt-dir is given."
 )
-@click.option("--split", default=None, help="Split to evaluate, e.g. train, val, train_aug.")
-@click.option(
-    "--gt-dir",
-    default=None,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of ground-truth PNGs. With --data: precomputed GT for that dataset; "
-    "alone: evaluate against this folder (ids = PNG names), classes from --mapping.",
+@split_option("Split to evaluate, e.g. train, val, train_aug.")
+@gt_dir_option(
+    "Folder of ground-truth PNGs. With --data: precomputed GT for that dataset; "
+    "alone: evaluate against this folder (ids = PNG names), classes from --mapping."
 )
-@click.option(
-    "--mapping",
-    default=None,
-    help="Class list: 'voc', 'coco' or a mapping YAML file (required with --gt-dir alone).",
+@mapping_option(
+    "Class list: 'voc', 'coco' or a mapping YAML file (required with --gt-dir alone)."
 )
-@click.option(
-    "--label-source",
-    default=None,
-    help="Where image-level labels come from (passed to the dataset loader; not used by "
-    "the metric).",
+@label_source_option(
+    "Where image-level labels come from (passed to the dataset loader; not used by "
+    "the metric)."
 )
-@click.option(
-    "--coco-gt-rule",
-    type=click.Choice(["overwrite", "smallest"]),
-    default=None,
-    help="How COCO instances become semantic GT: 'overwrite' (default; later annotation "
-    "wins, crowd excluded) or 'smallest' (smallest area wins).",
+@coco_gt_rule_option(
+    "How COCO instances become semantic GT: 'overwrite' (default; later annotation "
+    "wins, crowd excluded) or 'smallest' (smallest area wins)."
 )
 @click.option(
     "--missing",
