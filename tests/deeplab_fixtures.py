@@ -8,9 +8,7 @@ tens of iterations. ``write_shapes_folder`` writes the same images to disk as JP
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 
 from samwsss.data.base import SegmentationDataset
 from samwsss.deeplab.config import DeepLabConfig
+from tests.torch_fixtures import one_torch_thread  # noqa: F401  (re-exported)
 
 SHAPE_CLASSES = ("background", "rectangle", "disc", "triangle")
 _COLOURS = {1: (220, 40, 40), 2: (40, 200, 60), 3: (50, 70, 230)}
@@ -110,21 +109,6 @@ def write_shapes_folder(
         Image.fromarray(dataset.load_image(image_id)).save(images / f"{image_id}.png")
         write_label_png(masks / f"{image_id}.png", dataset.gt(image_id))
     return images, masks
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch CPU ops on one thread.
-
-    The test machine's few cores are shared: with several intra-op threads contending,
-    a tiny model's step gets 5-20x slower than on one thread.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def tiny_config(**overrides: object) -> DeepLabConfig:

@@ -22,13 +22,13 @@ is left untouched). Each takes well under a second on a CPU.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from tests.torch_fixtures import one_torch_thread as single_torch_thread  # noqa: F401
 
 if TYPE_CHECKING:
     from samwsss.detections import Detections
@@ -335,18 +335,6 @@ def make_detections(
         prompts=tuple(f"class {c}" for c in classes),
         data={"source": "test"},
     )
-
-
-@contextmanager
-def single_torch_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside the block (tiny models on a shared machine run
-    many times faster without OpenMP threads spinning), restoring the setting after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def assert_same_masks(actual: torch.Tensor, expected: torch.Tensor, max_fraction: float = 1e-4) -> None:
