@@ -90,3 +90,17 @@ def test_overlay_sample_is_spread_and_stable() -> None:
     ids = [str(i) for i in range(100)]
     sample = overlay_sample(ids, 5)
     assert sample == {"0", "25", "50", "74", "99"} and overlay_sample(ids, 0) == frozenset()
+
+
+def test_images_are_ordered_by_size_so_batches_share_a_size(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from samwsss.data import open_dataset
+    from samwsss.pipeline.runner import _order_by_size
+
+    sizes = {"a": (30, 40), "b": (20, 20), "c": (30, 40), "d": (20, 20), "e": (25, 10)}
+    for name, (height, width) in sizes.items():
+        Image.new("RGB", (width, height)).save(tmp_path / f"{name}.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    dataset = open_dataset(tmp_path)
+    assert _order_by_size(dataset, list(dataset.ids)) == ["broken", "b", "d", "e", "a", "c"]

@@ -17,7 +17,7 @@ from samwsss.cli.common import fail_cleanly
 # Settings a YAML --config file may hold besides the pipeline's own (PipelineConfig fields).
 RUN_KEYS = (
     "data", "split", "labels", "gt_dir", "label_source", "coco_gt_rule", "out", "device",
-    "workers", "shard", "plain", "palette", "instances", "overlays", "evaluate", "max_images",
+    "workers", "threads", "shard", "plain", "palette", "instances", "overlays", "evaluate", "max_images",
     "overwrite", "resume", "retry_failures",
 )  # fmt: skip
 
@@ -47,6 +47,7 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
         click.option("--batch-size", type=int, default=None, help="Images per GPU batch (halved on out-of-memory)."),
         click.option("--device", type=str, default=None, help="cuda, cuda:1, cpu (default: cuda when available)."),
         click.option("--workers", type=int, default=None, help="Decoding worker processes (default 4)."),
+        click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)."),
         click.option("--shard", type=str, default=None, help="i/n: run part i of n (default: torchrun rank, or all)."),
         click.option("--plain/--no-plain", default=None, help="Also write plain index PNGs (masks_plain/)."),
         click.option("--palette/--no-palette", default=None, help="Write palette PNGs (masks/, default on)."),
@@ -134,6 +135,12 @@ def _run(route: str, options: dict[str, Any]) -> None:
     config = preset(run["preset"], **pipeline_settings)
     shard = Shard.parse(run.get("shard"))
     device = _device_for_rank(run.get("device"))
+    if run.get("threads"):
+        import torch
+
+        if int(run["threads"]) < 1:
+            raise ValueError(f"--threads must be >= 1, got {run['threads']}")
+        torch.set_num_threads(int(run["threads"]))
     pipe = Pipeline.from_config(config, device=device, with_tagger=route == "zero-shot")
     run_options = RunOptions(
         route=route,

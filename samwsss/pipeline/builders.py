@@ -18,6 +18,8 @@ def build_boxer(config: PipelineConfig) -> Any:
         text_threshold=config.text_threshold,
         prompt_mode=config.prompt_mode,
         nms_iou=config.nms_iou,
+        # every (image, class) caption row of a batch in as few forwards as memory allows
+        max_batch_rows=max(8, 4 * config.batch_size),
     )
 
 

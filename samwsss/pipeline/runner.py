@@ -86,6 +86,8 @@ class RunOptions:
         evaluate: evaluate at the end when the dataset has ground truth.
         max_images: stop after this many images (for trials; a later run resumes).
         retry_failures: retry images an earlier run recorded as unreadable (default: skip).
+        sort_by_size: run the shard's images in order of size, so that batches hold images
+            of one size (Grounding DINO batches only images of equal resized size exactly).
     """
 
     route: str
@@ -101,6 +103,7 @@ class RunOptions:
     evaluate: bool = True
     max_images: int | None = None
     retry_failures: bool = False
+    sort_by_size: bool = True
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -309,6 +312,8 @@ def run_dataset(
         instances=options.instances,
         overlay_ids=overlay_sample(ids, options.overlays),
     )
+    if options.sort_by_size:
+        mine = _order_by_size(dataset, mine)
     known_failures = {} if options.retry_failures else read_failures(options.out)
     batches, pending = _plan_batches(mine, spec, set(known_failures), pipeline.batch_size, options.max_images)
     skipped = sum(1 for image_id in mine if spec.is_complete(image_id))
@@ -393,6 +398,25 @@ def run_dataset(
             if options.shard.count > 1:
                 _merge_shard_manifests(options.out, options.shard.count, float(report.miou))
     return summary
+
+
+def _order_by_size(dataset: SegmentationDataset, ids: list[str]) -> list[str]:
+    """``ids`` sorted by image size (height, width), then id; sizes from the dataset when it
+    knows them (COCO annotations), else from the image headers (no decoding)."""
+    from PIL import Image
+
+    def size(image_id: str) -> tuple[int, int]:
+        known = getattr(dataset, "image_size", None)
+        if callable(known):
+            height, width = known(image_id)
+            return int(height), int(width)
+        try:
+            with Image.open(dataset.image_path(image_id)) as image:
+                return image.height, image.width
+        except (OSError, ValueError):
+            return (0, 0)  # unreadable: decoding in the workers reports it
+
+    return sorted(ids, key=lambda image_id: (*size(image_id), image_id))
 
 
 def _plan_batches(
