@@ -95,19 +95,19 @@ class MaskMerger:
     def _mark_uncertain(
         self, label: torch.Tensor, masks: torch.Tensor, class_ids: torch.Tensor, scores: torch.Tensor
     ) -> torch.Tensor:
-        classes = torch.unique(class_ids)
-        if classes.numel() < 2:
+        if torch.unique(class_ids).numel() < 2:
             return label
-        # best score of each class per pixel, shifted by +1 so that 0 means "not covered"
-        shifted = (scores.float().clamp(min=0) + 1.0)[:, None, None]
-        per_class = torch.stack(
-            [(masks[class_ids == cls] * shifted[class_ids == cls]).amax(0) for cls in classes]
-        )
-        best = per_class.amax(0)
-        at_best = per_class == best
-        runner_up = torch.where(at_best, torch.zeros_like(per_class), per_class).amax(0)
-        runner_up = torch.where(at_best.sum(0) >= 2, best, runner_up)
-        contested = (runner_up > 0) & (best - runner_up < self.uncertain_margin)
+        # integer codes: score quantised to 16 bits in the high bits, class in the low 8
+        levels = 65535
+        quantised = (scores.float().clamp(0, 1) * levels).round().to(torch.int32) + 1
+        codes = (quantised << 8) | class_ids.to(torch.int32)
+        coded = masks.to(torch.int32) * codes[:, None, None]
+        best = coded.amax(0)
+        best_class = best & 0xFF
+        other = coded * (class_ids.to(torch.int32)[:, None, None] != best_class[None])
+        runner_up = other.amax(0)
+        gap = ((best >> 8) - (runner_up >> 8)).float() / levels
+        contested = (runner_up > 0) & (gap < self.uncertain_margin)
         return torch.where(contested, torch.full_like(label, IGNORE_INDEX), label)
 
 
