@@ -57,8 +57,13 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
 def encode_label_png(label: np.ndarray, palette: bool = True) -> bytes:
     """Encode an ``(H, W)`` uint8 label map as PNG bytes (palette ``P`` or plain ``L``)."""
     array = np.asarray(label)
-    if array.ndim != 2:
-        raise ValueError(f"label map must be 2-D (H, W), got shape {array.shape}")
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(f"label map must be a non-empty 2-D (H, W) array, got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
+        raise ValueError(
+            f"label maps hold class indices, got dtype {array.dtype}; round and cast with "
+            ".astype(np.uint8)"
+        )
     if array.dtype != np.uint8:
         if array.size and (array.min() < 0 or array.max() > 255):
             raise ValueError(

@@ -132,17 +132,6 @@ def tiny_config(**overrides: object) -> DeepLabConfig:
     return DeepLabConfig(**values)  # type: ignore[arg-type]
 
 
-def require_evaluation() -> None:
-    """Skip the calling test until ``samwsss.evaluation`` provides its public API."""
-    import importlib
-
-    import pytest
-
-    evaluation = importlib.import_module("samwsss.evaluation")
-    if not all(hasattr(evaluation, name) for name in ("ConfusionMatrix", "evaluate_folder")):
-        pytest.skip("samwsss.evaluation (ConfusionMatrix, evaluate_folder) is not available yet")
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (for the gloo rendezvous)."""
     import socket

@@ -442,3 +442,13 @@ def test_cuda_bf16_matches_cpu_fp32_closely(tiny_gdino_dir: Path) -> None:
     for a, b in zip(cpu(images, queries), gpu(images, queries)):
         assert b.device.type == "cuda" and len(a) == len(b)  # threshold 0 keeps every query
         torch.testing.assert_close(b.boxes.cpu(), a.boxes, atol=0.05 * max(a.image_size), rtol=0)
+
+
+def test_sources_that_cannot_be_grounding_dino_are_rejected_before_loading(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="neither a registered name"):
+        GroundingDinoBoxer.from_pretrained("grounding-dino-tinyy")
+    with pytest.raises(ValueError, match="has no config.json"):
+        GroundingDinoBoxer.from_pretrained(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"model_type": "sam"}')
+    with pytest.raises(ValueError, match="holds a 'sam' model, not Grounding DINO"):
+        GroundingDinoBoxer.from_pretrained(str(tmp_path))

@@ -128,11 +128,14 @@ def test_zero_shot_on_coco_folder_with_grounding_tagger(tmp_path: Path, models: 
     assert result.exit_code == 0, result.output
     masks = sorted((out / "masks").glob("*.png"))
     assert masks and all(p.stem.startswith("COCO_val2014_") for p in masks)
-    record = json.loads(next((out / "instances").glob("*.json")).read_text())
     from samwsss.classes import COCO_CATEGORY_IDS
 
-    assert all(a["category_id"] in COCO_CATEGORY_IDS for a in record["annotations"])
-    assert set(record["tag_sources"]) == {a["category_name"] for a in record["annotations"]} or not record["annotations"]
+    records = [json.loads(p.read_text()) for p in sorted((out / "instances").glob("*.json"))]
+    annotated = [r for r in records if r["annotations"]]
+    assert annotated, "the grounding tagger found nothing in any image"
+    for record in annotated:
+        assert all(a["category_id"] in COCO_CATEGORY_IDS for a in record["annotations"])
+        assert set(record["tag_sources"]) == {a["category_name"] for a in record["annotations"]}
     assert (out / "evaluation.json").is_file()
 
 

@@ -164,8 +164,7 @@ def test_mapping_must_keep_voc_classes(voc: Path, tmp_path: Path) -> None:
 def test_builtin_mapping_loads_lazily(voc: Path) -> None:
     from samwsss.mapping import builtin_mapping_path
 
-    if not builtin_mapping_path("voc").is_file():
-        pytest.skip("mappings/voc.yaml not present in this checkout")
+    assert builtin_mapping_path("voc").is_file()
     assert open_dataset(voc, "val").mapping.class_names == VOC_CLASSES
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from samwsss.cli import cli
 from samwsss.labelio import read_label_png, write_label_png
 from tests.data_fixtures import VOC_SIZES, VOC_SPLITS, make_voc_tree
-from tests.deeplab_fixtures import one_torch_thread, require_evaluation
+from tests.deeplab_fixtures import one_torch_thread
 
 TINY_MODEL = {
     "model": {
@@ -40,7 +40,6 @@ def _invoke(*args: str):
 
 
 def test_train_on_gt_then_predict_and_evaluate(tmp_path) -> None:
-    require_evaluation()
     voc = make_voc_tree(tmp_path)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY_MODEL), encoding="utf-8")

@@ -25,7 +25,7 @@ from samwsss.deeplab.train import (
 )
 from samwsss.deeplab.transforms import TrainAugmentation, normalize_batch
 from samwsss.labelio import write_label_png
-from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, require_evaluation, tiny_config
+from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +161,6 @@ def test_pseudo_mask_dataset_replaces_gt(tmp_path) -> None:
 
 
 def test_training_learns_shapes_and_writes_run_dir(tmp_path) -> None:
-    require_evaluation()
     dataset = ShapesDataset(8, (48, 48), seed=0)
     config = tiny_config(
         iterations=30, batch_size=4, lr=0.01, log_every=5, scale_min=0.75, scale_max=1.25,

@@ -121,6 +121,8 @@ def test_bad_arguments_are_rejected() -> None:
         MaskMerger("largest")
     with pytest.raises(ValueError, match="uncertain_margin"):
         MaskMerger(uncertain_margin=2.0)
+    with pytest.raises(ValueError, match="one Detections per image"):
+        MaskMerger()(Detections.empty((2, 2), with_masks=True))
     det = Detections.empty((2, 2))
     with pytest.raises(ValueError, match="run the masker"):
         MaskMerger().merge(det)

@@ -123,6 +123,10 @@ def test_bad_input_is_rejected_with_a_fix(pipe: Pipeline) -> None:
         pipe.text_input(image, ["kitten"])
     with pytest.raises(ValueError, match="one list of class names per image: got 1 for 2"):
         pipe.text_input([image, image], [["cat"]])
+    with pytest.raises(ValueError, match="one list of class names per image, e.g."):
+        pipe.text_input([image, image], ["cat", "dog"])
+    with pytest.raises(ValueError, match="device 'gpu' is not a torch device"):
+        Pipeline(pipe.mapping, pipe.boxer, pipe.masker).to("gpu")
     with pytest.raises(ValueError, match="uint8"):
         pipe.text_input(image.astype(np.float32), ["cat"])
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):

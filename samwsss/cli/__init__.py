@@ -62,21 +62,3 @@ def cli(verbose: int) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="samwsss")
-
-
-def not_implemented(name: str, issue: int) -> click.Command:
-    """A placeholder subcommand that says it is not implemented yet and exits with code 2."""
-
-    @click.command(
-        name=name,
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-        add_help_option=False,
-    )
-    def placeholder() -> None:
-        click.echo(
-            f"samwsss {name}: not implemented yet in this version (tracked as issue {issue})",
-            err=True,
-        )
-        raise SystemExit(2)
-
-    return placeholder

@@ -135,7 +135,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
     config = preset(run["preset"], **pipeline_settings)
     shard = Shard.parse(run.get("shard"))
     device = _device_for_rank(run.get("device"))
-    if run.get("threads"):
+    if run.get("threads") is not None:
         import torch
 
         if int(run["threads"]) < 1:

@@ -11,6 +11,8 @@ padded and results are identical to one-image-at-a-time inference.
 
 from __future__ import annotations
 
+import pickle
+
 import contextlib
 import logging
 import os
@@ -82,17 +84,9 @@ class InferenceOptions:
 
 def choose_device(device: str | torch.device | None) -> torch.device:
     """``None`` -> ``cuda`` when available, else ``cpu``; strings are validated."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(
-            f"device {device!r} is not a torch device ({error}); use cpu or cuda[:N]"
-        ) from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return chosen
+    from samwsss.devices import resolve_device
+
+    return resolve_device(device)
 
 
 def load_checkpoint_model(
@@ -106,7 +100,13 @@ def load_checkpoint_model(
     target = Path(path)
     if not target.is_file():
         raise ValueError(f"checkpoint {str(target)!r} does not exist")
-    state: Any = torch.load(target, map_location="cpu", weights_only=True)
+    try:
+        state: Any = torch.load(target, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(
+            f"{target} is not a samwsss DeepLabV2 checkpoint ({type(error).__name__}: {error}); "
+            "pass model_final.pt or checkpoints/last.pt of a train-deeplab run"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{target}: not a samwsss DeepLabV2 checkpoint (no format={CHECKPOINT_FORMAT!r}); "

@@ -123,6 +123,11 @@ def evaluate_folder(
         EvaluationWorkerError: a worker process died (``backend="process"`` only).
     """
     started = time.perf_counter()
+    if not isinstance(dataset, SegmentationDataset):
+        raise ValueError(
+            f"dataset must be a SegmentationDataset, got {type(dataset).__name__} {dataset!r}; "
+            "open one with samwsss.data.open_dataset(root, split)"
+        )
     if missing not in ("error", "background"):
         raise ValueError(f"missing must be 'error' or 'background', got {missing!r}")
     if backend not in ("auto", "thread", "process"):

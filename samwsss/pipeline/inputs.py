@@ -114,6 +114,11 @@ def resolve_labels(
                 f"labels must hold one list of class names per image: got {given} for {count} images"
             )
         per_image = list(labels)
+        if any(isinstance(item, (str, int)) for item in per_image):
+            raise ValueError(
+                f"for {count} images give one list of class names per image, e.g. "
+                "[['cat'], ['dog', 'person']]; got a flat list"
+            )
     out: list[tuple[int, ...]] = []
     for item in per_image:
         names = [item] if isinstance(item, (str, int)) else list(item)

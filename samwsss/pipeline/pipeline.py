@@ -148,7 +148,7 @@ class Pipeline:
             batch_size=config.batch_size,
             config=config,
         )
-        return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return pipe.to(device)
 
     @classmethod
     def from_preset(
@@ -165,8 +165,14 @@ class Pipeline:
         return cls._default_instance
 
     def to(self, device: str | torch.device) -> Pipeline:
-        """Move every stage to ``device``; returns ``self``."""
-        self.device = torch.device(device)
+        """Move every stage to ``device``; returns ``self``.
+
+        Raises:
+            ValueError: not a device (e.g. ``"gpu"``), or CUDA asked for but not present.
+        """
+        from samwsss.devices import resolve_device
+
+        self.device = resolve_device(device)
         for stage in (self.boxer, self.masker, self.tagger):
             if stage is not None and hasattr(stage, "to"):
                 stage.to(self.device)

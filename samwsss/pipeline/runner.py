@@ -112,6 +112,8 @@ class RunOptions:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.overlays < 0:
             raise ValueError(f"overlays must be >= 0, got {self.overlays}")
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError(f"max_images must be >= 1 (or left out), got {self.max_images}")
         self.out = Path(self.out)
 
 
@@ -201,7 +203,8 @@ def _prepare_folder(options: RunOptions, identity: dict[str, Any], own_ids: set[
                 logger.warning("--overwrite: removing the outputs of a different run in %s", out)
                 for name in (MASKS_DIR, PLAIN_DIR, INSTANCES_DIR, OVERLAYS_DIR, "failures"):
                     shutil.rmtree(out / name, ignore_errors=True)
-                for stale in list(out.glob("manifest*.json")) + [out / "evaluation.json"]:
+                reports = [out / "evaluation.json", out / "evaluation_iou.png"]
+                for stale in list(out.glob("manifest*.json")) + reports:
                     stale.unlink(missing_ok=True)
             elif not options.resume:
                 raise RunConflictError(

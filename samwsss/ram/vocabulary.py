@@ -187,7 +187,7 @@ def download_vocabulary_file(
             f"could not download the RAM vocabulary file {name} from {url} ({error}). "
             f"Without network, get {TAG_LIST_FILE} and {THRESHOLD_FILE} from "
             f"github.com/xinyu1205/recognize-anything (ram/data/, commit {RAM_DATA_COMMIT[:7]}) "
-            f"and pass them as tag_list=/thresholds= (CLI: --ram-tags/--ram-thresholds), or "
+            f"and pass them as tag_list=/thresholds= (CLI: --ram-vocabulary/--ram-thresholds), or "
             f"put both in a folder named by ${DATA_ENV}, or copy them into {target.parent}"
         ) from error
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -205,6 +206,7 @@ class GroundingDinoBoxer:
                 f"name_or_path must be a registry name ({', '.join(MODEL_IDS)}), a hub id or "
                 f"a local folder, got {name_or_path!r}"
             )
+        _check_source(name_or_path)
         checkpoint = resolve_checkpoint(name_or_path)
         logger.info("loading Grounding DINO from %s", checkpoint)
         processor = AutoProcessor.from_pretrained(checkpoint, **load_kwargs)
@@ -434,6 +436,40 @@ class GroundingDinoBoxer:
             f"{type(self).__name__}(checkpoint={self.checkpoint!r}, prompt_mode={self.prompt_mode!r}, "
             f"box_threshold={self.box_threshold}, text_threshold={self.text_threshold}, "
             f"nms_iou={self.nms_iou}, device={str(self._device)!r})"
+        )
+
+
+def _check_source(name_or_path: str) -> None:
+    """Reject what cannot be a Grounding DINO before transformers tries the network.
+
+    Raises:
+        ValueError: a folder without a Grounding DINO ``config.json``, or a string that is
+            neither a registered name, nor an existing folder, nor a hub id ``owner/name``.
+    """
+    import json
+
+    if name_or_path in MODEL_IDS:
+        return
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise ValueError(
+                f"{path} has no config.json: give a folder written by save_pretrained, a hub "
+                f"id or one of {', '.join(MODEL_IDS)}"
+            )
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+        if model_type != "grounding-dino":
+            raise ValueError(
+                f"{path} holds a {model_type!r} model, not Grounding DINO (model_type "
+                "'grounding-dino'): check --boxer"
+            )
+        return
+    parts = name_or_path.split("/")
+    if len(parts) != 2 or not all(parts) or name_or_path.startswith((".", "~")):
+        raise ValueError(
+            f"boxer {name_or_path!r} is neither a registered name ({', '.join(MODEL_IDS)}), "
+            "nor an existing folder, nor a hub id like IDEA-Research/grounding-dino-tiny"
         )
 
 

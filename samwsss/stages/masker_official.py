@@ -263,7 +263,13 @@ def resolve_official_checkpoint(name_or_path: str | Path) -> Path:
     if not cache.is_file():
         logger.info("downloading %s to %s", url, cache)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(cache), progress=False)
+        try:
+            torch.hub.download_url_to_file(url, str(cache), progress=False)
+        except OSError as error:  # URLError is an OSError
+            raise OSError(
+                f"could not download {url} ({error}); download it elsewhere and pass the "
+                f"local file, or put it at {cache}"
+            ) from error
     return cache
 
 

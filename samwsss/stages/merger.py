@@ -63,11 +63,21 @@ class MaskMerger:
         Returns:
             One ``(H, W)`` uint8 label map per image on the masks' device: 0 background,
             class ids ``1..C``, 255 uncertain (only with ``uncertain_margin``).
+
+        Raises:
+            ValueError: ``detections`` is one :class:`Detections` rather than a list of them.
         """
+        if isinstance(detections, Detections):
+            raise ValueError(
+                "pass a list with one Detections per image, e.g. merger([detections]), or "
+                "call merger.merge(detections) for one image"
+            )
         return [self.merge(item) for item in detections]
 
     def merge(self, detections: Detections) -> torch.Tensor:
         """Merge one image's detections into an ``(H, W)`` uint8 label map."""
+        if not isinstance(detections, Detections):
+            raise ValueError(f"expected a Detections, got {type(detections).__name__}")
         if detections.masks is None:
             raise ValueError("detections have no masks: run the masker before merging")
         height, width = detections.image_size
