@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# caches in a fresh folder: a test never finds (or writes) a user's downloaded weights or
+# RAM vocabulary, so anything that would need the network fails visibly instead
+_CACHE = tempfile.mkdtemp(prefix="samwsss-test-cache-")
+os.environ["SAMWSSS_CACHE"] = os.path.join(_CACHE, "samwsss")
+os.environ["TORCH_HOME"] = os.path.join(_CACHE, "torch")
 
 
 @pytest.fixture(scope="session")
