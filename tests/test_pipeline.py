@@ -140,11 +140,11 @@ def test_oom_halves_the_batch(pipe: Pipeline, monkeypatch: pytest.MonkeyPatch) -
     calls: list[int] = []
     original = Pipeline.run_batch
 
-    def flaky(self: Pipeline, images: list, class_ids: list | None) -> list:
+    def flaky(self: Pipeline, images: list, class_ids: list | None, keep_masks: bool = True) -> list:
         calls.append(len(images))
         if len(images) > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return original(self, images, class_ids)
+        return original(self, images, class_ids, keep_masks)
 
     monkeypatch.setattr(Pipeline, "run_batch", flaky)
     monkeypatch.setattr(pipe, "batch_size", 3)
@@ -182,3 +182,12 @@ def test_paper_preset_merge_on_hand_built_overlap() -> None:
     assert (MaskMerger(paper.merge_rule).merge(masks_swapped).numpy()[:, 1:3] == 15).all()
     by_score = MaskMerger(preset("default").merge_rule).merge(det).numpy()
     assert (by_score[:, 1:3] == 15).all() and (by_score[:, 3] == 8).all()
+
+
+def test_masks_can_stay_on_the_device(pipe: Pipeline) -> None:
+    image = _images()[0]
+    full = pipe.run_arrays([image], [(8,)])[0]
+    light = pipe.run_arrays([image], [(8,)], keep_masks=False)[0]
+    assert light.detections.masks is None and full.detections.masks is not None
+    np.testing.assert_array_equal(light.mask, full.mask)
+    torch.testing.assert_close(light.detections.boxes, full.detections.boxes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -210,7 +210,10 @@ class Pipeline:
         return results[0] if single else results
 
     def run_arrays(
-        self, images: Sequence[ImageLike], class_ids: list[tuple[int, ...]] | None
+        self,
+        images: Sequence[ImageLike],
+        class_ids: list[tuple[int, ...]] | None,
+        keep_masks: bool = True,
     ) -> list[PipelineResult]:
         """Run a route in batches of ``batch_size``; a CUDA out-of-memory halves the batch
         size for good and retries.
@@ -219,6 +222,9 @@ class Pipeline:
             images: ``(H, W, 3)`` uint8 RGB arrays, paths or PIL images (decoded one batch
                 at a time, so long lists of paths do not fill the memory).
             class_ids: per-image class ids for text input, or ``None`` for zero-shot.
+            keep_masks: return the instance masks; ``False`` leaves them on the device
+                (the semantic mask, boxes and scores still come back), saving a copy of
+                ``N x H x W`` per image when nothing needs them.
         """
         if class_ids is None and self.tagger is None:
             raise ValueError(
@@ -232,7 +238,9 @@ class Pipeline:
             try:
                 batch = [to_rgb_array(image) for image in images[start:stop]]
                 results.extend(
-                    self.run_batch(batch, None if class_ids is None else class_ids[start:stop])
+                    self.run_batch(
+                        batch, None if class_ids is None else class_ids[start:stop], keep_masks
+                    )
                 )
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
@@ -249,7 +257,10 @@ class Pipeline:
 
     @torch.inference_mode()
     def run_batch(
-        self, images: list[np.ndarray], class_ids: list[tuple[int, ...]] | None
+        self,
+        images: list[np.ndarray],
+        class_ids: list[tuple[int, ...]] | None,
+        keep_masks: bool = True,
     ) -> list[PipelineResult]:
         """One forward batch through every stage (no splitting)."""
         tags: list[dict[str, float]] = [{} for _ in images]
@@ -275,7 +286,7 @@ class Pipeline:
         return [
             PipelineResult(
                 mask=mask.cpu().numpy(),
-                detections=det.cpu(),
+                detections=(det if keep_masks else replace(det, masks=None)).cpu(),
                 class_ids=tuple(ids),
                 tags=tag,
                 tag_sources=source,

@@ -351,7 +351,7 @@ def run_dataset(
                 continue
             images = [item["image"] for item in good]
             labels = [tuple(item["labels"]) for item in good] if options.route == "text-input" else None
-            results = pipeline.run_arrays(images, labels)
+            results = pipeline.run_arrays(images, labels, keep_masks=spec.instances)
             for item, result in zip(good, results):
                 if item["image_id"] not in pending:
                     continue  # finished by an earlier run; ran only to keep the batch as it was
