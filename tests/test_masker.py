@@ -290,3 +290,25 @@ def test_bad_sources_raise(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match="'bert' model"):
         SamMasker.from_pretrained(tmp_path)
+
+
+def test_upscaling_in_pieces_under_a_pixel_budget_gives_the_same_masks(monkeypatch: pytest.MonkeyPatch, tiny_masker_for_budget) -> None:
+    import samwsss.stages.masker as masker_module
+    from tests.sam_fixtures import make_detections, random_boxes, random_image
+
+    masker = tiny_masker_for_budget
+    image = random_image((90, 70), seed=3)
+    det = make_detections((90, 70), random_boxes((90, 70), 5, seed=4))
+    whole = masker([image], [det])[0]
+    monkeypatch.setattr(masker_module, "UPSCALE_BUDGET_PIXELS", 2 * 90 * 70)  # two masks at a time
+    pieces = masker([image], [det])[0]
+    assert torch.equal(whole.masks, pieces.masks)
+    torch.testing.assert_close(whole.mask_scores, pieces.mask_scores)
+
+
+@pytest.fixture(scope="module")
+def tiny_masker_for_budget(tmp_path_factory: pytest.TempPathFactory):
+    from samwsss.stages.masker import SamMasker
+    from tests.sam_fixtures import build_tiny_sam
+
+    return SamMasker.from_pretrained(build_tiny_sam(tmp_path_factory.mktemp("sam_budget")), device="cpu")

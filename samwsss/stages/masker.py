@@ -60,6 +60,10 @@ _DTYPES = {
 }
 
 
+#: At most this many full-resolution mask logits (float32) exist at once (512 MiB).
+UPSCALE_BUDGET_PIXELS = 2**27
+
+
 class SamMasker:
     """Segment Anything on detector boxes, for batches of images.
 
@@ -309,11 +313,17 @@ class SamMasker:
                 logits, scores = _select(logits.float(), scores.float(), self.multimask)
                 for image, first, last in _segments(offsets, start, stop):
                     size = detections[image].image_size
-                    upscaled = upscale_mask_logits(
-                        logits[first - start : last - start], backend.geometry, resized_sizes[image], size
-                    )
+                    # full-resolution float logits are the largest tensor here: upscale a
+                    # few masks at a time so a huge image cannot exhaust the memory
+                    step = max(1, UPSCALE_BUDGET_PIXELS // (size[0] * size[1]))
+                    for low in range(first, last, step):
+                        high = min(low + step, last)
+                        upscaled = upscale_mask_logits(
+                            logits[low - start : high - start], backend.geometry,
+                            resized_sizes[image], size,
+                        )
+                        outputs[image][0][low - offsets[image] : high - offsets[image]] = upscaled > 0.0
                     local = slice(first - offsets[image], last - offsets[image])
-                    outputs[image][0][local] = upscaled > 0.0
                     outputs[image][1][local] = scores[first - start : last - start]
         return outputs
 
