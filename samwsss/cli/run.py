@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
-from samwsss.cli.common import fail_cleanly
+from samwsss.cli.common import (
+    coco_gt_rule_option,
+    data_option,
+    fail_cleanly,
+    gt_dir_option,
+    label_source_option,
+    mapping_option,
+    split_option,
+)
 
 # Settings a YAML --config file may hold besides the pipeline's own (PipelineConfig fields).
 RUN_KEYS = (
@@ -24,16 +32,16 @@ RUN_KEYS = (
 
 def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     options = [
-        click.option("--data", type=str, help="VOC root, coco/val2014-style folder, or a folder of images."),
-        click.option("--split", type=str, default=None, help="VOC split (train, val, train_aug, ...) or COCO split."),
+        data_option("VOC root, coco/val2014-style folder, or a folder of images."),
+        split_option("VOC split (train, val, train_aug, ...) or COCO split."),
         click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Image labels for a plain folder (JSON or CSV)."),
-        click.option("--gt-dir", type=click.Path(file_okay=False), default=None, help="Folder of ground-truth PNGs (<id>.png) to evaluate against."),
-        click.option("--label-source", type=click.Choice(["xml", "gt"]), default=None, help="VOC image labels from the XML annotations (default) or the GT masks."),
-        click.option("--coco-gt-rule", type=click.Choice(["overwrite", "smallest"]), default=None, help="How COCO semantic GT resolves overlaps."),
+        gt_dir_option("Folder of ground-truth PNGs (<id>.png) to evaluate against."),
+        label_source_option("VOC image labels from the XML annotations (default) or the GT masks."),
+        coco_gt_rule_option(),
         click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (required)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None, help="YAML file of settings; command-line options override it."),
         click.option("--preset", type=click.Choice(["default", "paper"]), default=None, help="'default' (ours) or 'paper' (the survey authors' protocol)."),
-        click.option("--mapping", type=str, default=None, help="Class mapping: voc, coco or a YAML path (default: the dataset's)."),
+        mapping_option("Class mapping: voc, coco or a YAML path (default: the dataset's)."),
         click.option("--boxer", type=str, default=None, help="Grounding DINO: registry name, hub id or local folder."),
         click.option("--masker", type=str, default=None, help="SAM: registry name, hub id, local folder or official .pth."),
         click.option("--box-threshold", type=float, default=None),
