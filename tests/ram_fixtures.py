@@ -28,9 +28,12 @@ def tiny_config(variant: str = "ram_plus") -> RAMConfig:
 
     Stages are 32, 16, 8, 4 tokens wide with window 4 — the same window pattern as the
     official 96/48/24/12 at window 12 (shifted windows in stages 0-2, none in stage 3).
+    RAM++ has 3 descriptions per tag; RAM keeps the (unused) default, as a RAM checkpoint's
+    shapes cannot tell it.
     """
+    descriptions = 3 if variant == "ram_plus" else RAMConfig.descriptions_per_tag
     return RAMConfig(
-        variant=variant, num_tags=len(TINY_TAGS), descriptions_per_tag=3, image_size=128,
+        variant=variant, num_tags=len(TINY_TAGS), descriptions_per_tag=descriptions, image_size=128,
         patch_size=4, window_size=4, embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4),
         label_dim=24, head_hidden_size=32, head_num_layers=2, head_num_heads=4,
         head_intermediate_size=64,

@@ -2,8 +2,9 @@
 
 Modules: :mod:`~samwsss.ram.config` (sizes), :mod:`~samwsss.ram.encoder` (Swin tokens),
 :mod:`~samwsss.ram.head` (tagging head), :mod:`~samwsss.ram.model` (the network),
-:mod:`~samwsss.ram.checkpoint` (official key mapping, downloads), :mod:`~samwsss.ram.vocabulary`
-(tag list and thresholds), :mod:`~samwsss.ram.thresholds`, :mod:`~samwsss.ram.preprocess`,
+:mod:`~samwsss.ram.checkpoint` (official key mapping, downloads),
+:mod:`~samwsss.ram.infer` (the configuration read off a checkpoint's shapes),
+:mod:`~samwsss.ram.vocabulary` (tag list and thresholds), :mod:`~samwsss.ram.thresholds`, :mod:`~samwsss.ram.preprocess`,
 :mod:`~samwsss.ram.types` (:class:`TagResult`) and :mod:`~samwsss.ram.tagger` (the stage).
 
 Names are imported lazily so that ``import samwsss.ram`` does not load torch.
@@ -24,6 +25,7 @@ _EXPORTS = {
     "mapping_tag_thresholds": "samwsss.ram.thresholds",
     "load_official_checkpoint": "samwsss.ram.checkpoint",
     "CheckpointError": "samwsss.ram.checkpoint",
+    "infer_config": "samwsss.ram.infer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,7 +28,8 @@ from samwsss.ram.checkpoint import (
     load_official_checkpoint,
     read_checkpoint,
 )
-from samwsss.ram.config import VARIANTS, RAMConfig, default_config
+from samwsss.ram.config import VARIANTS, RAMConfig
+from samwsss.ram.infer import infer_config
 from samwsss.ram.model import RAMModel
 from samwsss.ram.preprocess import preprocess_images
 from samwsss.ram.thresholds import resolve_thresholds
@@ -199,7 +200,10 @@ class RAMTagger:
                 replacing the vocabulary's official thresholds; ``None`` keeps/fetches them.
             threshold: global threshold override.
             tag_thresholds: ``{tag index: threshold}`` overrides.
-            config: architecture sizes (default: the official Swin-L of ``variant``).
+            config: architecture sizes; default: read off the checkpoint's tensor shapes
+                (:func:`samwsss.ram.infer.infer_config`; the official files give the official
+                Swin-L configurations). Pass it for a model whose tagging head does not have
+                the official 4 attention heads (not readable from the weights).
             device: move the model there.
             batch_size: images per forward pass.
             cache_dir: cache root for the downloads (weights: Hugging Face cache layout;
@@ -252,7 +256,8 @@ class RAMTagger:
             vocabulary = RAMVocabulary(vocabulary.tags, values, source=vocabulary.source)
 
         if config is None:
-            config = default_config(variant, num_tags=len(vocabulary))
+            config = infer_config(state, num_tags=len(vocabulary), source=str(path))
+            logger.info("%s: architecture read off the checkpoint: %s", path, config)
         elif config.variant != variant:
             raise ValueError(
                 f"config.variant is {config.variant!r} but {path} is a {variant} checkpoint"
