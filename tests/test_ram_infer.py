@@ -73,7 +73,9 @@ def test_from_pretrained_without_config_matches_explicit(tmp_path: Path, variant
     state = official_state_dict(tiny_config(variant), seed=11)
     path = write_checkpoint(tmp_path / f"{variant}.pth", state)
     inferred = RAMTagger.from_pretrained(path, vocabulary=tiny_vocabulary())
-    explicit = RAMTagger.from_pretrained(path, config=tiny_config(variant), vocabulary=tiny_vocabulary())
+    explicit = RAMTagger.from_pretrained(
+        path, config=tiny_config(variant), vocabulary=tiny_vocabulary()
+    )
     assert inferred.config == tiny_config(variant) and inferred.image_size == 128
     pixels = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(inferred.logits(pixels), explicit.logits(pixels), rtol=0, atol=0)
