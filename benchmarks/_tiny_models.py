@@ -59,45 +59,18 @@ def write_grounding_dino(
         seed: weight seed.
     """
     _check_size(size)
-    from transformers import GroundingDinoForObjectDetection
+    from transformers import GroundingDinoConfig
 
     from tests.gdino_fixtures import build_tiny_grounding_dino
 
-    if size == "tiny":
-        build_tiny_grounding_dino(
-            directory, seed=seed, shortest_edge=shortest_edge, longest_edge=longest_edge
-        )
-        model = GroundingDinoForObjectDetection.from_pretrained(directory)
-        temper_class_logits(model)
-        model.save_pretrained(directory)
-        return Path(directory)
-    from transformers import (
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
+    return build_tiny_grounding_dino(
+        directory,
+        seed=seed,
+        shortest_edge=shortest_edge,
+        longest_edge=longest_edge,
+        config=None if size == "tiny" else GroundingDinoConfig(),
+        prepare=temper_class_logits,
     )
-
-    from tests.gdino_fixtures import REAL_PROCESSOR_SETTINGS, tiny_vocabulary
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    vocab_path = directory / "vocab.txt"
-    # the tests' vocabulary keeps bert-base-uncased's ids for the special tokens, so its ids
-    # are valid rows of the full BERT-base embedding table
-    vocab_path.write_text("\n".join(tiny_vocabulary()) + "\n", encoding="utf-8")
-    settings = dict(REAL_PROCESSOR_SETTINGS)
-    settings["size"] = {"shortest_edge": shortest_edge, "longest_edge": longest_edge}
-    GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(**settings),
-        tokenizer=BertTokenizer(str(vocab_path)),
-    ).save_pretrained(directory)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = GroundingDinoForObjectDetection(GroundingDinoConfig()).eval()
-    temper_class_logits(model)
-    model.save_pretrained(directory)
-    return directory
 
 
 def temper_class_logits(model: Any) -> None:
@@ -133,7 +106,9 @@ def write_sam(size: str, directory: Path, seed: int = 0) -> Path:
         from tests.sam_fixtures import build_tiny_sam
 
         return build_tiny_sam(directory, seed=seed)
-    from transformers import SamImageProcessor, SamModel, SamProcessor
+    from transformers import SamModel
+
+    from benchmarks.masker_bench import save_sam_processor
 
     directory = Path(directory)
     config = sam_vit_h_config()
@@ -141,15 +116,7 @@ def write_sam(size: str, directory: Path, seed: int = 0) -> Path:
         torch.manual_seed(seed)
         model = SamModel(config).eval()
     model.save_pretrained(directory)
-    side = int(config.vision_config.image_size)
-    SamProcessor(
-        SamImageProcessor(
-            size={"longest_edge": side},
-            pad_size={"height": side, "width": side},
-            mask_size={"longest_edge": side // 4},
-            mask_pad_size={"height": side // 4, "width": side // 4},
-        )
-    ).save_pretrained(directory)
+    save_sam_processor(directory, int(config.vision_config.image_size))
     return directory
 
 

@@ -112,12 +112,19 @@ def model_config(size: str) -> Any:
 
 def save_random_sam(size: str, directory: Path) -> Path:
     """A random-weight SAM of ``size`` + its processor, written with ``save_pretrained``."""
-    from transformers import SamImageProcessor, SamModel, SamProcessor
+    from transformers import SamModel
 
     torch.manual_seed(0)
     config = model_config(size)
     SamModel(config).save_pretrained(directory)
-    side = int(config.vision_config.image_size)
+    save_sam_processor(directory, int(config.vision_config.image_size))
+    return directory
+
+
+def save_sam_processor(directory: Path, side: int) -> None:
+    """Save a ``SamProcessor`` for a model of input ``side`` pixels (masks at side / 4)."""
+    from transformers import SamImageProcessor, SamProcessor
+
     SamProcessor(
         SamImageProcessor(
             size={"longest_edge": side},
@@ -126,7 +133,6 @@ def save_random_sam(size: str, directory: Path) -> Path:
             mask_pad_size={"height": side // 4, "width": side // 4},
         )
     ).save_pretrained(directory)
-    return directory
 
 
 def make_batch(

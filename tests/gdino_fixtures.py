@@ -23,6 +23,7 @@ Typical use in a test module::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 #: The real IDEA-Research/grounding-dino-tiny preprocessor settings (preprocessor_config.json).
@@ -104,6 +105,8 @@ def build_tiny_grounding_dino(
     seed: int = 0,
     shortest_edge: int = 800,
     longest_edge: int = 1333,
+    config: object | None = None,
+    prepare: Callable[[object], None] | None = None,
 ) -> Path:
     """Write a seeded tiny random Grounding DINO + processor into ``directory``; return it.
 
@@ -116,6 +119,10 @@ def build_tiny_grounding_dino(
     of the tiny model at 800x1066 takes ~0.25 s on one CPU core; tests that only check
     plumbing may save e.g. 128/213 instead (~15x faster) — the boxer reads the resize
     settings from the processor it loads.
+
+    ``config`` replaces the tiny configuration (e.g. ``GroundingDinoConfig()`` for the full
+    Swin-T architecture; the vocabulary keeps bert-base-uncased's special-token ids, so it
+    fits the full BERT embedding table too); ``prepare(model)`` runs before saving.
     """
     import torch
     from transformers import (
@@ -140,8 +147,10 @@ def build_tiny_grounding_dino(
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = GroundingDinoForObjectDetection(tiny_grounding_dino_config()).eval()
+        model = GroundingDinoForObjectDetection(config or tiny_grounding_dino_config()).eval()
     finally:
         torch.random.set_rng_state(state)
+    if prepare is not None:
+        prepare(model)
     model.save_pretrained(directory)
     return directory
