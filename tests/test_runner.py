@@ -34,18 +34,24 @@ def test_shards_are_disjoint_and_cover_everything(monkeypatch: pytest.MonkeyPatc
 
 
 def test_plan_reruns_the_interrupted_batch_whole(tmp_path: Path) -> None:
-    spec = OutputSpec(root=tmp_path)
+    spec = OutputSpec(root=tmp_path, instances=True)
     ids = ["a", "b", "c", "d", "e"]
     (tmp_path / "masks").mkdir()
+    (tmp_path / "instances").mkdir()
     for done in ("a", "b", "c"):  # killed after a, b, c of the batch [c, d]
         (tmp_path / "masks" / f"{done}.png").write_bytes(b"x")
-    batches, pending = _plan_batches(ids, spec, set(), 2, None)
+        (tmp_path / "instances" / f"{done}.json").write_bytes(b"{}")
+    (tmp_path / "instances" / "d.json").write_bytes(b"{}")  # d was cut off before its mask
+    complete = spec.complete_ids(ids)
+    assert complete == {"a", "b", "c"} == {i for i in ids if spec.is_complete(i)}
+    batches, pending = _plan_batches(ids, complete, set(), 2, None)
     assert batches == [["c", "d"], ["e"]] and pending == {"d", "e"}
-    batches, pending = _plan_batches(ids, spec, {"e"}, 2, None)
+    batches, pending = _plan_batches(ids, complete, {"e"}, 2, None)
     assert batches == [["c", "d"]] and pending == {"d"}
-    batches, pending = _plan_batches(ids, spec, set(), 2, 1)
+    batches, pending = _plan_batches(ids, complete, set(), 2, 1)
     assert pending == {"d"} and batches == [["c", "d"]]
-    batches, pending = _plan_batches(["p", "q", "r"], OutputSpec(root=tmp_path / "new"), set(), 3, 2)
+    assert OutputSpec(root=tmp_path / "new").complete_ids(["p"]) == set()
+    batches, pending = _plan_batches(["p", "q", "r"], set(), set(), 3, 2)
     assert pending == {"p", "q"} and batches == [["p", "q"]]
 
 

@@ -318,8 +318,11 @@ def run_dataset(
     if options.sort_by_size:
         mine = _order_by_size(dataset, mine)
     known_failures = {} if options.retry_failures else read_failures(options.out)
-    batches, pending = _plan_batches(mine, spec, set(known_failures), pipeline.batch_size, options.max_images)
-    skipped = sum(1 for image_id in mine if spec.is_complete(image_id))
+    complete = spec.complete_ids(mine)
+    batches, pending = _plan_batches(
+        mine, complete, set(known_failures), pipeline.batch_size, options.max_images
+    )
+    skipped = len(complete)
     logger.info(
         "%d images in this shard: %d done already, %d unreadable before, %d to run",
         len(mine), skipped, len(set(mine) & set(known_failures)), len(pending),
@@ -388,7 +391,8 @@ def run_dataset(
     }
     atomic_write_json(options.out / f"manifest{options.shard.suffix}.json", manifest)
     if options.evaluate and dataset.has_gt:
-        missing = [image_id for image_id in ids if not spec.is_complete(image_id)]
+        finished = spec.complete_ids(ids)
+        missing = [image_id for image_id in ids if image_id not in finished]
         unreadable = read_failures(options.out)
         waiting = [image_id for image_id in missing if image_id not in unreadable]
         if waiting:
@@ -424,7 +428,7 @@ def _order_by_size(dataset: SegmentationDataset, ids: list[str]) -> list[str]:
 
 def _plan_batches(
     ids: list[str],
-    spec: OutputSpec,
+    complete: set[str],
     skip: set[str],
     batch_size: int,
     max_images: int | None,
@@ -438,7 +442,7 @@ def _plan_batches(
     pending: set[str] = set()
     for start in range(0, len(ids), batch_size):
         grid = [image_id for image_id in ids[start : start + batch_size] if image_id not in skip]
-        todo = [image_id for image_id in grid if not spec.is_complete(image_id)]
+        todo = [image_id for image_id in grid if image_id not in complete]
         if not todo:
             continue
         if max_images is not None and len(pending) + len(todo) > max_images:
