@@ -84,12 +84,3 @@ def voc_palette() -> list[int]:
     palette[255 * 3 : 256 * 3] = [255, 255, 255]
     return palette
 
-
-def class_names_for(dataset: str) -> tuple[str, ...]:
-    """The class list (background first) of a built-in dataset: ``"voc"`` or ``"coco"``."""
-    key = dataset.lower()
-    if key == "voc":
-        return VOC_CLASSES
-    if key == "coco":
-        return COCO_CLASSES
-    raise ValueError(f"unknown dataset {dataset!r}: use 'voc' or 'coco', or a mapping file")

@@ -117,7 +117,7 @@ class ClassMapping:
                 f"class index {name} out of range for mapping {self.name!r}: "
                 f"use 1..{self.num_classes - 1} (0 is background)"
             )
-        key = normalize_tag(name)
+        key = normalize_tag(str(name))
         if key in self._by_name and self._by_name[key] != 0:
             return self._by_name[key]
         raise ValueError(
@@ -215,9 +215,9 @@ def parse_mapping(text: str, source: str = "<string>") -> ClassMapping:
         root = yaml.compose(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
+        at_line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise MappingError(f"{source}{line}: not valid YAML: {problem}") from error
+        raise MappingError(f"{source}{at_line}: not valid YAML: {problem}") from error
     if root is None:
         raise MappingError(f"{source}: the file is empty; see mappings/voc.yaml for the format")
     if not isinstance(root, yaml.MappingNode):
@@ -366,11 +366,7 @@ def mapping_to_yaml(mapping: ClassMapping) -> str:
 
 def builtin_mapping_path(name: str) -> Path:
     """Path of a shipped mapping file (``"voc"`` or ``"coco"``)."""
-    package_copy = Path(__file__).resolve().parent / "mappings" / f"{name}.yaml"
-    if package_copy.is_file():
-        return package_copy
-    repo_copy = Path(__file__).resolve().parent.parent / "mappings" / f"{name}.yaml"
-    return repo_copy
+    return Path(__file__).resolve().parent / "mappings" / f"{name}.yaml"
 
 
 def load_mapping(name_or_path: str | os.PathLike[str]) -> ClassMapping:

@@ -1,4 +1,4 @@
-"""``samwsss evaluate``: mIoU report of a folder of predicted masks (issue 2)."""
+"""``samwsss evaluate``: mIoU report of a folder of predicted masks."""
 
 from __future__ import annotations
 

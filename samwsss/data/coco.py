@@ -242,8 +242,8 @@ def load_instances(path: Path) -> Instances:
                 f"{path}: annotations[{position}] lacks image_id/category_id/segmentation"
             ) from error
         ann_id = ann.get("id", f"#{position}")
-        stem = by_number.get(number)
-        if stem is None:
+        owner = by_number.get(number)
+        if owner is None:
             raise DatasetError(
                 f"{path}: annotation id {ann_id} refers to unknown image_id {number}"
             )
@@ -251,9 +251,9 @@ def load_instances(path: Path) -> Instances:
         if index is None:
             raise DatasetError(f"{path}: annotation id {ann_id} has unknown category_id {cid}")
         crowd = bool(ann.get("iscrowd", 0))
-        annotations[stem].append((index, crowd, segmentation, ann_id))
+        annotations[owner].append((index, crowd, segmentation, ann_id))
         if not crowd:
-            present[stem].add(index)
+            present[owner].add(index)
     labels = {stem: tuple(sorted(found)) for stem, found in present.items()}
     return images, labels, annotations
 

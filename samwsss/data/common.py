@@ -117,7 +117,7 @@ def check_mapping_matches(
             f"{dataset} has {len(expected)} (background included); use a mapping with the "
             f"{dataset} class list, e.g. mapping='{dataset.lower()}'"
         )
-    for index, (got, want) in enumerate(zip(names, expected)):
+    for index, (got, want) in enumerate(zip(names, expected, strict=True)):
         if normalize_tag(got) != normalize_tag(want):
             raise DatasetError(
                 f"mapping {mapping.name!r} ({mapping.source}) names class {index} {got!r} but "

@@ -37,7 +37,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from samwsss.classes import VOC_CLASSES
-from samwsss.data.images import IMAGE_SUFFIXES
 from samwsss.data.common import (
     DatasetError,
     IndexedDataset,
@@ -50,6 +49,7 @@ from samwsss.data.common import (
     labels_from_gt,
     list_images,
 )
+from samwsss.data.images import IMAGE_SUFFIXES
 from samwsss.mapping import ClassMapping, normalize_tag
 
 logger = logging.getLogger(__name__)

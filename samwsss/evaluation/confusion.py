@@ -1,9 +1,8 @@
 """Streaming confusion matrix and the segmentation metrics derived from it.
 
-Conventions (DESIGN.md section 2): rows are ground-truth classes, columns predicted
-classes; ground-truth 255 pixels are ignored; a predicted 255 counts as background (0);
-a class absent from both ground truth and prediction gets IoU NaN and is left out of the
-mean (nanmean).
+Conventions: rows are ground-truth classes, columns predicted classes; ground-truth 255
+pixels are ignored; a predicted 255 counts as background (0); a class absent from both
+ground truth and prediction gets IoU NaN and is left out of the mean (nanmean).
 """
 
 from __future__ import annotations

@@ -236,6 +236,7 @@ def _count_chunk(
         if gt is None:
             raise ValueError(f"image {image_id!r} has no ground truth in {dataset!r}")
         gt = np.asarray(gt)
+        pred: np.ndarray
         if path is None:
             pred = np.zeros(gt.shape, dtype=np.uint8)
         else:

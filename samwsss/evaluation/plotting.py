@@ -42,7 +42,7 @@ def render_class_iou_png(metrics: SegmentationMetrics, title: str = "") -> bytes
     values = np.where(present, iou_percent, 0.0)
     colours = ["#4c72b0" if ok else "#cccccc" for ok in present]
     axes.barh(positions, values, color=colours, height=0.75)
-    for position, value, ok in zip(positions, iou_percent, present, strict=True):
+    for position, value, ok in zip(range(count), iou_percent, present, strict=True):
         label = f"{value:.1f}" if ok else "n/a"
         axes.text(
             (value if ok else 0.0) + 0.8, position, label, va="center", ha="left", fontsize=7

@@ -143,7 +143,7 @@ def download_official_weights(
     try:
         path = hf_hub_download(
             repo_id=weights.repo_id, filename=weights.filename, repo_type=weights.repo_type,
-            cache_dir=cache_dir, revision=revision,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir), revision=revision,
         )
     except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         raise WeightsUnavailableError(
@@ -258,9 +258,9 @@ def official_key_map(config: RAMConfig, swin_layout: str = "proj") -> dict[str, 
         table["reweight_scale"] = ("reweight_scale",)
     module("wordvec_proj", "wordvec_proj")
     for layer in range(config.head_num_layers):
-        for official, ours in _HEAD_LAYER.items():
+        for official, our_name in _HEAD_LAYER.items():
             module(f"tagging_head.encoder.layer.{layer}.{official}",
-                   f"tagging_head.layers.{layer}.{ours}")
+                   f"tagging_head.layers.{layer}.{our_name}")
     module("fc", "fc")
     return table
 
@@ -341,7 +341,7 @@ def convert_official_state_dict(
         if len(targets) == 1:
             converted[targets[0]] = tensor
         else:
-            for target, part in zip(targets, tensor.split([s[0] for s in sizes], dim=0)):
+            for target, part in zip(targets, tensor.split([s[0] for s in sizes], dim=0), strict=True):
                 converted[target] = part
     if shape_errors:
         raise CheckpointError(

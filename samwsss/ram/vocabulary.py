@@ -180,7 +180,7 @@ def download_vocabulary_file(
     url = f"{base_url.rstrip('/')}/{name}"
     logger.info("downloading RAM %s from %s", name, url)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed URL)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             payload = response.read()
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise VocabularyUnavailableError(
