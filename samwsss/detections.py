@@ -8,7 +8,7 @@ and validates itself on construction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -29,7 +29,6 @@ class Detections:
         prompts: ``N`` prompt texts each detection came from.
         masks: ``(N, H, W)`` bool masks at original resolution, or ``None`` before the masker.
         mask_scores: ``(N,)`` float32 mask quality (SAM's predicted IoU), or ``None``.
-        data: free per-image metadata (e.g. the tags that produced each class).
     """
 
     image_size: tuple[int, int]
@@ -39,7 +38,6 @@ class Detections:
     prompts: tuple[str, ...]
     masks: torch.Tensor | None = None
     mask_scores: torch.Tensor | None = None
-    data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         height, width = (int(v) for v in self.image_size)
@@ -136,9 +134,6 @@ class Detections:
         if any(with_masks) and not all(with_masks):
             raise ValueError("cannot concatenate detections with and without masks")
         with_mask_scores = [p.mask_scores is not None for p in parts]
-        data: dict[str, Any] = {}
-        for part in parts:
-            data.update(part.data)
         return cls(
             image_size=size,
             boxes=torch.cat([p.boxes for p in parts]),
@@ -149,7 +144,6 @@ class Detections:
             mask_scores=torch.cat([p.mask_scores for p in parts])  # type: ignore[misc]
             if all(with_mask_scores)
             else None,
-            data=data,
         )
 
     # -- access -------------------------------------------------------------------------

@@ -1,95 +1,144 @@
-"""Name -> builder registries for the model stages (timm's ``create_model`` pattern).
+"""One route from a model name to a built stage (timm's ``create_model`` pattern).
 
-Each stage kind (``"boxer"``, ``"masker"``, ``"tagger"``) has its own table. A builder is
-registered with the names users type (``"grounding-dino-tiny"``, ``"sam-vit-huge"``,
-``"ram-plus-swin-large-14m"``) and receives the keyword arguments given to :func:`create`.
-Modules that define builders are imported lazily the first time a kind is looked up.
+Each stage module declares its released weights once, as a table of :class:`ModelCard`
+(name -> weights location, description, default arguments), and the loader that builds
+that stage kind from a name, hub id, folder or file. :func:`create` is the one way the
+pipeline, the CLI and the benchmarks build a stage:
+
+>>> boxer = create("boxer", "grounding-dino-tiny", box_threshold=0.35)  # doctest: +SKIP
+>>> masker = create("masker", "/models/my-sam", multimask="best")       # doctest: +SKIP
+
+Stage modules register on import; this module imports them lazily, the first time a
+kind is looked up, so ``import samwsss.registry`` loads no torch.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-#: kind -> modules that register builders of that kind (imported on first lookup).
-_PROVIDERS: dict[str, tuple[str, ...]] = {
+#: Stage kind -> modules that register its loader and cards (imported on first lookup).
+PROVIDERS: dict[str, tuple[str, ...]] = {
     "boxer": ("samwsss.stages.boxer",),
     "masker": ("samwsss.stages.masker",),
     "tagger": ("samwsss.ram.tagger", "samwsss.stages.grounding_tagger"),
 }
 
+#: ``loader(name_or_path, **kwargs) -> stage``.
+Loader = Callable[..., Any]
+
 
 @dataclass(frozen=True)
-class RegistryEntry:
-    """A registered model: its builder, the weights it loads by default and a description."""
+class ModelCard:
+    """A released model users can name.
 
+    Attributes:
+        kind: stage kind (``"boxer"``, ``"masker"``, ``"tagger"``).
+        name: the registry name users type (``"grounding-dino-tiny"``).
+        weights: where its weights are (hub id, URL or file name); recorded in manifests.
+        description: one line for ``samwsss models``.
+        defaults: keyword arguments the loader gets unless the caller gives them.
+        loader: builds this card instead of the kind's loader (e.g. a tagger that reuses
+            the pipeline's boxer), called as ``loader(name, **kwargs)``.
+    """
+
+    kind: str
     name: str
-    builder: Callable[..., Any]
     weights: str
     description: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    loader: Loader | None = None
 
 
-_TABLES: dict[str, dict[str, RegistryEntry]] = {}
+_LOADERS: dict[str, Loader] = {}
+_CARDS: dict[str, dict[str, ModelCard]] = {}
 _LOADED: set[str] = set()
 
 
-def register(
-    kind: str, name: str, weights: str, description: str = ""
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering ``builder`` as ``name`` of stage ``kind``.
+def register(kind: str, loader: Loader, cards: Iterable[ModelCard] = ()) -> None:
+    """Register the loader of stage ``kind`` and its released models.
 
     Args:
-        kind: stage kind, e.g. ``"boxer"``.
-        name: the registry name users type.
-        weights: default weights location (hub id, URL or file) recorded in run manifests.
-        description: one line for ``list_models``.
+        kind: a key of :data:`PROVIDERS`.
+        loader: ``loader(name_or_path, **kwargs)`` builds a stage from a registered name,
+            a hub id, a local folder or a checkpoint file.
+        cards: the kind's released weights (names must be unique within the kind).
     """
-
-    def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
-        table = _TABLES.setdefault(kind, {})
-        table[name] = RegistryEntry(name, builder, weights, description)
-        return builder
-
-    return decorator
+    _check_kind(kind)
+    _LOADERS[kind] = loader
+    register_cards(cards)
 
 
-def _ensure_loaded(kind: str) -> dict[str, RegistryEntry]:
-    if kind not in _PROVIDERS:
-        raise ValueError(f"unknown stage kind {kind!r}: use one of {', '.join(_PROVIDERS)}")
+def register_cards(cards: Iterable[ModelCard]) -> None:
+    """Add released models to their kinds' tables (for cards with their own loader)."""
+    for card in cards:
+        _check_kind(card.kind)
+        table = _CARDS.setdefault(card.kind, {})
+        if card.name in table and table[card.name] != card:
+            raise ValueError(f"{card.kind} {card.name!r} is registered twice")
+        table[card.name] = card
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in PROVIDERS:
+        raise ValueError(f"unknown stage kind {kind!r}: use one of {', '.join(PROVIDERS)}")
+
+
+def _ensure_loaded(kind: str) -> dict[str, ModelCard]:
+    _check_kind(kind)
     if kind not in _LOADED:
-        for module in _PROVIDERS[kind]:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as error:
-                if error.name != module:
-                    raise
+        for module in PROVIDERS[kind]:
+            importlib.import_module(module)
         _LOADED.add(kind)
-    return _TABLES.setdefault(kind, {})
+    return _CARDS.setdefault(kind, {})
 
 
-def list_models(kind: str) -> dict[str, RegistryEntry]:
-    """All registered names of ``kind`` with their entries."""
+def list_models(kind: str) -> dict[str, ModelCard]:
+    """The released models of ``kind``: name -> card."""
     return dict(_ensure_loaded(kind))
 
 
-def get_entry(kind: str, name: str) -> RegistryEntry | None:
-    """The entry registered as ``name``, or ``None``."""
-    return _ensure_loaded(kind).get(name)
+def card(kind: str, name: str) -> ModelCard | None:
+    """The card registered as ``name`` of ``kind``, or ``None`` (a path or hub id)."""
+    return _ensure_loaded(kind).get(str(name))
 
 
-def create(kind: str, name: str, **kwargs: Any) -> Any:
-    """Build the stage registered as ``name`` of ``kind``.
+def weights_of(kind: str, name_or_path: str | Path) -> str:
+    """Where to load from: a registered name's weights, else ``name_or_path`` itself."""
+    found = card(kind, str(name_or_path))
+    return found.weights if found is not None else str(name_or_path)
+
+
+def create(kind: str, name_or_path: str | Path, **kwargs: Any) -> Any:
+    """Build a stage of ``kind`` from a registered name, hub id, local folder or file.
+
+    Args:
+        kind: ``"boxer"``, ``"masker"`` or ``"tagger"``.
+        name_or_path: a name of :func:`list_models` (its card's ``defaults`` apply unless
+            ``kwargs`` override them), or whatever the kind's loader accepts (hub id,
+            ``save_pretrained`` folder, checkpoint file).
+        kwargs: the loader's arguments; ``weights=`` loads a registered model from another
+            location (a local copy) with the card's defaults.
 
     Raises:
-        ValueError: ``name`` is not registered; the message lists the registered names.
-            (Builders themselves accept hub ids and local folders through their own
-            ``from_pretrained``-style constructors.)
+        ValueError: unknown kind; or the loader's own errors (unknown name, missing file).
     """
-    table = _ensure_loaded(kind)
-    if name not in table:
-        raise ValueError(
-            f"unknown {kind} {name!r}: registered names are {', '.join(sorted(table)) or 'none'}"
-        )
-    return table[name].builder(**kwargs)
+    found = card(kind, str(name_or_path))
+    if found is None:
+        return _LOADERS[kind](str(name_or_path), **kwargs)
+    arguments = {**found.defaults, **kwargs}
+    source = arguments.pop("weights", None) or found.name
+    loader = found.loader if found.loader is not None else _LOADERS[kind]
+    return loader(str(source), **arguments)
+
+
+def model_table(kinds: Iterable[str] = tuple(PROVIDERS)) -> list[tuple[str, str, str, str]]:
+    """``(kind, name, weights, description)`` rows of every released model, for printing."""
+    rows = []
+    for kind in kinds:
+        for name, entry in sorted(list_models(kind).items()):
+            rows.append((kind, name, entry.weights, entry.description))
+    return rows

@@ -15,14 +15,9 @@ import torch
 
 from samwsss import registry
 from samwsss.detections import Detections
-from samwsss.stages.boxer import (
-    MODEL_IDS,
-    GroundingDinoBoxer,
-    cxcywh_to_pixels,
-    resolve_checkpoint,
-)
+from samwsss.stages.boxer import GroundingDinoBoxer, cxcywh_to_pixels
 from samwsss.stages.boxer_preprocess import PreprocessSettings, preprocess_image, resized_size
-from tests.gdino_fixtures import REAL_PROCESSOR_SETTINGS, build_tiny_grounding_dino
+from samwsss.testing.gdino import REAL_PROCESSOR_SETTINGS, build_tiny_grounding_dino
 
 LOW = 0.05  # box threshold that keeps some of the random model's 20 queries
 
@@ -393,8 +388,9 @@ def test_device_and_precision(real_boxer: GroundingDinoBoxer) -> None:
     assert same.to("cpu") is same and same.device == torch.device("cpu")
     assert same.compute_dtype == torch.float32
     assert GroundingDinoBoxer(boxer.model, boxer.processor, dtype="fp16").compute_dtype == torch.float16
-    assert same.settings["box_threshold"] == 0.3 and same.settings["text_threshold"] == 0.25
-    assert same.settings["prompt_mode"] == "per-class" and same.settings["shortest_edge"] == 800
+    assert same.box_threshold == 0.3 and same.text_threshold == 0.25
+    assert same.prompt_mode == "per-class" and same.preprocess_settings.shortest_edge == 800
+    assert same.source.weights == "GroundingDinoForObjectDetection" and same.source.revision is None
 
 
 # -- registry ---------------------------------------------------------------------------------
@@ -404,8 +400,8 @@ def test_registry_names_resolve_to_the_hub_ids(tiny_gdino_dir: Path, monkeypatch
     entries = registry.list_models("boxer")
     assert entries["grounding-dino-tiny"].weights == "IDEA-Research/grounding-dino-tiny"
     assert entries["grounding-dino-base"].weights == "IDEA-Research/grounding-dino-base"
-    assert resolve_checkpoint("grounding-dino-base") == MODEL_IDS["grounding-dino-base"]
-    assert resolve_checkpoint(str(tiny_gdino_dir)) == str(tiny_gdino_dir)
+    assert registry.weights_of("boxer", "grounding-dino-base") == "IDEA-Research/grounding-dino-base"
+    assert registry.weights_of("boxer", str(tiny_gdino_dir)) == str(tiny_gdino_dir)
 
     requested = []
     real_processor = transformers.AutoProcessor.from_pretrained
@@ -426,8 +422,11 @@ def test_registry_names_resolve_to_the_hub_ids(tiny_gdino_dir: Path, monkeypatch
     assert requested == ["IDEA-Research/grounding-dino-tiny"] * 2
     assert built.box_threshold == 0.4 and built.prompt_mode == "joint"
     assert built.checkpoint == "IDEA-Research/grounding-dino-tiny"
+    assert built.source.weights == "IDEA-Research/grounding-dino-tiny"
     with pytest.raises(ValueError, match="grounding-dino-tiny"):
         registry.create("boxer", "grounding-dino-huge")
+    local = registry.create("boxer", str(tiny_gdino_dir), box_threshold=0.2)
+    assert local.checkpoint == str(tiny_gdino_dir) and local.box_threshold == 0.2
 
 
 # -- GPU ----------------------------------------------------------------------------------

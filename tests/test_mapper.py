@@ -164,7 +164,7 @@ def test_voc_and_coco_rules_on_real_tags(voc, coco) -> None:
 
 
 def test_bad_mode_names_the_mode_and_the_valid_ones(voc) -> None:
-    expected = r"unknown tag match mode 'substring': use one of 'exact', 'paper'"
+    expected = r"tag match mode must be one of exact, paper; got 'substring'"
     with pytest.raises(ValueError, match=expected):
         TagMapper(voc, mode="substring")
     with pytest.raises(ValueError, match=r"unknown paper rule 'last': use one of 'first', 'all'"):

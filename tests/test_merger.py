@@ -117,7 +117,7 @@ def test_batch_call_equals_per_image(overlapping: Detections) -> None:
 
 
 def test_bad_arguments_are_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown merge rule 'largest'"):
+    with pytest.raises(ValueError, match="merge rule must be one of score, paper, area; got 'largest'"):
         MaskMerger("largest")
     with pytest.raises(ValueError, match="uncertain_margin"):
         MaskMerger(uncertain_margin=2.0)

@@ -11,6 +11,8 @@ from PIL import Image
 
 from samwsss.detections import Detections
 from samwsss.pipeline import Pipeline, PipelineConfig, PipelineResult, preset
+from samwsss.pipeline.batching import BatchPlan
+from samwsss.stages.contracts import ImageBatch, ModelSource, Stage, Tagger, TagResult
 from samwsss.stages.mapper import TagMapper
 from samwsss.stages.merger import MaskMerger
 
@@ -88,13 +90,17 @@ def test_zero_shot_with_grounding_tagger_reports_tags(pipe: Pipeline) -> None:
 class _FixedTagger:
     """A tagger that returns fixed tags (stands in for RAM in a routing test)."""
 
-    def __init__(self, tags: list[tuple[str, float]]) -> None:
-        from samwsss.ram.types import TagResult
+    source = ModelSource("fixed tags")
+    device = torch.device("cpu")
 
+    def __init__(self, tags: list[tuple[str, float]]) -> None:
         self.result = TagResult(tuple(t for t, _ in tags), tuple(range(len(tags))), tuple(p for _, p in tags))
 
-    def __call__(self, images: list[np.ndarray]) -> list:
-        return [self.result for _ in images]
+    def to(self, device: torch.device | str) -> _FixedTagger:
+        return self
+
+    def tag(self, images: ImageBatch) -> list[TagResult]:
+        return [self.result for _ in range(len(images))]
 
 
 def test_zero_shot_maps_tags_exactly_by_default(config: PipelineConfig) -> None:
@@ -103,6 +109,7 @@ def test_zero_shot_maps_tags_exactly_by_default(config: PipelineConfig) -> None:
     exact = Pipeline(base.mapping, base.boxer, base.masker, tagger=tagger)
     paper = Pipeline(base.mapping, base.boxer, base.masker, tagger=tagger,
                      mapper=TagMapper(base.mapping, mode="paper"))
+    assert isinstance(tagger, Tagger) and isinstance(base.boxer, Stage)
     image = _images()[0]
     got = exact.zero_shot(image)
     assert got.class_ids == (8, 14)  # cat (tabby), motorbike (motorcycle); bush is no bus
@@ -147,7 +154,7 @@ def test_oom_halves_the_batch(pipe: Pipeline, monkeypatch: pytest.MonkeyPatch) -
         return original(self, images, class_ids, keep_masks)
 
     monkeypatch.setattr(Pipeline, "run_batch", flaky)
-    monkeypatch.setattr(pipe, "batch_size", 3)
+    monkeypatch.setattr(pipe, "plan", BatchPlan.for_device(3, "cpu"))
     results = pipe.text_input(_images()[:3], [["cat"], ["dog"], ["cat"]])
     assert len(results) == 3 and calls == [3, 1, 1, 1]
     assert pipe.batch_size == 1  # the smaller batch is kept for the next calls

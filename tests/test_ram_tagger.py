@@ -15,15 +15,15 @@ from samwsss.ram.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_image
 from samwsss.ram.tagger import RAMTagger
 from samwsss.ram.thresholds import mapping_tag_thresholds, resolve_thresholds
 from samwsss.ram.types import TagResult
-from tests.ram_fixtures import (
+from samwsss.testing.ram import (
     TINY_TAGS,
     TINY_THRESHOLDS,
     official_state_dict,
-    reference_logits,
     tiny_config,
     tiny_vocabulary,
     write_checkpoint,
 )
+from tests.ram_fixtures import reference_logits
 
 
 @pytest.fixture(scope="module")
@@ -179,14 +179,19 @@ def test_registry_builds_the_tagger(checkpoint: tuple[Path, dict[str, torch.Tens
     assert {"ram-plus-swin-large-14m", "ram-swin-large-14m"} <= set(entries)
     assert entries["ram-plus-swin-large-14m"].weights.endswith("ram_plus_swin_large_14m.pth")
     built = registry.create(
-        "tagger", "ram-plus-swin-large-14m", checkpoint=checkpoint[0],
+        "tagger", "ram-plus-swin-large-14m", weights=checkpoint[0],
         config=tiny_config("ram_plus"), vocabulary=tiny_vocabulary(), threshold=0.5,
     )
     assert isinstance(built, RAMTagger) and built.to("cpu") is built
     assert built.device == torch.device("cpu")
+    assert built.source.weights == str(checkpoint[0])
     np.testing.assert_allclose(built.thresholds, 0.5)
+    by_path = registry.create(
+        "tagger", str(checkpoint[0]), config=tiny_config("ram_plus"), vocabulary=tiny_vocabulary()
+    )
+    assert isinstance(by_path, RAMTagger)
     with pytest.raises(ValueError, match="ram_plus checkpoint"):
-        registry.create("tagger", "ram-swin-large-14m", checkpoint=checkpoint[0],
+        registry.create("tagger", "ram-swin-large-14m", weights=checkpoint[0],
                         config=tiny_config("ram"), vocabulary=tiny_vocabulary())
 
 

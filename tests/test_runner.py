@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from samwsss.pipeline.batching import fixed_grid, order_by_size
+from samwsss.pipeline.run_folder import prepare_folder, remove_own_temporaries
 from samwsss.pipeline.runner import (
     RunConflictError,
     RunOptions,
     Shard,
-    _plan_batches,
-    _prepare_folder,
-    _remove_own_temporaries,
+    _size_reader,
     overlay_sample,
     read_failures,
 )
@@ -44,14 +44,14 @@ def test_plan_reruns_the_interrupted_batch_whole(tmp_path: Path) -> None:
     (tmp_path / "instances" / "d.json").write_bytes(b"{}")  # d was cut off before its mask
     complete = spec.complete_ids(ids)
     assert complete == {"a", "b", "c"} == {i for i in ids if spec.is_complete(i)}
-    batches, pending = _plan_batches(ids, complete, set(), 2, None)
+    batches, pending = fixed_grid(ids, 2, set(), complete, None)
     assert batches == [["c", "d"], ["e"]] and pending == {"d", "e"}
-    batches, pending = _plan_batches(ids, complete, {"e"}, 2, None)
+    batches, pending = fixed_grid(ids, 2, {"e"}, complete, None)
     assert batches == [["c", "d"]] and pending == {"d"}
-    batches, pending = _plan_batches(ids, complete, set(), 2, 1)
+    batches, pending = fixed_grid(ids, 2, set(), complete, 1)
     assert pending == {"d"} and batches == [["c", "d"]]
     assert OutputSpec(root=tmp_path / "new").complete_ids(["p"]) == set()
-    batches, pending = _plan_batches(["p", "q", "r"], set(), set(), 3, 2)
+    batches, pending = fixed_grid(["p", "q", "r"], 3, set(), set(), 2)
     assert pending == {"p", "q"} and batches == [["p", "q"]]
 
 
@@ -62,7 +62,7 @@ def test_only_this_shards_temporaries_are_swept(tmp_path: Path) -> None:
     theirs = masks / ".tmp-b.png.x2"
     mine.write_bytes(b"")
     theirs.write_bytes(b"")
-    _remove_own_temporaries(tmp_path, {"a"})
+    remove_own_temporaries(tmp_path, {"a"})
     assert not mine.exists() and theirs.exists()
 
 
@@ -81,13 +81,13 @@ def test_folder_checks(tmp_path: Path) -> None:
     foreign = tmp_path / "foreign"
     (foreign / "masks").mkdir(parents=True)
     with pytest.raises(RunConflictError, match="holds no samwsss run"):
-        _prepare_folder(RunOptions("text-input", foreign), identity, set())
+        prepare_folder(RunOptions("text-input", foreign), identity, set())
     run = tmp_path / "run"
-    _prepare_folder(RunOptions("text-input", run), identity, set())
+    prepare_folder(RunOptions("text-input", run), identity, set())
     with pytest.raises(RunConflictError, match="cannot be combined with sharding"):
-        _prepare_folder(RunOptions("zero-shot", run, shard=Shard(0, 2), overwrite=True), {"route": "zero-shot"}, set())
+        prepare_folder(RunOptions("zero-shot", run, shard=Shard(0, 2), overwrite=True), {"route": "zero-shot"}, set())
     with pytest.raises(RunConflictError, match="--resume"):
-        _prepare_folder(RunOptions("zero-shot", run), {"route": "zero-shot"}, set())
+        prepare_folder(RunOptions("zero-shot", run), {"route": "zero-shot"}, set())
     with pytest.raises(ValueError, match="route must be one of"):
         RunOptions("zeroshot", run)
 
@@ -102,11 +102,10 @@ def test_images_are_ordered_by_size_so_batches_share_a_size(tmp_path: Path) -> N
     from PIL import Image
 
     from samwsss.data import open_dataset
-    from samwsss.pipeline.runner import _order_by_size
 
     sizes = {"a": (30, 40), "b": (20, 20), "c": (30, 40), "d": (20, 20), "e": (25, 10)}
     for name, (height, width) in sizes.items():
         Image.new("RGB", (width, height)).save(tmp_path / f"{name}.png")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     dataset = open_dataset(tmp_path)
-    assert _order_by_size(dataset, list(dataset.ids)) == ["broken", "b", "d", "e", "a", "c"]
+    assert order_by_size(list(dataset.ids), _size_reader(dataset)) == ["broken", "b", "d", "e", "a", "c"]

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("samwsss.cli.evaluate", "evaluate_command"),
     "train-deeplab": ("samwsss.cli.deeplab", "train_deeplab_command"),
     "predict": ("samwsss.cli.deeplab", "predict_command"),
+    "models": ("samwsss.cli.models", "models_command"),
 }
 
 SHORT_HELP = {
@@ -26,6 +27,7 @@ SHORT_HELP = {
     "evaluate": "mIoU report of a folder of predicted masks against ground truth.",
     "train-deeplab": "Train DeepLabV2 (ResNet-101) on pseudo masks or ground truth.",
     "predict": "Predict masks with a trained DeepLabV2 (multi-scale, flip) and evaluate.",
+    "models": "List the models each stage loads by name (registry).",
 }
 
 

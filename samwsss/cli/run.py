@@ -12,6 +12,14 @@ from typing import Any
 
 import click
 
+from samwsss.choices import (
+    DEFAULT_WORKERS,
+    MERGE_RULES,
+    MULTIMASK,
+    PRESET_NAMES,
+    PROMPT_MODES,
+    TAG_MATCHES,
+)
 from samwsss.cli.common import (
     coco_gt_rule_option,
     data_option,
@@ -40,21 +48,21 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
         coco_gt_rule_option(),
         click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (required)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None, help="YAML file of settings; command-line options override it."),
-        click.option("--preset", type=click.Choice(["default", "paper"]), default=None, help="'default' (ours) or 'paper' (the survey authors' protocol)."),
+        click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, help="'default' (ours) or 'paper' (the survey authors' protocol)."),
         mapping_option("Class mapping: voc, coco or a YAML path (default: the dataset's)."),
         click.option("--boxer", type=str, default=None, help="Grounding DINO: registry name, hub id or local folder."),
         click.option("--masker", type=str, default=None, help="SAM: registry name, hub id, local folder or official .pth."),
         click.option("--box-threshold", type=float, default=None),
         click.option("--text-threshold", type=float, default=None),
-        click.option("--prompt-mode", type=click.Choice(["per-class", "joint"]), default=None),
+        click.option("--prompt-mode", type=click.Choice(PROMPT_MODES), default=None),
         click.option("--nms-iou", type=float, default=None, help="Class-wise NMS IoU on boxes (default: none)."),
-        click.option("--multimask", type=click.Choice(["single", "best"]), default=None),
-        click.option("--merge-rule", type=click.Choice(["score", "paper", "area"]), default=None),
+        click.option("--multimask", type=click.Choice(MULTIMASK), default=None),
+        click.option("--merge-rule", type=click.Choice(MERGE_RULES), default=None),
         click.option("--uncertain-margin", type=float, default=None, help="Close overlaps of different classes become 255."),
         click.option("--min-area", type=int, default=None, help="Drop masks smaller than this (pixels)."),
         click.option("--batch-size", type=int, default=None, help="Images per GPU batch (halved on out-of-memory)."),
         click.option("--device", type=str, default=None, help="cuda, cuda:1, cpu (default: cuda when available)."),
-        click.option("--workers", type=int, default=None, help="Decoding worker processes (default 4)."),
+        click.option("--workers", type=int, default=None, help=f"Decoding worker processes (default {DEFAULT_WORKERS})."),
         click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)."),
         click.option("--shard", type=str, default=None, help="i/n: run part i of n (default: torchrun rank, or all)."),
         click.option("--plain/--no-plain", default=None, help="Also write plain index PNGs (masks_plain/)."),
@@ -70,7 +78,7 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
     if zero_shot:
         options += [
             click.option("--tagger", type=str, default=None, help="RAM registry name or checkpoint path, or 'grounding'."),
-            click.option("--tag-match", type=click.Choice(["exact", "paper"]), default=None),
+            click.option("--tag-match", type=click.Choice(TAG_MATCHES), default=None),
             click.option("--tag-threshold", type=float, default=None, help="One RAM threshold for all tags (default: per tag)."),
             click.option("--ram-vocabulary", type=click.Path(dir_okay=False, exists=True), default=None, help="Local ram_tag_list.txt (default: fetched and cached)."),
             click.option("--ram-thresholds", type=click.Path(dir_okay=False, exists=True), default=None, help="Local ram_tag_list_threshold.txt."),
@@ -120,6 +128,7 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
 
 
 def _run(route: str, options: dict[str, Any]) -> None:
+    from samwsss.checks import check_count
     from samwsss.data import open_dataset
     from samwsss.pipeline.config import preset
     from samwsss.pipeline.pipeline import Pipeline
@@ -146,15 +155,13 @@ def _run(route: str, options: dict[str, Any]) -> None:
     if run.get("threads") is not None:
         import torch
 
-        if int(run["threads"]) < 1:
-            raise ValueError(f"--threads must be >= 1, got {run['threads']}")
-        torch.set_num_threads(int(run["threads"]))
+        torch.set_num_threads(check_count("--threads", run["threads"]))
     pipe = Pipeline.from_config(config, device=device, with_tagger=route == "zero-shot")
     run_options = RunOptions(
         route=route,
         out=Path(run["out"]),
         shard=shard,
-        workers=int(run.get("workers", 4)),
+        workers=int(run.get("workers", DEFAULT_WORKERS)),
         palette=bool(run.get("palette", True)),
         plain=bool(run.get("plain", False)),
         instances=bool(run.get("instances", False)),

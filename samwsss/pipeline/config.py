@@ -6,10 +6,8 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-PROMPT_MODES = ("per-class", "joint")
-MERGE_RULES = ("score", "paper", "area")
-TAG_MATCHES = ("exact", "paper")
-MULTIMASK = ("single", "best")
+from samwsss.checks import check_choice, check_count, check_fraction, check_optional_fraction
+from samwsss.choices import MERGE_RULES, MULTIMASK, PROMPT_MODES, TAG_MATCHES
 
 
 @dataclass(frozen=True)
@@ -56,22 +54,17 @@ class PipelineConfig:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        _check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
-        _check_choice("merge_rule", self.merge_rule, MERGE_RULES)
-        _check_choice("tag_match", self.tag_match, TAG_MATCHES)
-        _check_choice("multimask", self.multimask, MULTIMASK)
-        for name in ("box_threshold", "text_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
-        if self.tag_threshold is not None and not 0.0 < self.tag_threshold < 1.0:
-            raise ValueError(f"tag_threshold must be in (0, 1) or None, got {self.tag_threshold}")
-        if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou must be in (0, 1] or None, got {self.nms_iou}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if int(self.min_area) < 0:
-            raise ValueError(f"min_area must be >= 0, got {self.min_area}")
+        check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
+        check_choice("merge_rule", self.merge_rule, MERGE_RULES)
+        check_choice("tag_match", self.tag_match, TAG_MATCHES)
+        check_choice("multimask", self.multimask, MULTIMASK)
+        check_fraction("box_threshold", self.box_threshold)
+        check_fraction("text_threshold", self.text_threshold)
+        check_optional_fraction("tag_threshold", self.tag_threshold)
+        check_optional_fraction("nms_iou", self.nms_iou, include_low=False)
+        check_optional_fraction("uncertain_margin", self.uncertain_margin)
+        check_count("batch_size", self.batch_size)
+        check_count("min_area", self.min_area, minimum=0)
 
     def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with ``changes`` applied (unknown names rejected)."""
@@ -87,22 +80,11 @@ class PipelineConfig:
         """Plain dict (YAML/JSON-safe)."""
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:
-        """Build from a dict, rejecting unknown keys with the list of valid ones."""
-        return cls().replace(**values)
 
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-PRESETS: dict[str, PipelineConfig] = {
+PRESETS: dict[str, PipelineConfig] = {  # names: samwsss.choices.PRESET_NAMES
     "default": PipelineConfig(),
-    # The survey authors' protocol (DESIGN.md section 1): Grounding DINO Swin-T per-class
-    # prompts at 0.3/0.25, SAM ViT-H single mask, max-class-index merge, substring tag
-    # matching, RAM Swin-L 14M.
+    # The survey authors' protocol: Grounding DINO Swin-T per-class prompts at 0.3/0.25,
+    # SAM ViT-H single mask, max-class-index merge, substring tag matching, RAM Swin-L 14M.
     "paper": PipelineConfig(
         boxer="grounding-dino-tiny",
         masker="sam-vit-huge",

@@ -10,10 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from samwsss.checks import check_count
 from samwsss.detections import Detections
 from samwsss.mapping import ClassMapping, load_mapping
+from samwsss.pipeline.batching import BatchPlan
 from samwsss.pipeline.config import PipelineConfig, preset
 from samwsss.pipeline.inputs import ImageLike, LabelLike, as_image_list, resolve_labels, to_rgb_array
+from samwsss.stages.contracts import Boxer, ImageBatch, Masker, Stage, Tagger, TagResult, TextSegmenter
 from samwsss.stages.merger import MaskMerger
 
 logger = logging.getLogger(__name__)
@@ -76,12 +79,18 @@ class Pipeline:
 
     Args:
         mapping: the class list, prompts and tag synonyms.
-        boxer: callable ``(images, queries) -> list[Detections]`` (Grounding DINO).
-        masker: callable ``(images, detections) -> list[Detections]`` with masks (SAM).
+        boxer: a :class:`~samwsss.stages.contracts.Boxer` (Grounding DINO), or a
+            :class:`~samwsss.stages.contracts.TextSegmenter` that returns masks itself
+            (then ``masker`` is ``None``).
+        masker: a :class:`~samwsss.stages.contracts.Masker` (SAM), or ``None`` after a
+            text segmenter.
         merger: a :class:`MaskMerger` (default: score rule).
-        tagger: callable ``(images) -> list[TagResult]`` for the zero-shot route, or ``None``.
+        tagger: a :class:`~samwsss.stages.contracts.Tagger` for the zero-shot route, or
+            ``None``.
         mapper: tag -> class mapper for the zero-shot route (default: exact matching).
         batch_size: images per forward batch; halved automatically on CUDA out-of-memory.
+            The batch plan (:class:`~samwsss.pipeline.batching.BatchPlan`) derived from it
+            sets the stages' own batch limits too.
         config: the settings the stages were built from (recorded in run manifests).
 
     Example:
@@ -95,16 +104,14 @@ class Pipeline:
     def __init__(
         self,
         mapping: ClassMapping,
-        boxer: Any,
-        masker: Any,
+        boxer: Boxer | TextSegmenter,
+        masker: Masker | None,
         merger: MaskMerger | None = None,
-        tagger: Any | None = None,
+        tagger: Tagger | None = None,
         mapper: Any | None = None,
         batch_size: int = 8,
         config: PipelineConfig | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.mapping = mapping
         self.boxer = boxer
         self.masker = masker
@@ -115,9 +122,20 @@ class Pipeline:
 
             mapper = TagMapper(mapping, mode="exact")
         self.mapper = mapper
-        self.batch_size = int(batch_size)
         self.config = config
         self.device = torch.device("cpu")
+        self.plan = BatchPlan.for_device(check_count("batch_size", batch_size), self.device.type)
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward batch (halved for good after a CUDA out-of-memory error)."""
+        return self.plan.images
+
+    @property
+    def stages(self) -> dict[str, Stage]:
+        """The model stages by role (``tagger``, ``boxer``, ``masker``), those present."""
+        found = {"tagger": self.tagger, "boxer": self.boxer, "masker": self.masker}
+        return {role: stage for role, stage in found.items() if stage is not None}
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -173,9 +191,9 @@ class Pipeline:
         from samwsss.devices import resolve_device
 
         self.device = resolve_device(device)
-        for stage in (self.boxer, self.masker, self.tagger):
-            if stage is not None and hasattr(stage, "to"):
-                stage.to(self.device)
+        self.plan = BatchPlan.for_device(self.plan.images, self.device.type)
+        for stage in self.stages.values():
+            stage.to(self.device)
         return self
 
     # -- routes -------------------------------------------------------------------------
@@ -234,7 +252,7 @@ class Pipeline:
         results: list[PipelineResult] = []
         start = 0
         while start < len(images):
-            stop = min(start + self.batch_size, len(images))
+            stop = min(start + self.plan.images, len(images))
             try:
                 batch = [to_rgb_array(image) for image in images[start:stop]]
                 results.extend(
@@ -243,16 +261,16 @@ class Pipeline:
                     )
                 )
             except torch.cuda.OutOfMemoryError:
-                if self.batch_size == 1:
+                if self.plan.images == 1:
                     raise
                 out_of_memory = True
             else:
                 out_of_memory = False
                 start = stop
             if out_of_memory:  # outside the except block, so the failed batch's tensors are freed
-                self.batch_size = max(1, self.batch_size // 2)
+                self.plan = self.plan.halved(self.device.type)
                 torch.cuda.empty_cache()
-                logger.warning("CUDA out of memory: batch size now %d", self.batch_size)
+                logger.warning("CUDA out of memory: batch size now %d", self.plan.images)
         return results
 
     @torch.inference_mode()
@@ -262,35 +280,69 @@ class Pipeline:
         class_ids: list[tuple[int, ...]] | None,
         keep_masks: bool = True,
     ) -> list[PipelineResult]:
-        """One forward batch through every stage (no splitting)."""
-        tags: list[dict[str, float]] = [{} for _ in images]
+        """One forward batch through every stage (no splitting).
+
+        Args:
+            images: ``(H, W, 3)`` uint8 RGB arrays, checked and uploaded here once.
+            class_ids: per-image class ids (text input), or ``None`` to tag (zero-shot).
+            keep_masks: see :meth:`run_arrays`.
+        """
+        batch = ImageBatch(images, self.device)
+        tags: list[TagResult] = [TagResult() for _ in images]
         sources: list[dict[int, tuple[str, ...]]] = [{} for _ in images]
-        detections: list[Detections] | None = None
+        found: list[Detections | None] = [None] * len(images)
         if class_ids is None:
-            if getattr(self.tagger, "yields_class_ids", False):
-                # the Grounding DINO tagger already found the boxes of the classes it tags
-                tag_results, detections = self.tagger.detect(images)
-                class_ids = [tuple(sorted(result.indices)) for result in tag_results]
-                sources = [{cls: (tag,) for cls, tag in zip(r.indices, r.tags)} for r in tag_results]
-            else:
-                tag_results = self.tagger(images)
-                mapped = [self.mapper.map(result) for result in tag_results]
-                class_ids = [tuple(m.class_ids) for m in mapped]
-                sources = [dict(m.sources) for m in mapped]
-            tags = [result.as_dict() for result in tag_results]
-        if detections is None:
-            queries = [[(cls, self.mapping.classes[cls].prompt) for cls in ids] for ids in class_ids]
-            detections = self.boxer(images, queries)
-        detections = self.masker(images, detections)
+            class_ids, tags, sources, found = self._tag(batch)
+        missing = [i for i, det in enumerate(found) if det is None]
+        if missing:
+            queries = [
+                [(cls, self.mapping.classes[cls].prompt) for cls in class_ids[i]] for i in missing
+            ]
+            subset = batch if len(missing) == len(batch) else batch.select(missing)
+            for i, det in zip(missing, self.boxer.detect(subset, queries, max_rows=self.plan.boxer_rows), strict=True):
+                found[i] = det
+        detections: list[Detections] = [det for det in found if det is not None]
+        if self.masker is not None:
+            detections = self.masker.segment(batch, detections, max_images=self.plan.encoder_images)
         masks = self.merger(detections)
         return [
             PipelineResult(
                 mask=mask.cpu().numpy(),
                 detections=(det if keep_masks else replace(det, masks=None)).cpu(),
                 class_ids=tuple(ids),
-                tags=tag,
+                tags=tag.as_dict(),
                 tag_sources=source,
                 class_names=self.mapping.class_names,
             )
-            for mask, det, ids, tag, source in zip(masks, detections, class_ids, tags, sources)
+            for mask, det, ids, tag, source in zip(masks, detections, class_ids, tags, sources, strict=True)
         ]
+
+    def _tag(
+        self, batch: ImageBatch
+    ) -> tuple[
+        list[tuple[int, ...]],
+        list[TagResult],
+        list[dict[int, tuple[str, ...]]],
+        list[Detections | None],
+    ]:
+        """Zero-shot: the classes of each image, its tags, the tags behind each class, and
+        the detections a tagger already found (``None`` where the boxer must run)."""
+        if self.tagger is None:
+            raise ValueError(
+                "this pipeline has no tagger, so it cannot run zero-shot: build it with "
+                "with_tagger=True or give labels to text_input"
+            )
+        tags = self.tagger.tag(batch)
+        class_ids: list[tuple[int, ...]] = []
+        sources: list[dict[int, tuple[str, ...]]] = []
+        for result in tags:
+            if result.class_ids is not None:
+                class_ids.append(tuple(sorted(result.class_ids)))
+                sources.append(
+                    {cls: (tag,) for cls, tag in zip(result.class_ids, result.tags, strict=True)}
+                )
+            else:
+                mapped = self.mapper.map(result)
+                class_ids.append(tuple(mapped.class_ids))
+                sources.append(dict(mapped.sources))
+        return class_ids, tags, sources, [result.detections for result in tags]

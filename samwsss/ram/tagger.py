@@ -5,8 +5,9 @@
 ('dog', 'grass', 'lawn', ...)
 
 Registry (kind ``"tagger"``): ``ram-plus-swin-large-14m`` (RAM++, the default) and
-``ram-swin-large-14m`` (RAM, the survey's RAM-14M). Both accept ``checkpoint=<local .pth>``
-to skip the download, plus the keyword arguments of :meth:`RAMTagger.from_pretrained`.
+``ram-swin-large-14m`` (RAM, the survey's RAM-14M). ``registry.create("tagger", name,
+weights=<local .pth>)`` skips the download; other keyword arguments go to
+:meth:`RAMTagger.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from samwsss.registry import register
+from samwsss import registry
+from samwsss.mapping import ClassMapping
+from samwsss.checks import check_count
 from samwsss.ram.checkpoint import (
     OFFICIAL_WEIGHTS,
     download_official_weights,
@@ -32,8 +35,8 @@ from samwsss.ram.config import VARIANTS, RAMConfig
 from samwsss.ram.infer import infer_config
 from samwsss.ram.model import RAMModel
 from samwsss.ram.preprocess import preprocess_images
-from samwsss.ram.thresholds import resolve_thresholds
-from samwsss.ram.types import TagResult
+from samwsss.ram.thresholds import mapping_tag_thresholds, resolve_thresholds
+from samwsss.stages.contracts import ImageBatch, ModelSource, TagResult
 from samwsss.ram.vocabulary import RAMVocabulary, load_vocabulary, read_thresholds
 
 logger = logging.getLogger(__name__)
@@ -72,11 +75,9 @@ class RAMTagger:
                 f"vocabulary has {len(vocabulary)} tags but the model outputs "
                 f"{model.config.num_tags}: use the tag list the checkpoint was trained with"
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model.eval()
         self.vocabulary = vocabulary
-        self.batch_size = batch_size
+        self.batch_size = check_count("batch_size", batch_size)
         self.name = name
         self._thresholds = np.zeros(0, dtype=np.float32)
         self.set_thresholds(threshold, tag_thresholds)
@@ -101,6 +102,11 @@ class RAMTagger:
         """Move the model to ``device``; returns ``self``."""
         self.model.to(device)
         return self
+
+    @property
+    def source(self) -> ModelSource:
+        """The registry name (downloaded official weights) or the checkpoint file."""
+        return ModelSource(self.name)
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -163,7 +169,15 @@ class RAMTagger:
             images: list of (H, W, 3) uint8 RGB arrays (any sizes), or a preprocessed
                 (B, 3, S, S) float tensor.
         """
-        probabilities = self.probabilities(images).numpy()
+        return self._tag_rows(self.probabilities(images).numpy())
+
+    def tag(self, images: ImageBatch) -> list[TagResult]:
+        """:meth:`__call__` on a checked batch; images are resized on the CPU, as uploaded
+        384x384 inputs cost less than full images."""
+        arrays = [image.numpy() for image in images.host]
+        return self._tag_rows(self.probabilities(arrays).numpy())
+
+    def _tag_rows(self, probabilities: np.ndarray) -> list[TagResult]:
         return [
             TagResult.from_scores(row, self._thresholds, self.vocabulary.tags)
             for row in probabilities
@@ -180,6 +194,7 @@ class RAMTagger:
         thresholds: str | os.PathLike[str] | Sequence[float] | None = None,
         threshold: float | None = None,
         tag_thresholds: Mapping[int, float] | None = None,
+        mapping: ClassMapping | None = None,
         config: RAMConfig | None = None,
         device: torch.device | str | None = None,
         batch_size: int = 16,
@@ -200,6 +215,9 @@ class RAMTagger:
                 replacing the vocabulary's official thresholds; ``None`` keeps/fetches them.
             threshold: global threshold override.
             tag_thresholds: ``{tag index: threshold}`` overrides.
+            mapping: a class mapping whose per-tag thresholds apply too
+                (:func:`samwsss.ram.thresholds.mapping_tag_thresholds`; ``tag_thresholds``
+                win over them).
             config: architecture sizes; default: read off the checkpoint's tensor shapes
                 (:func:`samwsss.ram.infer.infer_config`; the official files give the official
                 Swin-L configurations). Pass it for a model whose tagging head does not have
@@ -265,8 +283,13 @@ class RAMTagger:
         model = RAMModel(config)
         load_official_checkpoint(model, state, source=str(path))
         del state
+        if mapping is not None:
+            tag_thresholds = {
+                **mapping_tag_thresholds(mapping, vocabulary),
+                **(tag_thresholds or {}),
+            }
         tagger = cls(
-            model, vocabulary, threshold=threshold, tag_thresholds=tag_thresholds,
+            model, vocabulary, threshold=threshold, tag_thresholds=tag_thresholds or None,
             batch_size=batch_size, name=name,
         )
         if device is not None:
@@ -274,27 +297,18 @@ class RAMTagger:
         return tagger
 
 
-def _builder(registry_name: str) -> Any:
-    def build(checkpoint: str | os.PathLike[str] | None = None, **kwargs: Any) -> RAMTagger:
-        return RAMTagger.from_pretrained(
-            registry_name if checkpoint is None else checkpoint,
-            variant=OFFICIAL_WEIGHTS[registry_name].variant,
-            **kwargs,
-        )
+#: The official RAM / RAM++ weights, by registry name (downloaded on first use).
+MODELS = (
+    registry.ModelCard(
+        "tagger", "ram-plus-swin-large-14m", OFFICIAL_WEIGHTS["ram-plus-swin-large-14m"].url,
+        "RAM++ Swin-L 14M: 4,585 tags with per-tag thresholds (default tagger)",
+        defaults={"variant": "ram_plus"},
+    ),
+    registry.ModelCard(
+        "tagger", "ram-swin-large-14m", OFFICIAL_WEIGHTS["ram-swin-large-14m"].url,
+        "RAM Swin-L 14M (the survey's RAM-14M): 4,585 tags with per-tag thresholds",
+        defaults={"variant": "ram"},
+    ),
+)
 
-    build.__name__ = f"build_{registry_name.replace('-', '_')}"
-    build.__doc__ = (
-        f"Build the {registry_name} tagger (``checkpoint=`` a local .pth to skip the download; "
-        "other keyword arguments go to :meth:`RAMTagger.from_pretrained`)."
-    )
-    return build
-
-
-register(
-    "tagger", "ram-plus-swin-large-14m", OFFICIAL_WEIGHTS["ram-plus-swin-large-14m"].url,
-    "RAM++ Swin-L 14M: 4,585 tags with per-tag thresholds (default tagger)",
-)(_builder("ram-plus-swin-large-14m"))
-register(
-    "tagger", "ram-swin-large-14m", OFFICIAL_WEIGHTS["ram-swin-large-14m"].url,
-    "RAM Swin-L 14M (the survey's RAM-14M): 4,585 tags with per-tag thresholds",
-)(_builder("ram-swin-large-14m"))
+registry.register("tagger", RAMTagger.from_pretrained, MODELS)

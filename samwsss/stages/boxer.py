@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from samwsss import registry
+from samwsss.checks import check_choice, check_count, check_fraction, check_optional_fraction, parse_dtype
+from samwsss.choices import PROMPT_MODES
 from samwsss.detections import Detections
-from samwsss.registry import register
+from samwsss.stages.contracts import ImageBatch, ModelSource, Query
 from samwsss.stages.boxer_backbone import backbone_module, shared_backbone
 from samwsss.stages.boxer_preprocess import PreprocessSettings, preprocess_image
 from samwsss.stages.boxer_text import (
@@ -44,32 +47,18 @@ from samwsss.stages.boxer_text import (
 
 logger = logging.getLogger(__name__)
 
-#: registry name -> Hugging Face hub id.
-MODEL_IDS: dict[str, str] = {
-    "grounding-dino-tiny": "IDEA-Research/grounding-dino-tiny",
-    "grounding-dino-base": "IDEA-Research/grounding-dino-base",
-}
+#: The released Grounding DINO weights this boxer loads by name.
+MODELS = (
+    registry.ModelCard(
+        "boxer", "grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny",
+        "Grounding DINO Swin-T (O365, GoldG, Cap4M): the paper's boxer",
+    ),
+    registry.ModelCard(
+        "boxer", "grounding-dino-base", "IDEA-Research/grounding-dino-base",
+        "Grounding DINO Swin-B: larger, more accurate boxer",
+    ),
+)
 DEFAULT_MODEL = "grounding-dino-tiny"
-PROMPT_MODES = ("per-class", "joint")
-
-#: one query: (class index 1..C, prompt text)
-Query = tuple[int, str]
-
-_DTYPES = {
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "float": torch.float32,
-}
-
-
-def resolve_checkpoint(name_or_path: str) -> str:
-    """Registry name -> hub id; any other string (hub id, local folder) is returned as is."""
-    return MODEL_IDS.get(name_or_path, name_or_path)
 
 
 @dataclass(frozen=True)
@@ -133,6 +122,7 @@ class GroundingDinoBoxer:
         max_batch_rows: int = 8,
         share_backbone: bool = True,
         checkpoint: str | None = None,
+        revision: str | None = None,
     ) -> None:
         """Wrap a loaded ``GroundingDinoForObjectDetection`` and its ``GroundingDinoProcessor``.
 
@@ -141,33 +131,21 @@ class GroundingDinoBoxer:
                 ``nms_iou`` outside (0, 1], ``max_batch_rows`` < 1, or a processor that does
                 not resize by shortest/longest edge.
         """
-        for label, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
-            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"{label} must be a number in [0, 1], got {value!r}")
-        if prompt_mode not in PROMPT_MODES:
-            raise ValueError(
-                f"prompt_mode must be one of {', '.join(PROMPT_MODES)}, got {prompt_mode!r}"
-            )
-        if nms_iou is not None and (
-            not isinstance(nms_iou, (int, float)) or not 0.0 < float(nms_iou) <= 1.0
-        ):
-            raise ValueError(f"nms_iou must be None or a number in (0, 1], got {nms_iou!r}")
-        if not isinstance(max_batch_rows, int) or max_batch_rows < 1:
-            raise ValueError(f"max_batch_rows must be a positive integer, got {max_batch_rows!r}")
+        self.box_threshold = check_fraction("box_threshold", box_threshold)
+        self.text_threshold = check_fraction("text_threshold", text_threshold)
+        self.prompt_mode = check_choice("prompt_mode", prompt_mode, PROMPT_MODES)
+        self.nms_iou = check_optional_fraction("nms_iou", nms_iou, include_low=False)
+        self.max_batch_rows = check_count("max_batch_rows", max_batch_rows)
         self.model = model.eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.preprocess_settings = PreprocessSettings.from_image_processor(processor.image_processor)
-        self.box_threshold = float(box_threshold)
-        self.text_threshold = float(text_threshold)
-        self.prompt_mode = prompt_mode
-        self.nms_iou = None if nms_iou is None else float(nms_iou)
-        self.max_batch_rows = max_batch_rows
         self.share_backbone = bool(share_backbone) and backbone_module(model) is not None
         self.checkpoint = checkpoint
-        self._dtype = _parse_dtype(dtype)
+        self.revision = revision
+        self._dtype = parse_dtype(dtype)
         self.max_text_len = int(getattr(model.config, "max_text_len", 256))
         self.to(device if device is not None else "cpu")
 
@@ -203,11 +181,11 @@ class GroundingDinoBoxer:
 
         if not isinstance(name_or_path, str) or not name_or_path:
             raise ValueError(
-                f"name_or_path must be a registry name ({', '.join(MODEL_IDS)}), a hub id or "
+                f"name_or_path must be a registry name ({', '.join(_names())}), a hub id or "
                 f"a local folder, got {name_or_path!r}"
             )
         _check_source(name_or_path)
-        checkpoint = resolve_checkpoint(name_or_path)
+        checkpoint = registry.weights_of("boxer", name_or_path)
         logger.info("loading Grounding DINO from %s", checkpoint)
         processor = AutoProcessor.from_pretrained(checkpoint, **load_kwargs)
         model = GroundingDinoForObjectDetection.from_pretrained(checkpoint, **load_kwargs)
@@ -223,6 +201,7 @@ class GroundingDinoBoxer:
             max_batch_rows=max_batch_rows,
             share_backbone=share_backbone,
             checkpoint=checkpoint,
+            revision=load_kwargs.get("revision"),
         )
 
     def to(self, device: torch.device | str) -> GroundingDinoBoxer:
@@ -244,18 +223,9 @@ class GroundingDinoBoxer:
         return torch.bfloat16 if self._device.type == "cuda" else torch.float32
 
     @property
-    def settings(self) -> dict[str, Any]:
-        """The settings that change results, for run manifests."""
-        return {
-            "checkpoint": self.checkpoint,
-            "prompt_mode": self.prompt_mode,
-            "box_threshold": self.box_threshold,
-            "text_threshold": self.text_threshold,
-            "nms_iou": self.nms_iou,
-            "dtype": str(self.compute_dtype).replace("torch.", ""),
-            "shortest_edge": self.preprocess_settings.shortest_edge,
-            "longest_edge": self.preprocess_settings.longest_edge,
-        }
+    def source(self) -> ModelSource:
+        """Where the weights came from (hub id or folder, and the revision asked for)."""
+        return ModelSource(self.checkpoint or type(self.model).__name__, self.revision)
 
     # -- call -------------------------------------------------------------------------
     def __call__(
@@ -276,11 +246,31 @@ class GroundingDinoBoxer:
                 entry per image, a query is not a ``(class_id >= 1, non-empty prompt)``
                 pair, or ``prompt_mode`` is unknown.
         """
+        batch = ImageBatch.of(images, self._device)
+        return self.detect(batch, _check_queries(queries, len(batch)), prompt_mode=prompt_mode)
+
+    def detect(
+        self,
+        images: ImageBatch,
+        queries: Sequence[Sequence[Query]],
+        *,
+        prompt_mode: str | None = None,
+        max_rows: int | None = None,
+    ) -> list[Detections]:
+        """:meth:`__call__` on a checked batch (the pipeline's entry: no image checks).
+
+        Args:
+            images: the batch (its images are uploaded to the device once).
+            queries: per image, ``(class_id >= 1, prompt)`` pairs; prompts are normalised
+                here (stripped, lower-cased, ``"."`` appended).
+            prompt_mode: ``"per-class"`` or ``"joint"`` for this call (default: the boxer's).
+            max_rows: caption rows per forward at most (default: ``max_batch_rows``).
+        """
         mode = self.prompt_mode if prompt_mode is None else prompt_mode
-        if mode not in PROMPT_MODES:
-            raise ValueError(f"prompt_mode must be one of {', '.join(PROMPT_MODES)}, got {mode!r}")
-        pictures = _check_images(images)
-        normalized = _check_queries(queries, len(pictures))
+        check_choice("prompt_mode", mode, PROMPT_MODES)
+        step = self.max_batch_rows if max_rows is None else max_rows
+        pictures = images.on_device
+        normalized = [[(int(c), normalize_prompt(p)) for c, p in image] for image in queries]
         rows = self._plan_rows(normalized, mode)
         pixels: dict[int, torch.Tensor] = {}
         for image_index in sorted({row.image for row in rows}):
@@ -294,8 +284,8 @@ class GroundingDinoBoxer:
         parts: dict[int, list[tuple[int, Detections]]] = {}
         for size, bucket_rows in buckets.items():
             logger.debug("bucket %s: %d rows", size, len(bucket_rows))
-            for start in range(0, len(bucket_rows), self.max_batch_rows):
-                chunk = bucket_rows[start : start + self.max_batch_rows]
+            for start in range(0, len(bucket_rows), step):
+                chunk = bucket_rows[start : start + step]
                 logits, boxes = self._forward(chunk, pixels)
                 for position, row in enumerate(chunk):
                     image = pictures[row.image]
@@ -304,10 +294,11 @@ class GroundingDinoBoxer:
                     )
                     parts.setdefault(row.image, []).append((row.queries[0], detections))
         results = []
-        for image_index, image in enumerate(pictures):
-            size = (int(image.shape[0]), int(image.shape[1]))
+        for image_index, (height, width) in enumerate(images.sizes):
             pieces = [d for _, d in sorted(parts.get(image_index, []), key=lambda item: item[0])]
-            detections = Detections.cat(pieces) if pieces else Detections.empty(size, self._device)
+            detections = (
+                Detections.cat(pieces) if pieces else Detections.empty((height, width), self._device)
+            )
             results.append(self._nms(detections))
         return results
 
@@ -448,7 +439,7 @@ def _check_source(name_or_path: str) -> None:
     """
     import json
 
-    if name_or_path in MODEL_IDS:
+    if name_or_path in _names():
         return
     path = Path(name_or_path).expanduser()
     if path.exists():
@@ -456,7 +447,7 @@ def _check_source(name_or_path: str) -> None:
         if not config_file.is_file():
             raise ValueError(
                 f"{path} has no config.json: give a folder written by save_pretrained, a hub "
-                f"id or one of {', '.join(MODEL_IDS)}"
+                f"id or one of {', '.join(_names())}"
             )
         model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
         if model_type != "grounding-dino":
@@ -468,7 +459,7 @@ def _check_source(name_or_path: str) -> None:
     parts = name_or_path.split("/")
     if len(parts) != 2 or not all(parts) or name_or_path.startswith((".", "~")):
         raise ValueError(
-            f"boxer {name_or_path!r} is neither a registered name ({', '.join(MODEL_IDS)}), "
+            f"boxer {name_or_path!r} is neither a registered name ({', '.join(_names())}), "
             "nor an existing folder, nor a hub id like IDEA-Research/grounding-dino-tiny"
         )
 
@@ -482,53 +473,6 @@ def cxcywh_to_pixels(boxes: torch.Tensor, height: int, width: int) -> torch.Tens
     xyxy = xyxy * scale
     limit = scale.clone()
     return torch.minimum(xyxy.clamp(min=0.0), limit)
-
-
-def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if dtype is None:
-        return None
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.bfloat16, torch.float16, torch.float32):
-            raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype}")
-        return dtype
-    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
-        return _DTYPES[dtype.lower()]
-    raise ValueError(f"dtype must be None, a torch dtype or one of {', '.join(_DTYPES)}, got {dtype!r}")
-
-
-def _check_images(images: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
-    """Validate images and return them as ``(H, W, 3)`` uint8 torch tensors (no copy for numpy)."""
-    if isinstance(images, (np.ndarray, torch.Tensor)) or not isinstance(images, Sequence):
-        raise ValueError(
-            "images must be a list of (H, W, 3) uint8 RGB arrays; wrap a single image in a list"
-        )
-    tensors = []
-    for index, image in enumerate(images):
-        if isinstance(image, np.ndarray):
-            dtype, shape = image.dtype, image.shape
-        elif isinstance(image, torch.Tensor):
-            dtype, shape = image.dtype, tuple(image.shape)
-        else:
-            raise ValueError(
-                f"images[{index}] is a {type(image).__name__}: give an (H, W, 3) uint8 numpy "
-                "array or torch tensor"
-            )
-        if dtype not in (np.uint8, torch.uint8):
-            raise ValueError(
-                f"images[{index}] has dtype {dtype}: give uint8 RGB pixels 0..255 "
-                "(e.g. samwsss.data.images.load_rgb)"
-            )
-        if len(shape) != 3 or shape[2] != 3 or shape[0] < 1 or shape[1] < 1:
-            raise ValueError(
-                f"images[{index}] has shape {tuple(shape)}: give (H, W, 3) RGB, channels last"
-            )
-        if isinstance(image, np.ndarray):
-            image = np.ascontiguousarray(image)
-            if not image.flags.writeable:  # torch.from_numpy warns on read-only memory
-                image = image.copy()
-            image = torch.from_numpy(image)
-        tensors.append(image)
-    return tensors
 
 
 def _check_queries(queries: Sequence[Sequence[Query]], count: int) -> list[list[Query]]:
@@ -571,25 +515,8 @@ def _check_queries(queries: Sequence[Sequence[Query]], count: int) -> list[list[
     return normalized
 
 
-# -- registry ---------------------------------------------------------------------------
-#: Registry name -> description (the weights are :data:`MODEL_IDS` of the same name).
-_DESCRIPTIONS = {
-    "grounding-dino-tiny": "Grounding DINO Swin-T (O365, GoldG, Cap4M): the paper's boxer",
-    "grounding-dino-base": "Grounding DINO Swin-B: larger, more accurate boxer",
-}
+def _names() -> list[str]:
+    return [card.name for card in MODELS]
 
 
-def _register_builder(name: str) -> Callable[..., GroundingDinoBoxer]:
-    """Register, as boxer ``name``, a builder calling ``from_pretrained(name, **kwargs)``."""
-
-    def build(**kwargs: Any) -> GroundingDinoBoxer:
-        return GroundingDinoBoxer.from_pretrained(name, **kwargs)
-
-    build.__name__ = build.__qualname__ = "build_" + name.replace("-", "_")
-    build.__doc__ = f"{_DESCRIPTIONS[name]}; ``kwargs`` as in ``from_pretrained``."
-    register("boxer", name, weights=MODEL_IDS[name], description=_DESCRIPTIONS[name])(build)
-    return build
-
-
-build_grounding_dino_tiny = _register_builder("grounding-dino-tiny")
-build_grounding_dino_base = _register_builder("grounding-dino-base")
+registry.register("boxer", GroundingDinoBoxer.from_pretrained, MODELS)

@@ -39,11 +39,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from samwsss.checks import check_choice
+from samwsss.choices import TAG_MATCHES
 from samwsss.mapping import ClassMapping, load_mapping, normalize_tag
 
 logger = logging.getLogger(__name__)
 
-MATCH_MODES = ("exact", "paper")
+MATCH_MODES = TAG_MATCHES
 """Tag matching modes: whole curated tags, or the authors' substring test."""
 
 PAPER_RULES = ("first", "all")
@@ -114,10 +116,7 @@ class TagMapper:
     ) -> None:
         if not isinstance(mapping, ClassMapping):
             mapping = load_mapping(mapping)
-        if mode not in MATCH_MODES:
-            raise ValueError(
-                f"unknown tag match mode {mode!r}: use one of {', '.join(map(repr, MATCH_MODES))}"
-            )
+        check_choice("tag match mode", mode, TAG_MATCHES)
         if paper_rule is None:
             paper_rule = "first" if normalize_tag(mapping.name) == "voc" else "all"
         if paper_rule not in PAPER_RULES:

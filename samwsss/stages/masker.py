@@ -36,28 +36,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from samwsss import registry
+from samwsss.checks import check_choice, check_count, parse_dtype
+from samwsss.choices import MULTIMASK
 from samwsss.detections import Detections
-from samwsss.registry import get_entry, register
+from samwsss.stages.contracts import ImageBatch, ModelSource
 from samwsss.stages.masker_backend import SamBackend
-from samwsss.stages.masker_transforms import (
-    check_image,
-    scale_boxes,
-    to_chw_uint8,
-    upscale_mask_logits,
-)
+from samwsss.stages.masker_official import OFFICIAL_CHECKPOINTS, OFFICIAL_DOWNLOAD_ROOT
+from samwsss.stages.masker_transforms import scale_boxes, upscale_mask_logits
 
 logger = logging.getLogger(__name__)
 
 Multimask = Literal["single", "best"]
 _CHECKPOINT_SUFFIXES = (".pth", ".pt")
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
 
 
 #: At most this many full-resolution mask logits (float32) exist at once (512 MiB).
@@ -96,16 +87,16 @@ class SamMasker:
         max_images_per_batch: int | None = None,
         dtype: torch.dtype | str | None = None,
     ) -> None:
-        if multimask not in ("single", "best"):
-            raise ValueError(f"multimask must be 'single' or 'best', got {multimask!r}")
-        _check_positive("max_boxes_per_chunk", max_boxes_per_chunk)
-        if max_images_per_batch is not None:
-            _check_positive("max_images_per_batch", max_images_per_batch)
+        check_choice("multimask", multimask, MULTIMASK)
         self.backend = backend
         self.multimask: Multimask = multimask
-        self.max_boxes_per_chunk = int(max_boxes_per_chunk)
-        self._max_images_per_batch = None if max_images_per_batch is None else int(max_images_per_batch)
-        self._dtype = _parse_dtype(dtype)
+        self.max_boxes_per_chunk = check_count("max_boxes_per_chunk", max_boxes_per_chunk)
+        self._max_images_per_batch = (
+            None
+            if max_images_per_batch is None
+            else check_count("max_images_per_batch", max_images_per_batch)
+        )
+        self._dtype = parse_dtype(dtype)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -144,13 +135,10 @@ class SamMasker:
                 options.
             ImportError: an official checkpoint without ``segment-anything`` installed.
         """
-        if multimask not in ("single", "best"):
-            raise ValueError(f"multimask must be 'single' or 'best', got {multimask!r}")
-        source = str(name_or_path)
-        entry = get_entry("masker", source)
-        if entry is not None:
-            source = entry.weights
+        check_choice("multimask", multimask, MULTIMASK)
+        source = registry.weights_of("masker", name_or_path)
         backend = _load_backend(source, model_type=model_type, hq_token_only=hq_token_only, **hub_kwargs)
+        backend.revision = hub_kwargs.get("revision")
         masker = cls(
             backend,
             multimask=multimask,
@@ -192,9 +180,9 @@ class SamMasker:
         return torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
     @property
-    def model_id(self) -> str:
-        """Where the weights came from (hub id, folder or checkpoint file), for run manifests."""
-        return str(self.backend.source)
+    def source(self) -> ModelSource:
+        """Where the weights came from (hub id, folder or checkpoint file; revision)."""
+        return ModelSource(str(self.backend.source), self.backend.revision)
 
     def __repr__(self) -> str:
         return (
@@ -223,48 +211,42 @@ class SamMasker:
             ValueError: lengths differ, an image is not ``(H, W, 3)`` uint8, or a
                 detections' ``image_size`` differs from its image.
         """
-        images, detections = self._check_inputs(images, detections)
+        batch = ImageBatch.of(images, self.device)
+        return self.segment(batch, _check_detections(batch, detections))
+
+    def segment(
+        self,
+        images: ImageBatch,
+        detections: Sequence[Detections],
+        *,
+        max_images: int | None = None,
+    ) -> list[Detections]:
+        """:meth:`__call__` on a checked batch (the pipeline's entry: no input checks).
+
+        Args:
+            images: the batch (its images are uploaded to the device once).
+            detections: one per image, boxes in that image's pixels.
+            max_images: images per encoder forward at most (default:
+                :attr:`max_images_per_batch`).
+        """
         results: list[Detections | None] = [None] * len(images)
         pending = []
-        for position, (image, det) in enumerate(zip(images, detections)):
+        for position, det in enumerate(detections):
             if len(det) == 0:
                 results[position] = _with_empty_masks(det)
             else:
                 pending.append(position)
-        step = self.max_images_per_batch
+        step = self.max_images_per_batch if max_images is None else max_images
+        pictures = images.on_device
         for start in range(0, len(pending), step):
             batch = pending[start : start + step]
-            masks = self._segment_batch([images[i] for i in batch], [detections[i] for i in batch])
-            for position, (mask, score) in zip(batch, masks):
+            masks = self._segment_batch(
+                [pictures[i] for i in batch], [detections[i] for i in batch]
+            )
+            for position, (mask, score) in zip(batch, masks, strict=True):
                 det = detections[position]
                 results[position] = det.with_masks(mask.to(det.device), score.to(det.device))
         return results  # type: ignore[return-value]
-
-    def _check_inputs(
-        self, images: Sequence[Any], detections: Sequence[Detections]
-    ) -> tuple[list[Any], list[Detections]]:
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            raise ValueError("images must be a list of (H, W, 3) arrays, got one array: wrap it in a list")
-        images = list(images)
-        detections = list(detections)
-        if len(images) != len(detections):
-            raise ValueError(
-                f"got {len(images)} images but {len(detections)} detections: give one "
-                "Detections per image, in the same order"
-            )
-        for position, (image, det) in enumerate(zip(images, detections)):
-            if not isinstance(det, Detections):
-                raise ValueError(
-                    f"detections[{position}] must be a samwsss.detections.Detections, got "
-                    f"{type(det).__name__}"
-                )
-            height, width = check_image(image, position)
-            if (height, width) != det.image_size:
-                raise ValueError(
-                    f"detections[{position}].image_size is {det.image_size} but images[{position}] "
-                    f"is {height}x{width} (H x W): boxes must be in the original image's pixels"
-                )
-        return images, detections
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         dtype = self.compute_dtype
@@ -273,12 +255,12 @@ class SamMasker:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _segment_batch(
-        self, images: Sequence[Any], detections: Sequence[Detections]
+        self, images: Sequence[torch.Tensor], detections: Sequence[Detections]
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Masks ``(N_i, H_i, W_i)`` bool and scores ``(N_i,)`` for one encoder batch."""
         backend = self.backend
         device = self.device
-        tensors = [to_chw_uint8(image, device, i) for i, image in enumerate(images)]
+        tensors = [image.permute(2, 0, 1) for image in images]
         with torch.no_grad():
             pixel_values, resized_sizes = backend.preprocess(tensors)
             with self._autocast():
@@ -356,21 +338,31 @@ def _with_empty_masks(det: Detections) -> Detections:
     )
 
 
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _check_detections(batch: ImageBatch, detections: Sequence[Detections]) -> list[Detections]:
+    """``detections`` as a list, one per image of ``batch`` with the image's size.
 
-
-def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if dtype is None:
-        return None
-    if isinstance(dtype, str):
-        if dtype.lower() not in _DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)} or a torch dtype, got {dtype!r}")
-        return _DTYPES[dtype.lower()]
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
-    return dtype
+    Raises:
+        ValueError: a count that differs, something that is not a ``Detections``, or an
+            ``image_size`` that is not its image's ``(H, W)``.
+    """
+    detections = list(detections)
+    if len(batch) != len(detections):
+        raise ValueError(
+            f"got {len(batch)} images but {len(detections)} detections: give one "
+            "Detections per image, in the same order"
+        )
+    for position, (size, det) in enumerate(zip(batch.sizes, detections, strict=True)):
+        if not isinstance(det, Detections):
+            raise ValueError(
+                f"detections[{position}] must be a samwsss.detections.Detections, got "
+                f"{type(det).__name__}"
+            )
+        if size != det.image_size:
+            raise ValueError(
+                f"detections[{position}].image_size is {det.image_size} but images[{position}] "
+                f"is {size[0]}x{size[1]} (H x W): boxes must be in the original image's pixels"
+            )
+    return detections
 
 
 def _load_backend(
@@ -383,7 +375,7 @@ def _load_backend(
     name = source.rsplit("/", 1)[-1]
     is_official = (
         source.lower().endswith(_CHECKPOINT_SUFFIXES)
-        or name in masker_official.OFFICIAL_CHECKPOINTS
+        or name in OFFICIAL_CHECKPOINTS
         or path.is_file()
     )
     if is_official:
@@ -408,34 +400,38 @@ def _load_backend(
     return load_transformers_backend(source, hq_token_only=hq_token_only, **hub_kwargs)
 
 
-# -- registry ---------------------------------------------------------------------------
-_TRANSFORMERS_MODELS = {
-    "sam-vit-huge": ("facebook/sam-vit-huge", "SAM ViT-H (the paper's masker), transformers"),
-    "sam-vit-large": ("facebook/sam-vit-large", "SAM ViT-L, transformers"),
-    "sam-vit-base": ("facebook/sam-vit-base", "SAM ViT-B, transformers"),
-    "sam-hq-vit-huge": ("syscv-community/sam-hq-vit-huge", "SAM-HQ ViT-H, transformers"),
-    "sam-hq-vit-large": ("syscv-community/sam-hq-vit-large", "SAM-HQ ViT-L, transformers"),
-    "sam-hq-vit-base": ("syscv-community/sam-hq-vit-base", "SAM-HQ ViT-B, transformers"),
-    "sam2-hiera-large": ("facebook/sam2.1-hiera-large", "SAM 2.1 Hiera-L, transformers"),
-    "sam2-hiera-base-plus": ("facebook/sam2.1-hiera-base-plus", "SAM 2.1 Hiera-B+, transformers"),
-    "sam2-hiera-small": ("facebook/sam2.1-hiera-small", "SAM 2.1 Hiera-S, transformers"),
-    "sam2-hiera-tiny": ("facebook/sam2.1-hiera-tiny", "SAM 2.1 Hiera-T, transformers"),
-}
-_OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-_OFFICIAL_MODELS = {
-    "sam-vit-huge-official": (_OFFICIAL_URL + "sam_vit_h_4b8939.pth", "SAM ViT-H, Meta's checkpoint (segment-anything)"),
-    "sam-vit-large-official": (_OFFICIAL_URL + "sam_vit_l_0b3195.pth", "SAM ViT-L, Meta's checkpoint (segment-anything)"),
-    "sam-vit-base-official": (_OFFICIAL_URL + "sam_vit_b_01ec64.pth", "SAM ViT-B, Meta's checkpoint (segment-anything)"),
-}
+_META = "Meta's checkpoint (segment-anything)"
 
 
-def _make_builder(default_weights: str) -> Any:
-    def build(weights: str | Path | None = None, **kwargs: Any) -> SamMasker:
-        """Build the masker; ``weights`` overrides the default location (e.g. a local copy)."""
-        return SamMasker.from_pretrained(weights if weights is not None else default_weights, **kwargs)
-
-    return build
+def _official(file_name: str) -> str:
+    if file_name not in OFFICIAL_CHECKPOINTS:
+        raise ValueError(f"{file_name} is not a released SAM checkpoint")
+    return OFFICIAL_DOWNLOAD_ROOT + file_name
 
 
-for _name, (_weights, _description) in {**_TRANSFORMERS_MODELS, **_OFFICIAL_MODELS}.items():
-    register("masker", _name, _weights, _description)(_make_builder(_weights))
+#: The released SAM weights this masker loads by name: transformers checkpoints on the
+#: hub, and Meta's original files through segment-anything.
+MODELS = tuple(
+    registry.ModelCard("masker", name, weights, description)
+    for name, weights, description in (
+        ("sam-vit-huge", "facebook/sam-vit-huge", "SAM ViT-H (the paper's masker), transformers"),
+        ("sam-vit-large", "facebook/sam-vit-large", "SAM ViT-L, transformers"),
+        ("sam-vit-base", "facebook/sam-vit-base", "SAM ViT-B, transformers"),
+        ("sam-hq-vit-huge", "syscv-community/sam-hq-vit-huge", "SAM-HQ ViT-H, transformers"),
+        ("sam-hq-vit-large", "syscv-community/sam-hq-vit-large", "SAM-HQ ViT-L, transformers"),
+        ("sam-hq-vit-base", "syscv-community/sam-hq-vit-base", "SAM-HQ ViT-B, transformers"),
+        ("sam2-hiera-large", "facebook/sam2.1-hiera-large", "SAM 2.1 Hiera-L, transformers"),
+        (
+            "sam2-hiera-base-plus",
+            "facebook/sam2.1-hiera-base-plus",
+            "SAM 2.1 Hiera-B+, transformers",
+        ),
+        ("sam2-hiera-small", "facebook/sam2.1-hiera-small", "SAM 2.1 Hiera-S, transformers"),
+        ("sam2-hiera-tiny", "facebook/sam2.1-hiera-tiny", "SAM 2.1 Hiera-T, transformers"),
+        ("sam-vit-huge-official", _official("sam_vit_h_4b8939.pth"), "SAM ViT-H, " + _META),
+        ("sam-vit-large-official", _official("sam_vit_l_0b3195.pth"), "SAM ViT-L, " + _META),
+        ("sam-vit-base-official", _official("sam_vit_b_01ec64.pth"), "SAM ViT-B, " + _META),
+    )
+)
+
+registry.register("masker", SamMasker.from_pretrained, MODELS)

@@ -61,6 +61,7 @@ class SamBackend(ABC):
             reference implementation computes them in).
         family: ``"sam"``, ``"sam_hq"``, ``"sam2"`` or ``"official"``.
         source: where the weights came from (hub id, directory or checkpoint file).
+        revision: the hub revision asked for, if any.
     """
 
     model: torch.nn.Module
@@ -69,6 +70,7 @@ class SamBackend(ABC):
     box_dtype: torch.dtype = torch.float32
     family: str = ""
     source: str = ""
+    revision: str | None = None
 
     @property
     @abstractmethod

@@ -28,7 +28,8 @@ from samwsss.stages.masker_transforms import InputGeometry, NormalizeFn
 
 logger = logging.getLogger(__name__)
 
-_DOWNLOAD_ROOT = "https://dl.fbaipublicfiles.com/segment_anything/"
+#: Where Meta publishes the released checkpoint files.
+OFFICIAL_DOWNLOAD_ROOT = "https://dl.fbaipublicfiles.com/segment_anything/"
 
 #: Released checkpoint file -> segment_anything model type.
 OFFICIAL_CHECKPOINTS: dict[str, str] = {
@@ -252,7 +253,7 @@ def resolve_official_checkpoint(name_or_path: str | Path) -> Path:
         url = text
         filename = text.rsplit("/", 1)[-1]
     elif path.name in OFFICIAL_CHECKPOINTS and path.parent == Path("."):
-        url = _DOWNLOAD_ROOT + path.name
+        url = OFFICIAL_DOWNLOAD_ROOT + path.name
         filename = path.name
     else:
         raise ValueError(

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import torch
 
+from samwsss.checks import check_choice, check_count, check_optional_fraction
+from samwsss.choices import MERGE_RULES
 from samwsss.classes import IGNORE_INDEX
 from samwsss.detections import Detections
-
-MERGE_RULES = ("score", "paper", "area")
 
 
 class MaskMerger:
@@ -38,15 +38,9 @@ class MaskMerger:
     def __init__(
         self, rule: str = "score", uncertain_margin: float | None = None, min_area: int = 0
     ) -> None:
-        if rule not in MERGE_RULES:
-            raise ValueError(f"unknown merge rule {rule!r}: use one of {', '.join(MERGE_RULES)}")
-        if uncertain_margin is not None and not 0.0 <= uncertain_margin <= 1.0:
-            raise ValueError(f"uncertain_margin must be in [0, 1] or None, got {uncertain_margin}")
-        if min_area < 0:
-            raise ValueError(f"min_area must be >= 0 pixels, got {min_area}")
-        self.rule = rule
-        self.uncertain_margin = uncertain_margin
-        self.min_area = int(min_area)
+        self.rule = check_choice("merge rule", rule, MERGE_RULES)
+        self.uncertain_margin = check_optional_fraction("uncertain_margin", uncertain_margin)
+        self.min_area = check_count("min_area (pixels)", min_area, minimum=0)
 
     def __repr__(self) -> str:
         return (

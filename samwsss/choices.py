@@ -1,0 +1,36 @@
+"""The values options accept, and the defaults shared by the library and the CLI, written
+once.
+
+The stage that implements an option checks it against the tuple here; the pipeline
+config and the CLI offer the same tuple. Kept free of torch so that ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+#: Grounding DINO prompting (:class:`samwsss.stages.boxer.GroundingDinoBoxer`):
+#: one caption per (image, class), the paper; or all of an image's classes in one caption.
+PROMPT_MODES = ("per-class", "joint")
+#: Overlap rules of :class:`samwsss.stages.merger.MaskMerger`.
+MERGE_RULES = ("score", "paper", "area")
+#: Tag -> class matching of :class:`samwsss.stages.mapper.TagMapper`.
+TAG_MATCHES = ("exact", "paper")
+#: SAM output of :class:`samwsss.stages.masker.SamMasker`: the single mask, or the best of three.
+MULTIMASK = ("single", "best")
+#: Compute dtypes a stage accepts by name (``None`` = the stage's default for its device).
+DTYPES = ("bfloat16", "float16", "float32")
+#: Short names accepted for :data:`DTYPES`.
+DTYPE_ALIASES = {
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "half": "float16",
+    "fp32": "float32",
+    "float": "float32",
+}
+#: The two routes of a dataset run.
+ROUTES = ("text-input", "zero-shot")
+#: Tagger name that reuses the pipeline's Grounding DINO instead of RAM.
+GROUNDING_TAGGER = "grounding"
+#: Pipeline presets (:data:`samwsss.pipeline.config.PRESETS`).
+PRESET_NAMES = ("default", "paper")
+#: DataLoader worker processes decoding images ahead of the models in a dataset run.
+DEFAULT_WORKERS = 4

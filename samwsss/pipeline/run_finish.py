@@ -1,0 +1,131 @@
+"""The end of a shard's run: its manifest, the merged manifest of a sharded run, and the
+evaluation once every image of the dataset is done."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from samwsss.atomic import atomic_write_json
+from samwsss.data.base import SegmentationDataset
+from samwsss.pipeline.batching import Shard
+from samwsss.pipeline.run_folder import read_failures
+from samwsss.pipeline.writers import OutputSpec
+
+if TYPE_CHECKING:
+    from samwsss.evaluation.report import EvaluationReport
+    from samwsss.pipeline.pipeline import Pipeline
+    from samwsss.pipeline.runner import RunOptions, RunSummary
+
+logger = logging.getLogger(__name__)
+
+
+def write_manifest(
+    pipeline: Pipeline,
+    options: RunOptions,
+    identity: dict[str, Any],
+    summary: RunSummary,
+    started: float,
+    failures_path: Path,
+) -> None:
+    """``manifest<shard suffix>.json``: settings, environment, counts and timing."""
+    manifest = {
+        "config": identity,
+        "batch_size": pipeline.batch_size,
+        "shard": f"{options.shard.index}/{options.shard.count}",
+        "environment": environment(pipeline),
+        "counts": {
+            "images": summary.total,
+            "skipped_complete": summary.skipped,
+            "processed": summary.processed,
+            "failed": summary.failed,
+        },
+        "timing": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "seconds": round(summary.seconds, 3),
+            "images_per_second": round(summary.images_per_second, 3),
+        },
+        "failures_file": str(failures_path.relative_to(options.out)),
+    }
+    atomic_write_json(options.out / f"manifest{options.shard.suffix}.json", manifest)
+
+
+def environment(pipeline: Pipeline) -> dict[str, Any]:
+    """Versions, device, host and each stage's weights source."""
+    import transformers
+
+    import samwsss
+
+    device = pipeline.device
+    info: dict[str, Any] = {
+        "samwsss": samwsss.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "host": platform.node(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    info["models"] = {role: stage.source.to_dict() for role, stage in pipeline.stages.items()}
+    return info
+
+
+def evaluate_if_complete(
+    spec: OutputSpec, dataset: SegmentationDataset, options: RunOptions, summary: RunSummary
+) -> None:
+    """Evaluate the whole dataset once no image is left to any shard (unreadable images
+    count as all background); fills ``summary.miou`` and ``summary.report_table``."""
+    ids = list(dataset.ids)
+    finished = spec.complete_ids(ids)
+    missing = [image_id for image_id in ids if image_id not in finished]
+    unreadable = read_failures(options.out)
+    waiting = [image_id for image_id in missing if image_id not in unreadable]
+    if waiting:
+        logger.info("evaluation waits for %d images (other shards or --max-images)", len(waiting))
+        return
+    if missing:
+        logger.warning("%d unreadable images count as all-background predictions", len(missing))
+    report = _evaluate(spec, dataset, options.out, count_missing=bool(missing))
+    summary.miou, summary.report_table = float(report.miou), report.format_table()
+    if options.shard.count > 1:
+        merge_shard_manifests(options.out, options.shard.count, float(report.miou))
+
+
+def merge_shard_manifests(out: Path, count: int, miou: float) -> None:
+    """One ``manifest.json`` for a sharded run: every shard's manifest, summed counts, mIoU."""
+    shards = []
+    for index in range(count):
+        path = out / f"manifest{Shard(index, count).suffix}.json"
+        if path.is_file():
+            shards.append(json.loads(path.read_text(encoding="utf-8")))
+    totals: dict[str, int] = {}
+    for manifest in shards:
+        for key, value in manifest.get("counts", {}).items():
+            totals[key] = totals.get(key, 0) + int(value)
+    atomic_write_json(
+        out / "manifest.json",
+        {
+            "config": shards[0]["config"] if shards else None,
+            "shards": count,
+            "counts": totals,
+            "miou": miou,
+            "seconds_per_shard": [m.get("timing", {}).get("seconds") for m in shards],
+            "shard_manifests": shards,
+        },
+    )
+
+
+def _evaluate(spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool) -> EvaluationReport:
+    from samwsss.evaluation import evaluate_folder
+
+    report = evaluate_folder(spec.mask_dir, dataset, missing="background" if count_missing else "error")
+    report.to_json(out / "evaluation.json")
+    report.plot(out / "evaluation_iou.png")
+    return report
