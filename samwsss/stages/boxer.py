@@ -1,6 +1,6 @@
 """Grounding DINO boxer: images + (class, prompt) queries -> boxes as :class:`Detections`.
 
-The paper (DESIGN.md section 1) runs one Grounding DINO forward per (image, class) with the
+The survey authors run one Grounding DINO forward per (image, class) with the
 class name as caption (``"wild bird."``), keeps a query when the largest sigmoid over its
 text tokens exceeds ``box_threshold`` (0.3), ignores the extracted phrase and labels the box
 with the prompt's class. :class:`GroundingDinoBoxer` gives the same results but batches:

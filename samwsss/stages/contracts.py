@@ -153,7 +153,7 @@ class ImageBatch:
                 "wrap it in a list"
             )
         self.device = torch.device(device)
-        self._given = tuple(_check_image(image, i) for i, image in enumerate(images))
+        self._given = tuple(check_image(image, i) for i, image in enumerate(images))
         self.host = tuple(image.cpu() for image in self._given)
 
     def __len__(self) -> int:
@@ -194,8 +194,12 @@ class ImageBatch:
         return cls(images, device)
 
 
-def _check_image(image: Any, position: int) -> torch.Tensor:
-    """One ``(H, W, 3)`` uint8 image as a torch tensor (numpy memory shared, not copied)."""
+def check_image(image: Any, position: int) -> torch.Tensor:
+    """One ``(H, W, 3)`` uint8 image as a torch tensor (numpy memory shared, not copied).
+
+    Raises:
+        ValueError: anything else; ``position`` names the image in the message.
+    """
     import torch
 
     if isinstance(image, np.ndarray):

@@ -121,48 +121,16 @@ def upscale_mask_logits(
     return logits[:, 0]
 
 
-def check_image(image: object, position: int) -> tuple[int, int]:
-    """``(H, W)`` of an ``(H, W, 3)`` uint8 numpy array or tensor.
-
-    Raises:
-        ValueError: anything else (``position`` names the image in the message).
-    """
-    import numpy as np
-
-    if isinstance(image, np.ndarray):
-        shape, ok = image.shape, image.dtype == np.uint8
-        dtype: object = image.dtype
-    elif isinstance(image, torch.Tensor):
-        shape, ok = tuple(image.shape), image.dtype == torch.uint8
-        dtype = image.dtype
-    else:
-        raise ValueError(
-            f"images[{position}] must be an (H, W, 3) uint8 numpy array, got {type(image).__name__}"
-        )
-    if not ok or len(shape) != 3 or shape[2] != 3:
-        raise ValueError(
-            f"images[{position}] must be an (H, W, 3) uint8 RGB array, got shape {tuple(shape)} "
-            f"and dtype {dtype} (load images with samwsss.data.images.load_rgb)"
-        )
-    if shape[0] == 0 or shape[1] == 0:
-        raise ValueError(f"images[{position}] is empty: shape {tuple(shape)}")
-    return int(shape[0]), int(shape[1])
-
-
 def to_chw_uint8(image: object, device: torch.device, position: int = 0) -> torch.Tensor:
     """A ``(H, W, 3)`` uint8 numpy array or tensor -> ``(3, H, W)`` uint8 tensor on ``device``.
 
     Raises:
-        ValueError: not an ``(H, W, 3)`` uint8 array (see :func:`check_image`).
+        ValueError: not an ``(H, W, 3)`` uint8 array (see
+            :func:`samwsss.stages.contracts.check_image`).
     """
-    import numpy as np
+    from samwsss.stages.contracts import check_image
 
-    check_image(image, position)
-    if isinstance(image, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(image))
-    else:
-        tensor = image  # type: ignore[assignment]
-    return tensor.to(device, non_blocking=True).permute(2, 0, 1)
+    return check_image(image, position).to(device, non_blocking=True).permute(2, 0, 1)
 
 
 def stack_inputs(
