@@ -39,7 +39,7 @@ RUN_KEYS = (
 
 
 def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         data_option("VOC root, coco/val2014-style folder, or a folder of images."),
         split_option("VOC split (train, val, train_aug, ...) or COCO split."),
         click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Image labels for a plain folder (JSON or CSV)."),

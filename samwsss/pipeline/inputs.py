@@ -47,7 +47,7 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     if _is_pil(image):
         from PIL import ImageOps
 
-        converted = ImageOps.exif_transpose(image).convert("RGB")
+        converted = ImageOps.exif_transpose(image).convert("RGB")  # type: ignore[arg-type]
         return np.array(converted, dtype=np.uint8)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:

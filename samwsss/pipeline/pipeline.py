@@ -182,8 +182,8 @@ class Pipeline:
             cls._default_instance = cls.from_preset("default")
         return cls._default_instance
 
-    def to(self, device: str | torch.device) -> Pipeline:
-        """Move every stage to ``device``; returns ``self``.
+    def to(self, device: str | torch.device | None) -> Pipeline:
+        """Move every stage to ``device`` (``None``: CUDA when available); returns ``self``.
 
         Raises:
             ValueError: not a device (e.g. ``"gpu"``), or CUDA asked for but not present.

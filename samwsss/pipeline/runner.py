@@ -145,14 +145,6 @@ def overlay_sample(ids: list[str], count: int) -> frozenset[str]:
     return frozenset(ids[i] for i in positions)
 
 
-def overlay_sample(ids: list[str], count: int) -> frozenset[str]:
-    """``count`` ids spread evenly over ``ids`` (the same in every shard)."""
-    if count <= 0 or not ids:
-        return frozenset()
-    positions = np.linspace(0, len(ids) - 1, num=min(count, len(ids))).round().astype(int)
-    return frozenset(ids[i] for i in positions)
-
-
 def run_dataset(
     pipeline: Pipeline, dataset: SegmentationDataset, options: RunOptions, data: dict[str, Any]
 ) -> RunSummary:

@@ -270,6 +270,7 @@ class GroundingDinoBoxer:
         check_choice("prompt_mode", mode, PROMPT_MODES)
         step = self.max_batch_rows if max_rows is None else max_rows
         pictures = images.on_device
+        sizes = images.sizes
         normalized = [[(int(c), normalize_prompt(p)) for c, p in image] for image in queries]
         rows = self._plan_rows(normalized, mode)
         pixels: dict[int, torch.Tensor] = {}
@@ -290,11 +291,15 @@ class GroundingDinoBoxer:
                 for position, row in enumerate(chunk):
                     image = pictures[row.image]
                     detections = self._decode_row(
-                        row, normalized[row.image], logits[position], boxes[position], image.shape[:2]
+                        row,
+                        normalized[row.image],
+                        logits[position],
+                        boxes[position],
+                        sizes[row.image],
                     )
                     parts.setdefault(row.image, []).append((row.queries[0], detections))
         results = []
-        for image_index, (height, width) in enumerate(images.sizes):
+        for image_index, (height, width) in enumerate(sizes):
             pieces = [d for _, d in sorted(parts.get(image_index, []), key=lambda item: item[0])]
             detections = (
                 Detections.cat(pieces) if pieces else Detections.empty((height, width), self._device)

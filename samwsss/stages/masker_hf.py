@@ -155,7 +155,7 @@ def load_transformers_backend(
         from transformers import SamHQModel as model_class  # type: ignore[assignment]
     else:
         from transformers import Sam2Model as model_class  # type: ignore[assignment]
-    model = model_class.from_pretrained(name_or_path, **hub_kwargs)
+    model = model_class.from_pretrained(name_or_path, **hub_kwargs)  # type: ignore[arg-type]
     geometry, normalize = _processor_settings(name_or_path, family, model.config, hub_kwargs)
     logger.info("loaded %s (%s) from %s", type(model).__name__, family, name_or_path)
     return TransformersSamBackend(
@@ -184,8 +184,7 @@ def _processor_settings(
             error,
             side,
         )
-        mode = "square" if family == "sam2" else "longest"
-        geometry = InputGeometry(mode, side, (side, side))
+        geometry = InputGeometry("square" if family == "sam2" else "longest", side, (side, side))
         return geometry, NormalizeFn.from_processor_values(_IMAGENET_MEAN, _IMAGENET_STD, 1 / 255)
 
     size = processor.size

@@ -343,7 +343,7 @@ class OfficialSamBackend(SamBackend):
 
     def __init__(self, model: torch.nn.Module, source: str = "") -> None:
         self.model = model.eval()
-        side = int(model.image_encoder.img_size)  # type: ignore[union-attr]
+        side = int(model.image_encoder.img_size)  # type: ignore[union-attr,arg-type]
         self.geometry = InputGeometry("longest", side, (side, side))
         self.normalize = NormalizeFn(model.pixel_mean, model.pixel_std)  # type: ignore[arg-type]
         self.source = source
@@ -363,7 +363,7 @@ class OfficialSamBackend(SamBackend):
         multimask_output: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         prompt_encoder = self.model.prompt_encoder
-        dense_pe = prompt_encoder.get_dense_pe()  # type: ignore[operator]
+        dense_pe = prompt_encoder.get_dense_pe()  # type: ignore[operator,union-attr]
 
         def decode_image(
             image: int, image_boxes: torch.Tensor

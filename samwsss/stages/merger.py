@@ -111,7 +111,8 @@ class MaskMerger:
         other = coded * (class_ids.to(torch.int32)[:, None, None] != best_class[None])
         runner_up = other.amax(0)
         gap = ((best >> 8) - (runner_up >> 8)).float() / levels
-        contested = (runner_up > 0) & (gap < self.uncertain_margin)
+        margin = 0.0 if self.uncertain_margin is None else self.uncertain_margin
+        contested = (runner_up > 0) & (gap < margin)
         return torch.where(contested, torch.full_like(label, IGNORE_INDEX), label)
 
 
