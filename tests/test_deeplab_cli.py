@@ -167,3 +167,23 @@ def test_train_refuses_unusable_class_lists_and_validation_settings(tmp_path) ->
     assert "validation dataset has the classes ['background']" in result.output
     assert "'aeroplane'" in result.output
     assert not (tmp_path / "run").exists()  # every check ran before training
+
+
+def test_deeplab_commands_report_user_errors_and_leave_other_os_errors_alone() -> None:
+    """train-deeplab/predict wrap their work in ``fail_cleanly(download_errors=False)``."""
+    import click
+
+    from samwsss.cli.common import fail_cleanly
+
+    with pytest.raises(click.ClickException, match="^bad value$"):
+        with fail_cleanly(download_errors=False):
+            raise ValueError("bad value")
+    with pytest.raises(click.ClickException, match="no such file"):
+        with fail_cleanly(download_errors=False):
+            raise FileNotFoundError("no such file")
+    with pytest.raises(PermissionError, match="denied"):
+        with fail_cleanly(download_errors=False):
+            raise PermissionError("denied")
+    with pytest.raises(click.ClickException, match="--tagger"):  # the zero-shot commands
+        with fail_cleanly():
+            raise PermissionError("denied")

@@ -28,14 +28,23 @@ COCO_GT_RULES = ("overwrite", "smallest")
 
 
 @contextlib.contextmanager
-def fail_cleanly() -> Iterator[None]:
+def fail_cleanly(*, download_errors: bool = True) -> Iterator[None]:
     """Turn a user error (``ValueError``, a missing file, a failed download) into a short
-    message and exit code 1 instead of a traceback."""
+    message and exit code 1 instead of a traceback.
+
+    Args:
+        download_errors: also show any other ``OSError`` (e.g. weights that cannot be
+            downloaded while offline) as a message that names the local-path options of
+            the zero-shot commands (``--boxer``, ``--masker``, ``--tagger``). Commands
+            without those options pass ``False``; an ``OSError`` then propagates as it is.
+    """
     try:
         yield
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     except OSError as error:  # e.g. weights that cannot be downloaded while offline
+        if not download_errors:
+            raise
         raise click.ClickException(
             f"{error}\n(if the weights cannot be downloaded here, pass local paths: "
             "--boxer/--masker folders or files, --tagger a .pth file)"

@@ -1,4 +1,4 @@
-"""``samwsss train-deeplab`` and ``samwsss predict`` (issue 5).
+"""``samwsss train-deeplab`` and ``samwsss predict``.
 
 Thin click layers over :mod:`samwsss.deeplab`; torch and the model code are imported only
 when a command runs, so ``samwsss --help`` stays fast.
@@ -6,10 +6,8 @@ when a command runs, so ``samwsss --help`` stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +18,7 @@ from samwsss.cli.common import (
     REPORT_NAME,
     coco_gt_rule_option,
     data_option,
+    fail_cleanly,
     gt_dir_option,
     mapping_option,
     split_option,
@@ -30,15 +29,6 @@ if TYPE_CHECKING:
     from samwsss.deeplab.config import DeepLabConfig
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Show a ``ValueError``/missing file as a one-line error and exit with status 1."""
-    try:
-        yield
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
 
 
 def _absolute(value: str | Path | None) -> str | None:
@@ -107,6 +97,34 @@ def open_training_dataset(
     if config.masks:
         return PseudoMaskDataset(base, config.masks, missing=missing_masks)
     return base
+
+
+def open_validation_dataset(
+    config: DeepLabConfig, dataset: SegmentationDataset
+) -> SegmentationDataset:
+    """The validation set of ``config``: ``open_dataset(val_data or data, val_split)``.
+
+    Raises:
+        ValueError: its class list differs from the training ``dataset``'s, or whatever
+            ``open_dataset`` rejects.
+    """
+    from samwsss.data import open_dataset
+
+    val_dataset = open_dataset(
+        config.val_data or config.data or "",
+        config.val_split,
+        mapping=config.mapping,
+        coco_gt_rule=config.coco_gt_rule,
+    )
+    if tuple(val_dataset.class_names) != tuple(dataset.class_names):
+        raise ValueError(
+            f"the validation dataset has the classes {list(val_dataset.class_names)} "
+            f"but the training set {list(dataset.class_names)}; validate on a "
+            "dataset with the same class list (--val-data/--val-split, --mapping)"
+        )
+    if config.val_every == 0:
+        logger.warning("a validation set is given but val_every is 0: no validation")
+    return val_dataset
 
 
 @click.command(name="train-deeplab")
@@ -259,8 +277,7 @@ def train_deeplab_command(
         "val_split": val_split,
         "val_every": val_every,
     }
-    with _user_errors():
-        from samwsss.data import open_dataset
+    with fail_cleanly(download_errors=False):
         from samwsss.deeplab.train import Trainer
 
         config = _build_config(out, resume, config_file, explicit, overrides)
@@ -271,22 +288,7 @@ def train_deeplab_command(
                 "pass --val-split (e.g. val; from --data, or from --val-data when given)"
             )
         dataset = open_training_dataset(config, missing_masks)
-        val_dataset = None
-        if validation_set:
-            val_dataset = open_dataset(
-                config.val_data or config.data or "",
-                config.val_split,
-                mapping=config.mapping,
-                coco_gt_rule=config.coco_gt_rule,
-            )
-            if tuple(val_dataset.class_names) != tuple(dataset.class_names):
-                raise ValueError(
-                    f"the validation dataset has the classes {list(val_dataset.class_names)} "
-                    f"but the training set {list(dataset.class_names)}; validate on a "
-                    "dataset with the same class list (--val-data/--val-split, --mapping)"
-                )
-            if config.val_every == 0:
-                logger.warning("a validation set is given but val_every is 0: no validation")
+        val_dataset = open_validation_dataset(config, dataset) if validation_set else None
         result = Trainer(config, dataset, out, val_dataset=val_dataset, resume=resume).run()
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
@@ -397,7 +399,7 @@ def predict_command(
     predictions first.
     """
     scale_values = _parse_scales(scales)
-    with _user_errors():
+    with fail_cleanly(download_errors=False):
         from samwsss.data import open_dataset
         from samwsss.deeplab.predict import (
             InferenceOptions,
@@ -430,10 +432,16 @@ def predict_command(
             f"({summary.skipped} existed)"
         )
         if dataset.has_gt and not no_eval:
-            from samwsss.evaluation import evaluate_folder
+            _evaluate_predictions(out, dataset)
 
-            report = evaluate_folder(out, dataset)
-            report.to_json(out / REPORT_NAME)
-            report.plot(out / PLOT_NAME)
-            click.echo(report.format_table())
-            click.echo(f"report: {out / REPORT_NAME}")
+
+def _evaluate_predictions(out: Path, dataset: SegmentationDataset) -> None:
+    """Evaluate the ``<id>.png`` in ``out`` against ``dataset``'s GT: write the report and
+    its IoU chart beside them, echo the table."""
+    from samwsss.evaluation import evaluate_folder
+
+    report = evaluate_folder(out, dataset)
+    report.to_json(out / REPORT_NAME)
+    report.plot(out / PLOT_NAME)
+    click.echo(report.format_table())
+    click.echo(f"report: {out / REPORT_NAME}")

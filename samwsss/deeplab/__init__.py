@@ -1,4 +1,4 @@
-"""DeepLabV2 (ResNet-101 + ASPP-v2) training and inference on pseudo masks (issue 5).
+"""DeepLabV2 (ResNet-101 + ASPP-v2) training and inference on pseudo masks.
 
 Modules (import them directly; this package imports nothing itself):
 
@@ -8,6 +8,14 @@ Modules (import them directly; this package imports nothing itself):
 - :mod:`samwsss.deeplab.data` -- ``PseudoMaskDataset``, ``SampleStream``,
   ``AugmentedSegmentationData``.
 - :mod:`samwsss.deeplab.train` -- ``Trainer`` / ``train_deeplab`` (DDP, bf16, resume).
+- :mod:`samwsss.deeplab.optim` -- ``build_optimizer``, ``set_learning_rates`` (poly),
+  ``segmentation_loss``, ``forward_loss``.
+- :mod:`samwsss.deeplab.distributed` -- ``DistributedContext``, process group set-up and
+  teardown, the DDP wrapper.
+- :mod:`samwsss.deeplab.state` -- training checkpoints (save, load, resume checks) and the
+  RNG states they carry.
+- :mod:`samwsss.deeplab.logs` -- ``train_log.csv`` / ``val_log.csv`` and
+  ``training_curve.png``.
 - :mod:`samwsss.deeplab.predict` -- ``load_checkpoint_model``, ``predict_labels``,
   ``predict_dataset``, ``evaluate_model`` (multi-scale + flip).
 - :mod:`samwsss.deeplab.prediction_folder` -- the identity file that lets ``predict``

@@ -23,6 +23,7 @@ import logging
 import os
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,7 @@ def load_config(path: str | os.PathLike[str], base: DeepLabConfig | None = None)
     flat: dict[str, Any] = {}
     valid = set(field_names())
     for key, value in loaded.items():
+        items: Iterable[tuple[Any, Any]]
         if isinstance(value, dict) and key not in valid:
             items = value.items()
         else:

@@ -56,13 +56,15 @@ class ASPPV2(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, rates: Sequence[int]) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(
+        convs = [
             nn.Conv2d(in_channels, num_classes, 3, padding=rate, dilation=rate, bias=True)
             for rate in rates
-        )
-        for conv in self.branches:
+        ]
+        for conv in convs:
             nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+            assert conv.bias is not None  # built with bias=True
             nn.init.zeros_(conv.bias)
+        self.branches = nn.ModuleList(convs)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         out = self.branches[0](features)
@@ -141,6 +143,32 @@ def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
+def _stage_layers(backbone: str, layers: Sequence[int] | None) -> tuple[int, ...]:
+    """Bottleneck counts per stage of ``backbone`` (``layers`` for ``"custom"``).
+
+    Raises:
+        ValueError: unknown backbone, ``"custom"`` without ``layers``, or ``layers`` that
+            do not match the named backbone.
+    """
+    from samwsss.deeplab.config import BACKBONES
+
+    if backbone == "custom":
+        if layers is None:
+            raise ValueError("backbone 'custom' needs layers, e.g. layers=(1, 1, 1, 1)")
+        return tuple(int(n) for n in layers)
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"backbone {backbone!r} is unknown; use one of {sorted(BACKBONES)} or 'custom'"
+        )
+    stage_layers = BACKBONES[backbone]
+    if layers is not None and tuple(layers) != stage_layers:
+        raise ValueError(
+            f"layers {list(layers)} do not match backbone {backbone!r} {list(stage_layers)}; "
+            "use backbone='custom' for other depths"
+        )
+    return stage_layers
+
+
 def build_deeplab(
     num_classes: int,
     *,
@@ -168,24 +196,9 @@ def build_deeplab(
         ValueError: unknown backbone/init, layer counts that do not match the name, or a
             local checkpoint whose keys/shapes do not fit.
     """
-    from samwsss.deeplab.config import BACKBONES
-
-    if backbone == "custom":
-        if layers is None:
-            raise ValueError("backbone 'custom' needs layers, e.g. layers=(1, 1, 1, 1)")
-        stage_layers = tuple(int(n) for n in layers)
-    elif backbone in BACKBONES:
-        stage_layers = BACKBONES[backbone]
-        if layers is not None and tuple(layers) != stage_layers:
-            raise ValueError(
-                f"layers {list(layers)} do not match backbone {backbone!r} {list(stage_layers)}; "
-                "use backbone='custom' for other depths"
-            )
-    else:
-        raise ValueError(
-            f"backbone {backbone!r} is unknown; use one of {sorted(BACKBONES)} or 'custom'"
-        )
-    model = DeepLabV2(num_classes, stage_layers, width_per_group, atrous_rates)
+    model = DeepLabV2(
+        num_classes, _stage_layers(backbone, layers), width_per_group, atrous_rates
+    )
     if init == "none":
         return model
     if init in ("imagenet", "imagenet-v2"):

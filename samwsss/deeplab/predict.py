@@ -11,11 +11,10 @@ padded and results are identical to one-image-at-a-time inference.
 
 from __future__ import annotations
 
-import pickle
-
 import contextlib
 import logging
 import os
+import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,7 +345,7 @@ def predict_dataset(
             std=loaded.config.std,
             options=options,
         )
-        for (image_id, _), label in zip(batch, labels):
+        for (image_id, _), label in zip(batch, labels, strict=True):
             write_label_png(folder / f"{image_id}.png", label, palette=palette)
             written += 1
         logger.info("predicted %d / %d", written, len(todo))
@@ -382,7 +381,7 @@ def evaluate_model(
             labels = predict_labels(
                 model, [image for _, image in batch], mean=mean, std=std, options=options
             )
-            for (image_id, _), label in zip(batch, labels):
+            for (image_id, _), label in zip(batch, labels, strict=True):
                 gt = dataset.gt(image_id)
                 if gt is not None:
                     matrix.update(label, gt, image_id=image_id)
