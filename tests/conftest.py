@@ -21,7 +21,7 @@ os.environ["TORCH_HOME"] = os.path.join(_CACHE, "torch")
 @pytest.fixture(scope="session")
 def tiny_gdino_small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Grounding DINO whose processor resizes to 128/213 (fast plumbing tests)."""
-    from tests.gdino_fixtures import build_tiny_grounding_dino
+    from samwsss.testing.gdino import build_tiny_grounding_dino
 
     return build_tiny_grounding_dino(
         tmp_path_factory.mktemp("gdino_small"), shortest_edge=128, longest_edge=213
@@ -31,6 +31,6 @@ def tiny_gdino_small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sam_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny transformers SAM saved with save_pretrained."""
-    from tests.sam_fixtures import build_tiny_sam
+    from samwsss.testing.sam import build_tiny_sam
 
     return build_tiny_sam(tmp_path_factory.mktemp("sam"))

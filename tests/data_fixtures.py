@@ -175,8 +175,8 @@ def make_voc_tree(
     (plain grayscale, ``aug=True``) and the lists of :data:`VOC_SPLITS`.
     """
     voc = Path(root) / "VOCdevkit" / "VOC2012"
-    for folder in ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationClassAug"):
-        (voc / folder).mkdir(parents=True, exist_ok=True)
+    for name in ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationClassAug"):
+        (voc / name).mkdir(parents=True, exist_ok=True)
     for seed, (image_id, (height, width)) in enumerate(VOC_SIZES.items()):
         _noise_image(height, width, seed).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=90)
         (voc / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(image_id), encoding="utf-8")

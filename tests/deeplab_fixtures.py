@@ -70,7 +70,9 @@ class ShapesDataset(SegmentationDataset):
         rng = np.random.default_rng(seed)
         dims = sizes if sizes is not None else [size] * count
         self._ids = [f"img_{i:03d}" for i in range(len(dims))]
-        self._items = {i: make_shape_sample(rng, h, w) for i, (h, w) in zip(self._ids, dims)}
+        self._items = {
+            i: make_shape_sample(rng, h, w) for i, (h, w) in zip(self._ids, dims, strict=True)
+        }
 
     @property
     def ids(self) -> list[str]:
@@ -113,21 +115,21 @@ def write_shapes_folder(
 
 def tiny_config(**overrides: object) -> DeepLabConfig:
     """A config with a 1-1-1-1 Bottleneck backbone of width 8 for fast CPU tests."""
-    values: dict[str, object] = dict(
-        backbone="custom",
-        backbone_layers=[1, 1, 1, 1],
-        width_per_group=8,
-        init="none",
-        atrous_rates=[1, 2, 3, 4],
-        iterations=4,
-        batch_size=2,
-        crop_size=40,
-        lr=0.01,
-        workers=0,
-        log_every=1,
-        checkpoint_every=1000,
-        device="cpu",
-    )
+    values: dict[str, object] = {
+        "backbone": "custom",
+        "backbone_layers": [1, 1, 1, 1],
+        "width_per_group": 8,
+        "init": "none",
+        "atrous_rates": [1, 2, 3, 4],
+        "iterations": 4,
+        "batch_size": 2,
+        "crop_size": 40,
+        "lr": 0.01,
+        "workers": 0,
+        "log_every": 1,
+        "checkpoint_every": 1000,
+        "device": "cpu",
+    }
     values.update(overrides)
     return DeepLabConfig(**values)  # type: ignore[arg-type]
 
@@ -173,7 +175,7 @@ def global_batch_gradients(
         seed=config.seed, rank=rank, world_size=world_size,
     )
     keys = stream.batch_keys(0)
-    images, labels = zip(*(data[key] for key in keys))
+    images, labels = zip(*(data[key] for key in keys), strict=True)
     loss = forward_loss(
         wrapped, torch.stack(images), torch.stack(labels), config,
         device=torch.device("cpu"), world_size=world_size,

@@ -1,144 +1,23 @@
-"""Test helpers for RAM: tiny configs, official-layout checkpoints and an independent reference.
+"""An independent reference for the RAM tests: the official forward pass in plain torch.
 
-The checkpoint keys are written here from the official layout (DESIGN.md section 4), not
-derived from samwsss.ram.checkpoint, and :func:`reference_logits` computes the official
-forward pass directly from those tensors with plain torch ops (Microsoft's Swin semantics:
-fused qkv, relative-position table, cyclic shift with the -100 mask, patch merging at the
-end of stages; the BERT cross-attention head; RAM++'s per-image loop). A mapping bug in the
-loader (a swapped q/k, a misplaced downsample, a wrong LayerNorm) changes the logits.
+:func:`reference_logits` computes the official RAM / RAM++ logits directly from
+official-layout tensors (as written by :func:`samwsss.testing.ram.official_state_dict`)
+with plain torch ops (Microsoft's Swin semantics: fused qkv, relative-position table,
+cyclic shift with the -100 mask, patch merging at the end of stages; the BERT
+cross-attention head; RAM++'s per-image loop). A mapping bug in the loader (a swapped q/k,
+a misplaced downsample, a wrong LayerNorm) changes the logits.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from samwsss.ram.config import RAMConfig
-from samwsss.ram.vocabulary import RAMVocabulary
-
-TINY_TAGS = ("cat", "dog", "grass", "person", "car", "table", "sky")
-TINY_THRESHOLDS = (0.5, 0.6, 0.7, 0.55, 0.65, 0.9, 0.45)
 
 
-def tiny_config(variant: str = "ram_plus") -> RAMConfig:
-    """A tiny RAM/RAM++: 128x128 input, Swin 16-wide with 2 blocks per stage, 7 tags.
-
-    Stages are 32, 16, 8, 4 tokens wide with window 4 — the same window pattern as the
-    official 96/48/24/12 at window 12 (shifted windows in stages 0-2, none in stage 3).
-    RAM++ has 3 descriptions per tag; RAM keeps the (unused) default, as a RAM checkpoint's
-    shapes cannot tell it.
-    """
-    descriptions = 3 if variant == "ram_plus" else RAMConfig.descriptions_per_tag
-    return RAMConfig(
-        variant=variant, num_tags=len(TINY_TAGS), descriptions_per_tag=descriptions, image_size=128,
-        patch_size=4, window_size=4, embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4),
-        label_dim=24, head_hidden_size=32, head_num_layers=2, head_num_heads=4,
-        head_intermediate_size=64,
-    )
-
-
-def tiny_vocabulary() -> RAMVocabulary:
-    """The 7-tag vocabulary of :func:`tiny_config`."""
-    return RAMVocabulary(TINY_TAGS, TINY_THRESHOLDS, source="tiny")
-
-
-def official_state_dict(
-    config: RAMConfig,
-    seed: int = 0,
-    *,
-    buffers: bool = True,
-    captioning: bool = False,
-    device: str = "cpu",
-) -> dict[str, torch.Tensor]:
-    """Random tensors under the official key names for ``config``.
-
-    LayerNorm weights and biases are random too (not 1/0), so swapping two norms shows.
-    ``buffers`` adds the Swin ``relative_position_index`` / ``attn_mask`` buffers the
-    official model stores; ``captioning`` adds RAM's ``tag_encoder.*`` / ``text_decoder.*``.
-    ``device="meta"`` gives shapes only (for full-size checks without memory).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-
-    def rand(*shape: int, scale: float = 0.2) -> torch.Tensor:
-        if device == "meta":
-            return torch.empty(*shape, device="meta")
-        return torch.randn(*shape, generator=gen) * scale
-
-    def linear(name: str, out_f: int, in_f: int, bias: bool = True) -> None:
-        sd[f"{name}.weight"] = rand(out_f, in_f, scale=1.0 / math.sqrt(in_f))
-        if bias:
-            sd[f"{name}.bias"] = rand(out_f, scale=0.05)
-
-    def norm(name: str, width: int) -> None:
-        sd[f"{name}.weight"] = 1.0 + rand(width, scale=0.2)
-        sd[f"{name}.bias"] = rand(width, scale=0.1)
-
-    v = "visual_encoder."
-    e = config.embed_dim
-    sd[f"{v}patch_embed.proj.weight"] = rand(e, 3, config.patch_size, config.patch_size, scale=0.2)
-    sd[f"{v}patch_embed.proj.bias"] = rand(e, scale=0.05)
-    norm(f"{v}patch_embed.norm", e)
-    ws = config.window_size
-    for i, depth in enumerate(config.depths):
-        c = e * 2**i
-        heads = config.num_heads[i]
-        side = config.image_size // config.patch_size // 2**i
-        for j in range(depth):
-            b = f"{v}layers.{i}.blocks.{j}."
-            norm(b + "norm1", c)
-            linear(b + "attn.qkv", 3 * c, c)
-            linear(b + "attn.proj", c, c)
-            sd[b + "attn.relative_position_bias_table"] = rand((2 * ws - 1) ** 2, heads, scale=0.5)
-            norm(b + "norm2", c)
-            linear(b + "mlp.fc1", 4 * c, c)
-            linear(b + "mlp.fc2", c, 4 * c)
-            if buffers:
-                sd[b + "attn.relative_position_index"] = torch.zeros(
-                    ws * ws, ws * ws, dtype=torch.long, device=device)
-                if j % 2 == 1 and side > ws:
-                    sd[b + "attn_mask"] = torch.zeros(
-                        (side // ws) ** 2, ws * ws, ws * ws, device=device)
-        if i < len(config.depths) - 1:
-            linear(f"{v}layers.{i}.downsample.reduction", 2 * c, 4 * c, bias=False)
-            norm(f"{v}layers.{i}.downsample.norm", 4 * c)
-    norm(f"{v}norm", config.vision_width)
-
-    linear("image_proj", config.label_dim, config.vision_width)
-    sd["label_embed"] = rand(config.label_rows, config.label_dim, scale=1.0)
-    if config.is_plus:
-        sd["reweight_scale"] = torch.tensor(math.log(1 / 0.07), device=device)
-    linear("wordvec_proj", config.head_hidden_size, config.label_dim)
-    hidden, inter = config.head_hidden_size, config.head_intermediate_size
-    for layer in range(config.head_num_layers):
-        h = f"tagging_head.encoder.layer.{layer}."
-        linear(h + "crossattention.self.query", hidden, hidden)
-        linear(h + "crossattention.self.key", hidden, config.label_dim)
-        linear(h + "crossattention.self.value", hidden, config.label_dim)
-        linear(h + "crossattention.output.dense", hidden, hidden)
-        norm(h + "crossattention.output.LayerNorm", hidden)
-        linear(h + "intermediate.dense", inter, hidden)
-        linear(h + "output.dense", hidden, inter)
-        norm(h + "output.LayerNorm", hidden)
-    linear("fc", 1, hidden)
-    if captioning:
-        sd["tag_encoder.encoder.layer.0.attention.self.query.weight"] = rand(8, 8)
-        sd["tag_encoder.embeddings.word_embeddings.weight"] = rand(10, 8)
-        sd["text_decoder.cls.predictions.bias"] = rand(10)
-        sd["text_decoder.bert.encoder.layer.0.output.dense.weight"] = rand(8, 8)
-    return sd
-
-
-def write_checkpoint(path: Path, state_dict: dict[str, torch.Tensor]) -> Path:
-    """Save as the authors do: ``torch.save({'model': state_dict}, path)``."""
-    torch.save({"model": state_dict}, path)
-    return path
-
-
-# ---------------------------------------------------------------- independent reference
 def _ln(x: torch.Tensor, sd: dict[str, torch.Tensor], name: str, eps: float) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], sd[f"{name}.weight"], sd[f"{name}.bias"], eps)
 
@@ -179,7 +58,9 @@ def _shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     return torch.where(diff, torch.tensor(-100.0), torch.tensor(0.0))
 
 
-def reference_swin(sd: dict[str, torch.Tensor], config: RAMConfig, pixels: torch.Tensor) -> torch.Tensor:
+def reference_swin(
+    sd: dict[str, torch.Tensor], config: RAMConfig, pixels: torch.Tensor
+) -> torch.Tensor:
     """Official Swin tokens (B, 1 + L, C) computed from official-layout tensors."""
     v = "visual_encoder."
     eps = config.swin_layer_norm_eps
@@ -198,7 +79,8 @@ def reference_swin(sd: dict[str, torch.Tensor], config: RAMConfig, pixels: torch
                 y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
             win = _windows(y, ws)
             n = ws * ws
-            qkv = _lin(win, sd, p + "attn.qkv").view(-1, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+            qkv = _lin(win, sd, p + "attn.qkv").view(-1, n, 3, heads, c // heads)
+            qkv = qkv.permute(2, 0, 3, 1, 4)
             q, k, val = qkv[0], qkv[1], qkv[2]
             attn = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
             attn = attn + _relative_bias(sd[p + "attn.relative_position_bias_table"], ws)[None]
@@ -214,7 +96,9 @@ def reference_swin(sd: dict[str, torch.Tensor], config: RAMConfig, pixels: torch
             x = x + _lin(hidden, sd, p + "mlp.fc2")
         if i < len(config.depths) - 1:
             g = x.view(b, h, w, c)
-            g = torch.cat([g[:, 0::2, 0::2], g[:, 1::2, 0::2], g[:, 0::2, 1::2], g[:, 1::2, 1::2]], -1)
+            g = torch.cat(
+                [g[:, 0::2, 0::2], g[:, 1::2, 0::2], g[:, 0::2, 1::2], g[:, 1::2, 1::2]], -1
+            )
             g = _ln(g.reshape(b, -1, 4 * c), sd, f"{v}layers.{i}.downsample.norm", eps)
             x = _lin(g, sd, f"{v}layers.{i}.downsample.reduction")
             h, w, c = h // 2, w // 2, c * 2
@@ -237,7 +121,9 @@ def reference_reweight(
     return out
 
 
-def reference_logits(sd: dict[str, torch.Tensor], config: RAMConfig, pixels: torch.Tensor) -> torch.Tensor:
+def reference_logits(
+    sd: dict[str, torch.Tensor], config: RAMConfig, pixels: torch.Tensor
+) -> torch.Tensor:
     """Official RAM / RAM++ logits (B, T) from official-layout tensors."""
     image_embeds = _lin(reference_swin(sd, config, pixels), sd, "image_proj")
     b = image_embeds.shape[0]

@@ -18,7 +18,7 @@ from PIL import Image
 from samwsss.cli import cli
 from samwsss.labelio import read_label_png
 from samwsss.mapping import load_mapping
-from tests.ram_fixtures import TINY_TAGS, official_state_dict, tiny_config, write_checkpoint
+from samwsss.testing.ram import TINY_TAGS, official_state_dict, tiny_config, write_checkpoint
 
 #: Image stem -> (height, width).
 SIZES = {"a": (40, 56), "b": (64, 48), "c": (33, 70)}

@@ -29,14 +29,16 @@ from samwsss.stages.masker_official import (  # noqa: E402
     resolve_official_checkpoint,
 )
 from samwsss.stages.masker_transforms import resize_uint8  # noqa: E402
-from tests.sam_fixtures import (  # noqa: E402
+from samwsss.testing.sam import (  # noqa: E402
     TINY_OFFICIAL_SPEC,
     build_official_sam_module,
     build_tiny_official_sam,
+)
+from tests.sam_fixtures import (  # noqa: E402
+    assert_same_masks,
     make_detections,
     random_boxes,
     random_image,
-    assert_same_masks,
     single_torch_thread,
 )
 

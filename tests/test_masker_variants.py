@@ -15,15 +15,13 @@ import pytest
 import torch
 
 from samwsss.stages.masker import SamMasker
+from samwsss.testing.sam import build_tiny_sam2, build_tiny_sam_hq, tiny_sam2_config
 from tests.sam_fixtures import (
-    build_tiny_sam2,
-    build_tiny_sam_hq,
+    assert_same_masks,
     make_detections,
     random_boxes,
     random_image,
-    assert_same_masks,
     single_torch_thread,
-    tiny_sam2_config,
 )
 
 BUILDERS = {"sam_hq": build_tiny_sam_hq, "sam2": build_tiny_sam2}

@@ -20,15 +20,13 @@ from samwsss.ram.config import RAM_PLUS_SWIN_LARGE, RAM_SWIN_LARGE, RAMConfig
 from samwsss.ram.head import CrossAttention, FeedForward, TaggingHead, TaggingLayer
 from samwsss.ram.model import RAMModel, reweight_label_embeddings
 from samwsss.ram.tagger import RAMTagger
-from tests.ram_fixtures import (
+from samwsss.testing.ram import (
     official_state_dict,
-    reference_logits,
-    reference_reweight,
-    reference_swin,
     tiny_config,
     tiny_vocabulary,
     write_checkpoint,
 )
+from tests.ram_fixtures import reference_logits, reference_reweight, reference_swin
 
 VARIANTS = ["ram", "ram_plus"]
 

@@ -13,7 +13,7 @@ from samwsss.ram.config import RAM_PLUS_SWIN_LARGE, RAM_SWIN_LARGE, RAMConfig
 from samwsss.ram.infer import infer_config
 from samwsss.ram.model import RAMModel
 from samwsss.ram.tagger import RAMTagger
-from tests.ram_fixtures import (
+from samwsss.testing.ram import (
     TINY_TAGS,
     TINY_THRESHOLDS,
     official_state_dict,

@@ -1,10 +1,10 @@
-"""A tiny random Grounding DINO (model + processor) written to a folder, for tests.
+"""Random Grounding DINO folders (model + processor), written with ``save_pretrained``.
 
-``build_tiny_grounding_dino(directory)`` saves, with ``save_pretrained``, a seeded random
-``GroundingDinoForObjectDetection`` (tiny Swin backbone, tiny BERT, d_model 32, 20 queries,
-max_text_len 32) and a ``GroundingDinoProcessor`` whose image processor has the real
-checkpoint's settings (shortest edge 800, longest edge 1333, ImageNet mean/std) and whose
-tokenizer reads a ``vocab.txt`` written here. The folder then loads through the real path:
+:func:`build_tiny_grounding_dino` saves a seeded random ``GroundingDinoForObjectDetection``
+(tiny Swin backbone, tiny BERT, d_model 32, 20 queries, max_text_len 32) and a
+``GroundingDinoProcessor`` whose image processor has the real checkpoint's settings
+(shortest edge 800, longest edge 1333, ImageNet mean/std) and whose tokenizer reads a
+``vocab.txt`` written here. The folder then loads through the real path:
 ``AutoProcessor.from_pretrained(dir)`` / ``GroundingDinoForObjectDetection.from_pretrained(dir)``
 (and so ``GroundingDinoBoxer.from_pretrained(dir)``). Nothing is downloaded.
 
@@ -13,6 +13,11 @@ The vocabulary keeps bert-base-uncased's ids for the tokens the model treats spe
 Grounding DINO hard-codes 101/102/1012/1029 as phrase delimiters), has every ASCII letter
 and digit as a word and as a ``##`` piece (so any lower-case prompt tokenizes), and whole
 words for the VOC and COCO class names.
+
+:func:`write_grounding_dino` is the size-parametrised writer of the benchmarks: ``tiny`` or
+``full`` (``GroundingDinoConfig()``: Swin-T + BERT-base, d_model 256, 900 queries, the
+grounding-dino-tiny architecture), with the class logits tempered so that a box threshold
+can cut them (see :func:`temper_class_logits`).
 
 Typical use in a test module::
 
@@ -25,6 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from samwsss.testing import check_size
 
 #: The real IDEA-Research/grounding-dino-tiny preprocessor settings (preprocessor_config.json).
 REAL_PROCESSOR_SETTINGS: dict[str, object] = {
@@ -70,13 +81,15 @@ def tiny_vocabulary() -> list[str]:
     return vocab
 
 
-def tiny_grounding_dino_config(vocab_size: int = VOCAB_SIZE):  # -> GroundingDinoConfig
-    """The tiny configuration of DESIGN.md section 3 (Swin embed 16, BERT hidden 32, d_model 32)."""
+def tiny_grounding_dino_config(vocab_size: int = VOCAB_SIZE) -> Any:
+    """The tiny ``GroundingDinoConfig``: Swin embed 16 with one block per stage, BERT hidden
+    32 with one layer, d_model 32, one encoder and two decoder layers, 20 queries."""
     from transformers import BertConfig, GroundingDinoConfig, SwinConfig
 
-    backbone = SwinConfig(
-        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], out_indices=[2, 3, 4]
-    )
+    swin: dict[str, Any] = {
+        "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "out_indices": [2, 3, 4]
+    }
+    backbone = SwinConfig(**swin)
     text = BertConfig(
         vocab_size=vocab_size,
         hidden_size=32,
@@ -105,15 +118,15 @@ def build_tiny_grounding_dino(
     seed: int = 0,
     shortest_edge: int = 800,
     longest_edge: int = 1333,
-    config: object | None = None,
-    prepare: Callable[[object], None] | None = None,
+    config: Any | None = None,
+    prepare: Callable[[Any], None] | None = None,
 ) -> Path:
     """Write a seeded tiny random Grounding DINO + processor into ``directory``; return it.
 
-    Re-running with the same ``seed`` writes the same weights. Takes well under a second
-    after transformers is imported. The folder holds ``config.json``, ``model.safetensors``,
-    ``processor_config.json`` (image processor settings), ``tokenizer.json``,
-    ``tokenizer_config.json`` and ``vocab.txt``.
+    Re-running with the same ``seed`` writes the same weights (the global torch RNG is
+    restored afterwards). Takes well under a second after transformers is imported. The
+    folder holds ``config.json``, ``model.safetensors``, ``processor_config.json`` (image
+    processor settings), ``tokenizer.json``, ``tokenizer_config.json`` and ``vocab.txt``.
 
     ``shortest_edge``/``longest_edge`` default to the real checkpoint's 800/1333. A forward
     of the tiny model at 800x1066 takes ~0.25 s on one CPU core; tests that only check
@@ -124,7 +137,6 @@ def build_tiny_grounding_dino(
     Swin-T architecture; the vocabulary keeps bert-base-uncased's special-token ids, so it
     fits the full BERT embedding table too); ``prepare(model)`` runs before saving.
     """
-    import torch
     from transformers import (
         BertTokenizer,
         GroundingDinoForObjectDetection,
@@ -154,3 +166,47 @@ def build_tiny_grounding_dino(
         prepare(model)
     model.save_pretrained(directory)
     return directory
+
+
+def temper_class_logits(model: Any) -> None:
+    """Scale a random Grounding DINO's decoder output LayerNorm by ``1 / sqrt(d_model)``; in
+    place.
+
+    The class logits are dot products of two LayerNorm-ed ``d_model``-wide vectors, so with
+    random weights they spread like ``N(0, d_model)`` and most box scores round to exactly
+    1.0 in float32 (a trained model's logits stay within a few units). That LayerNorm feeds
+    only the class and box heads, not the decoder's own box refinement; scaling it gives
+    unit-spread logits that a threshold can cut.
+    """
+    norm = model.model.decoder.layer_norm
+    scale = 1.0 / float(np.sqrt(model.config.d_model))
+    with torch.no_grad():
+        norm.weight.mul_(scale)
+        norm.bias.mul_(scale)
+
+
+def write_grounding_dino(
+    size: str, directory: str | Path, shortest_edge: int = 800, longest_edge: int = 1333,
+    seed: int = 0,
+) -> Path:
+    """Write a random Grounding DINO + processor loadable by ``GroundingDinoBoxer.from_pretrained``,
+    its class logits tempered (:func:`temper_class_logits`).
+
+    Args:
+        size: ``"tiny"`` (:func:`tiny_grounding_dino_config`) or ``"full"``
+            (``GroundingDinoConfig()``, Swin-T).
+        directory: created if missing.
+        shortest_edge, longest_edge: the processor's resize (800/1333 is the real one).
+        seed: weight seed.
+    """
+    check_size(size)
+    from transformers import GroundingDinoConfig
+
+    return build_tiny_grounding_dino(
+        directory,
+        seed=seed,
+        shortest_edge=shortest_edge,
+        longest_edge=longest_edge,
+        config=None if size == "tiny" else GroundingDinoConfig(),
+        prepare=temper_class_logits,
+    )
