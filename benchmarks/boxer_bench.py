@@ -2,20 +2,20 @@
 
 For each model size (``tiny``: the tests' tiny random config; ``full``: a random
 ``GroundingDinoConfig()`` = Swin-T + BERT-base, d_model 256, 900 queries, the real
-grounding-dino-tiny architecture) and each batch size, it times
+grounding-dino-tiny architecture), written by :mod:`samwsss.testing.gdino` and loaded
+through ``registry.create``, and each batch size, it times on 480x640 images with 2 class
+prompts each:
 
 * ``loop`` — the authors' style: for each image, for each class, the processor on the
   CPU, one forward, ``post_process_grounded_object_detection``;
 * ``batched`` — one ``GroundingDinoBoxer`` call on the whole batch (per-class mode: all
-  (image, class) rows of the batch in forwards bucketed by resized size, backbone shared
-  per image);
-* ``batched_noshare`` (optional) — the same without backbone sharing.
+  (image, class) rows of the batch in forwards of at most 8 rows bucketed by resized
+  size, the backbone shared per image).
 
-Both use the same weights and precision (bf16 autocast on CUDA, fp32 on CPU). Reported:
-median seconds per batch, images/s, peak memory (CUDA: max allocated; CPU: peak resident
-set growth sampled every 5 ms), and batched/loop speedup. Weights are random, so the
-number of boxes differs from real checkpoints; the box threshold is set to 0.3 as in the
-paper (the work per forward does not depend on it).
+Both use the same weights and precision (bf16 autocast on CUDA, fp32 on CPU) and the box
+threshold of the paper, 0.3. Reported: median seconds per batch, images/s, peak memory
+growth (CUDA: max allocated; CPU: resident set, sampled) and the speed-up over the loop.
+On CPU the full model runs batch 1 only (a forward takes tens of seconds).
 
 Run from the repository root::
 
@@ -24,125 +24,48 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import functools
-import json
-import os
-import statistics
 import sys
-import threading
-import time
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from benchmarks import _measure
+
+SIZES = ("tiny", "full")
 PROMPTS = ("cat", "dog", "person", "wild bird", "dining table", "car")
+CLASSES_PER_IMAGE = 2
+IMAGE_SIZE = (480, 640)
 
 
-class _RssSampler:
-    """Peak resident set size growth of this process while active (Linux /proc)."""
+def load_boxer(size: str, directory: Path, device: torch.device) -> Any:
+    """Write a seeded random Grounding DINO of ``size`` (untempered logits) and load it."""
+    from transformers import GroundingDinoConfig
 
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    from samwsss.registry import create
+    from samwsss.testing.gdino import build_tiny_grounding_dino
 
-    def _rss(self) -> int:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) * self.page
-
-    def __enter__(self) -> _RssSampler:
-        self.base = self._rss()
-        self.peak = self.base
-        self._stop.clear()
-
-        def sample() -> None:
-            while not self._stop.is_set():
-                self.peak = max(self.peak, self._rss())
-                time.sleep(self.interval)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
+    config = None if size == "tiny" else GroundingDinoConfig()
+    build_tiny_grounding_dino(directory, seed=0, config=config)
+    return create("boxer", directory, box_threshold=0.3, device=device)
 
 
-def _boxer_call(
-    boxer: Any,
-    images: list[np.ndarray],
-    queries: list[list[tuple[int, str]]],
-    max_batch_rows: int,
-    share: bool,
-) -> Callable[[], Any]:
-    """One boxer call with at most ``max_batch_rows`` rows a forward, sharing on or off."""
-
-    def call() -> Any:
-        boxer.max_batch_rows = max_batch_rows
-        boxer.share_backbone = share
-        try:
-            return boxer(images, queries)
-        finally:
-            boxer.share_backbone = True
-
-    return call
-
-
-def build_model(size: str, seed: int = 0) -> tuple[Any, Any]:
-    """A random ``GroundingDinoForObjectDetection`` of ``size`` and a processor with the
-    real checkpoint's image settings and the tests' local vocabulary."""
-    import tempfile
-
-    from transformers import (
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-    )
-
-    from tests.gdino_fixtures import REAL_PROCESSOR_SETTINGS, tiny_grounding_dino_config, tiny_vocabulary
-
-    if size == "tiny":
-        config = tiny_grounding_dino_config()
-    elif size == "full":
-        config = GroundingDinoConfig()  # Swin-T, BERT-base, d_model 256: grounding-dino-tiny
-    else:
-        raise ValueError(f"size must be 'tiny' or 'full', got {size!r}")
-    torch.manual_seed(seed)
-    model = GroundingDinoForObjectDetection(config).eval()
-    with tempfile.TemporaryDirectory() as folder:
-        vocab = os.path.join(folder, "vocab.txt")
-        with open(vocab, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(tiny_vocabulary()) + "\n")
-        tokenizer = BertTokenizer(vocab)
-    processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(**REAL_PROCESSOR_SETTINGS), tokenizer=tokenizer
-    )
-    return model, processor
-
-
-def _images(count: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
+def random_images(count: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` uniform-noise uint8 RGB images."""
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def _loop(boxer: Any, images: Sequence[np.ndarray], queries: Sequence[Sequence[tuple[int, str]]]) -> int:
-    """The authors' style: one processor call + forward + post-process per (image, class)."""
-    import contextlib
-
+def authors_loop(
+    boxer: Any, images: Sequence[np.ndarray], queries: Sequence[Sequence[tuple[int, str]]]
+) -> int:
+    """The authors' style: one processor call + forward + post-process per (image, class);
+    returns the number of boxes found."""
     processor, model, device = boxer.processor, boxer.model, boxer.device
     dtype = boxer.compute_dtype
     autocast = (
@@ -151,7 +74,7 @@ def _loop(boxer: Any, images: Sequence[np.ndarray], queries: Sequence[Sequence[t
         else contextlib.nullcontext()
     )
     found = 0
-    for image, image_queries in zip(images, queries):
+    for image, image_queries in zip(images, queries, strict=True):
         for _, prompt in image_queries:
             caption = prompt.lower().strip()
             caption = caption if caption.endswith(".") else caption + "."
@@ -171,194 +94,69 @@ def _loop(boxer: Any, images: Sequence[np.ndarray], queries: Sequence[Sequence[t
     return found
 
 
-def _time_call(call: Callable[[], Any], device: torch.device) -> tuple[float, float]:
-    """Seconds of one call and its peak memory in MB (CUDA: max allocated above the
-    allocation before the call; CPU: resident set growth, sampled)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        start = time.perf_counter()
-        call()
-        torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
-        return seconds, (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    with _RssSampler() as sampler:
-        start = time.perf_counter()
-        call()
-        seconds = time.perf_counter() - start
-    return seconds, sampler.growth_mb
-
-
-def _measure_interleaved(
-    calls: dict[str, Callable[[], Any]], device: torch.device, repeats: int
-) -> dict[str, tuple[float, float]]:
-    """Per style: median seconds over ``repeats`` and the largest peak memory.
-
-    The styles take turns within each repetition so that a machine whose load drifts
-    (shared CPUs) slows them alike.
-    """
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    peaks: dict[str, float] = {name: 0.0 for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            seconds, peak = _time_call(call, device)
-            times[name].append(seconds)
-            peaks[name] = max(peaks[name], peak)
-    return {name: (statistics.median(times[name]), peaks[name]) for name in calls}
+def queries_for(batch: int) -> list[list[tuple[int, str]]]:
+    """``CLASSES_PER_IMAGE`` ``(class id, prompt)`` pairs per image, cycling :data:`PROMPTS`."""
+    return [
+        [
+            (1 + (i + c) % len(PROMPTS), PROMPTS[(i + c) % len(PROMPTS)])
+            for c in range(CLASSES_PER_IMAGE)
+        ]
+        for i in range(batch)
+    ]
 
 
 def run(
-    device: str | torch.device = "cpu",
-    sizes: Sequence[str] = ("tiny", "full"),
-    batch_sizes: Sequence[int] = (1, 4, 8),
-    *,
-    classes_per_image: int = 2,
-    image_size: tuple[int, int] = (480, 640),
-    repeats: int | None = None,
-    full_cpu_max_images: int = 1,
-    styles: Sequence[str] = ("loop", "batched"),
-    dtype: str | None = None,
-    threads: int | None = None,
-    max_batch_rows: int | None = 8,
-) -> list[dict[str, Any]]:
-    """Time the boxer styles; one dict per (size, batch, style).
+    device: torch.device, sizes: Sequence[str], batch_sizes: Sequence[int], repeats: int | None
+) -> list[list[str]]:
+    """Time the loop and the batched boxer; one table row per (size, batch, style).
 
-    Args:
-        device: ``"cpu"`` or ``"cuda"``.
-        sizes: ``"tiny"`` and/or ``"full"`` model configurations.
-        batch_sizes: images per call.
-        classes_per_image: prompts per image (VOC averages ~1.5, COCO ~2.9).
-        image_size: original ``(H, W)`` of the random images (480x640 -> 800x1066 input).
-        repeats: timed repetitions (median); default 5 for tiny / GPU, 1 for full on CPU.
-        full_cpu_max_images: on CPU the full model only runs batch sizes up to this (a
-            forward takes tens of seconds); the smallest batch size always runs.
-        styles: among ``loop``, ``batched``, ``batched_noshare``.
-        dtype: boxer precision (default: bf16 on CUDA, fp32 on CPU).
-        threads: ``torch.set_num_threads`` for the run (on a CPU shared with other jobs
-            one thread is far steadier: OpenMP threads spin-wait on busy cores).
-        max_batch_rows: the boxer's rows per forward (8 = its default); ``None`` puts all
-            rows of a batch in one forward.
-
-    Returns:
-        dicts with ``size, device, dtype, threads, batch, classes_per_image, image_size,
-        style, rows, seconds, images_per_s, peak_mem_mb, mem_kind, speedup_vs_loop``.
+    ``repeats`` defaults to 5, or 1 for the full model on CPU.
     """
-    from samwsss.stages.boxer import GroundingDinoBoxer
-
-    device = torch.device(device)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    results: list[dict[str, Any]] = []
+    rows: list[list[str]] = []
     for size in sizes:
-        model, processor = build_model(size)
-        boxer = GroundingDinoBoxer(model, processor, device=device, dtype=dtype)
+        with tempfile.TemporaryDirectory(prefix="samwsss-bench-gdino-") as folder:
+            boxer = load_boxer(size, Path(folder), device)
         full_on_cpu = size == "full" and device.type == "cpu"
-        sizes_here = [b for b in batch_sizes if not full_on_cpu or b <= full_cpu_max_images]
-        sizes_here = sizes_here or [min(batch_sizes)]
+        here = [b for b in batch_sizes if not full_on_cpu or b <= 1] or [min(batch_sizes)]
         count = repeats if repeats is not None else (1 if full_on_cpu else 5)
         if not full_on_cpu:  # warm up both paths once (kernels, allocator, tokenizer)
-            warm = _images(1, 60, 80, seed=99)
-            warm_queries = [[(1 + c, PROMPTS[c % len(PROMPTS)]) for c in range(classes_per_image)]]
+            warm, warm_queries = random_images(1, 60, 80, seed=99), queries_for(1)
             boxer(warm, warm_queries)
-            _loop(boxer, warm, warm_queries)
-        for batch in sizes_here:
-            images = _images(batch, *image_size, seed=batch)
-            queries = [
-                [(1 + (i + c) % len(PROMPTS), PROMPTS[(i + c) % len(PROMPTS)]) for c in range(classes_per_image)]
-                for i in range(batch)
-            ]
-            rows = batch * classes_per_image
-            calls: dict[str, Callable[[], Any]] = {}
-            for style in styles:
-                if style == "loop":
-                    calls[style] = functools.partial(_loop, boxer, images, queries)
-                elif style in ("batched", "batched_noshare"):
-                    calls[style] = _boxer_call(
-                        boxer, images, queries, max_batch_rows or rows, style == "batched"
-                    )
-                else:
-                    raise ValueError(f"unknown style {style!r}: use loop, batched or batched_noshare")
-            measured = _measure_interleaved(calls, device, count)
-            loop_seconds = measured["loop"][0] if "loop" in measured else None
-            for style, (seconds, peak) in measured.items():
-                results.append(
-                    {
-                        "size": size,
-                        "device": str(device),
-                        "dtype": str(boxer.compute_dtype).replace("torch.", ""),
-                        "threads": torch.get_num_threads(),
-                        "batch": batch,
-                        "classes_per_image": classes_per_image,
-                        "image_size": f"{image_size[0]}x{image_size[1]}",
-                        "style": style,
-                        "rows": rows,
-                        "max_batch_rows": None if style == "loop" else (max_batch_rows or rows),
-                        "repeats": count,
-                        "seconds": round(seconds, 4),
-                        "images_per_s": round(batch / seconds, 3),
-                        "peak_mem_mb": round(peak, 1),
-                        "mem_kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_growth",
-                        "speedup_vs_loop": None
-                        if loop_seconds is None or style == "loop"
-                        else round(loop_seconds / seconds, 2),
-                    }
-                )
-        del boxer, model
+            authors_loop(boxer, warm, warm_queries)
+        dtype = str(boxer.compute_dtype).replace("torch.", "")
+        for batch in here:
+            images, queries = random_images(batch, *IMAGE_SIZE, seed=batch), queries_for(batch)
+            calls: dict[str, Callable[[], object]] = {
+                "loop": functools.partial(authors_loop, boxer, images, queries),
+                "batched": functools.partial(boxer, images, queries),
+            }
+            results = _measure.interleave(calls, device, count)
+            for style, result in results.items():
+                loop = None if style == "loop" else results["loop"].median
+                rows.append([
+                    size, str(device), dtype, str(batch), style, f"{result.median:.3f}",
+                    f"{batch / result.median:.3g}", f"{result.growth_bytes / _measure.MIB:.0f}",
+                    _measure.speedup(loop, result.median),
+                ])
+        del boxer
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return results
-
-
-def format_table(results: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of :func:`run` results."""
-    header = "| size | device | dtype | batch | style | s/batch | images/s | peak MB | speedup |"
-    lines = [header, "|" + "---|" * 9]
-    for r in results:
-        speedup = "" if r["speedup_vs_loop"] is None else f"{r['speedup_vs_loop']:.2f}x"
-        lines.append(
-            f"| {r['size']} | {r['device']} | {r['dtype']} | {r['batch']} | {r['style']} | "
-            f"{r['seconds']:.3f} | {r['images_per_s']:.3g} | {r['peak_mem_mb']:.0f} | {speedup} |"
-        )
-    return "\n".join(lines)
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "full"], choices=["tiny", "full"])
+    """Parse the options, run, print the table."""
+    parser = _measure.parser(__doc__.split("\n")[0], repeats=None)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
-    parser.add_argument("--classes-per-image", type=int, default=2)
-    parser.add_argument("--image-size", nargs=2, type=int, default=[480, 640], metavar=("H", "W"))
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--full-cpu-max-images", type=int, default=1)
-    parser.add_argument("--styles", nargs="+", default=["loop", "batched"])
-    parser.add_argument("--dtype", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument(
-        "--max-batch-rows", type=int, default=8, help="rows per forward; 0 = a whole batch in one"
-    )
-    parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
-    results = run(
-        args.device,
-        sizes=args.sizes,
-        batch_sizes=args.batch_sizes,
-        classes_per_image=args.classes_per_image,
-        image_size=tuple(args.image_size),
-        repeats=args.repeats,
-        full_cpu_max_images=args.full_cpu_max_images,
-        styles=args.styles,
-        dtype=args.dtype,
-        threads=args.threads,
-        max_batch_rows=args.max_batch_rows or None,
-    )
-    sys.stdout.write(format_table(results) + "\n")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
+    device = _measure.resolve_device(args)
+    rows = run(device, args.sizes, args.batch_sizes, args.repeats)
+    header = ["size", "device", "dtype", "batch", "style", "s/batch", "images/s", "peak MB",
+              "speedup"]
+    sys.stdout.write(_measure.markdown_table(header, rows) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

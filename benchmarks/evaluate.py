@@ -3,15 +3,15 @@
 Generates N (default 500) structured 500x375 prediction / ground-truth palette PNG pairs
 (background, a few blob-shaped objects of random VOC classes, 255 borders on the GT, the
 prediction a shifted and partly relabelled copy with some 255 pixels) in a temporary
-folder, then times, in the same run:
+folder, then times, in the same run, the methods taking turns within each repeat:
 
 * ``evaluate_folder`` with the process backend, the thread backend, and in one thread;
 * a naive baseline in the style of research scripts: one thread, PIL decode, then a
   Python loop over the classes computing intersection and union with boolean masks.
 
 Each timing is the median of ``--repeats`` runs (files are in the page cache after a
-warm-up read). Peak memory: ``tracemalloc`` peak of one extra untimed run of each method
-in this process, plus the process's (and worker processes') max RSS.
+warm-up read); peak memory is the proportional set size of this process and its worker
+processes, sampled. The script checks that every method gives the baseline's IoUs.
 
 Usage::
 
@@ -21,24 +21,25 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
-import resource
-import statistics
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 from PIL import Image
 
+from benchmarks import _measure
 from samwsss.classes import VOC_CLASSES
 from samwsss.evaluation import EvaluationReport, GroundTruthFolder, evaluate_folder
-from samwsss.evaluation.folder import _resolve_backend
 from samwsss.labelio import encode_label_png
+
+NUM_CLASSES = len(VOC_CLASSES)
 
 HEIGHT, WIDTH = 375, 500
 
@@ -114,49 +115,38 @@ def naive_miou(pred_dir: Path, gt_dir: Path, ids: list[str], num_classes: int) -
         return np.where(union > 0, intersection / union, np.nan)
 
 
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its reaped worker processes."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def traced_peak_mib(function: Callable[[], object]) -> float:
-    tracemalloc.start()
-    try:
-        function()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak / 2**20
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    """Generate the masks, time every method, check they agree, print the table."""
+    parser = _measure.parser(__doc__.split("\n\n")[0], device=False, threads=False)
     parser.add_argument("--num", type=int, default=500, help="mask pairs (default 500)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
     parser.add_argument("--workers", type=int, default=None, help="default: all CPUs (max 8)")
-    parser.add_argument("--classes", type=int, default=21, help="classes incl. background")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args(argv)
-    if args.num < 1 or args.repeats < 1 or not 2 <= args.classes <= 255:
-        parser.error("--num and --repeats must be >= 1 and --classes in 2..255")
+    if args.num < 1 or args.repeats < 1:
+        parser.error("--num and --repeats must be >= 1")
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    names = (VOC_CLASSES if args.classes == 21 else tuple(f"c{i}" for i in range(args.classes)))
     with tempfile.TemporaryDirectory(prefix="samwsss-bench-eval-") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        ids = build_fixture(root, args.num, args.classes, args.seed)
+        ids = build_fixture(root, args.num, NUM_CLASSES, seed=0)
         print(f"generated {args.num} pairs of {WIDTH}x{HEIGHT} palette PNGs in "
               f"{time.perf_counter() - start:.1f} s; {cpus} CPUs available, "
               f"python {sys.version.split()[0]}, numpy {np.__version__}")  # fmt: skip
         pred_dir, gt_dir = root / "pred", root / "gt"
         for path in list(pred_dir.iterdir()) + list(gt_dir.iterdir()):
             path.read_bytes()  # warm the page cache for every method alike
-        dataset = GroundTruthFolder(gt_dir, names)
+        dataset = GroundTruthFolder(gt_dir, VOC_CLASSES)
 
-        methods: dict[str, Callable[[], object]] = {
+        results: dict[str, object] = {}
+
+        def keep(name: str, function: Callable[[], object]) -> Callable[[], object]:
+            def call() -> object:
+                results[name] = function()
+                return results[name]
+
+            return call
+
+        methods = {
             "evaluate_folder process": lambda: evaluate_folder(
                 pred_dir, dataset, workers=args.workers, backend="process"
             ),
@@ -164,50 +154,33 @@ def main(argv: list[str] | None = None) -> int:
                 pred_dir, dataset, workers=args.workers, backend="thread"
             ),
             "evaluate_folder 1 thread": lambda: evaluate_folder(pred_dir, dataset, workers=1),
+            "naive baseline": lambda: naive_miou(pred_dir, gt_dir, ids, NUM_CLASSES),
         }
-        if not args.skip_baseline:
-            methods["naive baseline"] = lambda: naive_miou(pred_dir, gt_dir, ids, args.classes)
+        calls = {name: keep(name, function) for name, function in methods.items()}
+        measured = _measure.interleave(calls, repeats=args.repeats, tree=True)
 
-        # interleave the methods so that load from other processes hits them alike
-        times: dict[str, list[float]] = {name: [] for name in methods}
-        cpu: dict[str, list[float]] = {name: [] for name in methods}
-        results: dict[str, object] = {}
-        for _ in range(args.repeats):
-            for name, function in methods.items():
-                before, start = cpu_seconds(), time.perf_counter()
-                results[name] = function()
-                times[name].append(time.perf_counter() - start)
-                cpu[name].append(cpu_seconds() - before)
-        rows = []
-        for name, function in methods.items():
-            seconds = statistics.median(times[name])
-            cpu_ms = statistics.median(cpu[name]) / args.num * 1e3
-            rows.append((name, seconds, args.num / seconds, cpu_ms, traced_peak_mib(function)))
-
-        ours: EvaluationReport = results["evaluate_folder process"]  # type: ignore[assignment]
-        iou = ours.metrics.iou
-        if "naive baseline" in results:
-            reference = results["naive baseline"]
-            if not np.allclose(iou, reference, equal_nan=True):  # type: ignore[arg-type]
-                print("ERROR: evaluate_folder and the baseline disagree", file=sys.stderr)
+        reference = results["naive baseline"]
+        for name, result in results.items():
+            if name == "naive baseline":
+                continue
+            assert isinstance(result, EvaluationReport) and isinstance(reference, np.ndarray)
+            if not np.allclose(result.metrics.iou, reference, equal_nan=True):
+                print(f"ERROR: {name} and the baseline disagree", file=sys.stderr)
                 return 1
-        baseline_rate = {row[0]: row[2] for row in rows}.get("naive baseline")
-
-        print(f"\n{'method':<26} {'median s':>9} {'masks/s':>9} {'vs naive':>9} "
-              f"{'CPU ms/mask':>12} {'tracemalloc peak MiB':>21}")  # fmt: skip
-        for name, seconds, rate, cpu_ms, peak in rows:
-            ratio = f"{rate / baseline_rate:.1f}x" if baseline_rate else "-"
-            print(f"{name:<26} {seconds:>9.3f} {rate:>9.0f} {ratio:>9} {cpu_ms:>12.2f} "
-                  f"{peak:>21.1f}")  # fmt: skip
-        print(f"(backend='auto' picks {_resolve_backend('auto')!r} here; tracemalloc sees this "
-              "process only, not the workers of the process backend; load average at the "
-              f"end: {os.getloadavg()[0]:.2f} on {cpus} CPUs)")  # fmt: skip
-        self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"\nmax RSS: this process {self_rss:.0f} MiB, largest worker process "
-              f"{child_rss:.0f} MiB")  # fmt: skip
-        same = " (identical to the baseline's)" if baseline_rate else ""
-        print(f"mIoU {ours.miou * 100:.2f}% over {args.num} images{same}")
+        base = measured["naive baseline"].median
+        rows = [
+            [
+                name, f"{m.median:.3f}", f"{args.num / m.median:.0f}",
+                _measure.speedup(base, m.median) if name != "naive baseline" else "",
+                f"{m.peak_bytes / _measure.MIB:.0f}",
+            ]
+            for name, m in measured.items()
+        ]
+        header = ["method", "median s", "masks/s", "vs naive", "peak PSS MiB"]
+        print("\n" + _measure.markdown_table(header, rows))
+        ours = results["evaluate_folder process"]
+        assert isinstance(ours, EvaluationReport)
+        print(f"mIoU {ours.miou * 100:.2f}% over {args.num} images (identical to the baseline's)")
     return 0
 
 
