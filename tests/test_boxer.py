@@ -128,12 +128,12 @@ def test_batched_equals_one_at_a_time(fresh_boxer: GroundingDinoBoxer) -> None:
     batched = fresh_boxer(images, queries)
     assert [len(d) for d in batched][3] == 0
     assert sum(len(d) for d in batched) > 0
-    for image, image_queries, result in zip(images, queries, batched):
+    for image, image_queries, result in zip(images, queries, batched, strict=True):
         singles = [fresh_boxer([image], [[query]])[0] for query in image_queries]
         expected = Detections.cat(singles) if singles else Detections.empty(image.shape[:2])
         _assert_same(result, expected)
     fresh_boxer.share_backbone = False
-    for a, b in zip(batched, fresh_boxer(images, queries)):
+    for a, b in zip(batched, fresh_boxer(images, queries), strict=True):
         _assert_same(a, b, atol=1e-5)
 
 
@@ -164,7 +164,7 @@ def test_per_class_equals_a_direct_processor_forward(
         queries = [[(1, "Cat"), (5, "wild bird")], [(2, "dog")]]
     processor, model = stage.processor, stage.model
     results = stage(images, queries)
-    for image, image_queries, result in zip(images, queries, results):
+    for image, image_queries, result in zip(images, queries, results, strict=True):
         boxes, scores = [], []
         for _, prompt in image_queries:
             caption = prompt.lower().strip() + "."
@@ -228,11 +228,11 @@ class _CraftedModel(torch.nn.Module):
         self.config = SimpleNamespace(max_text_len=32)
         self.calls = 0
 
-    def forward(self, pixel_values, input_ids, token_type_ids, attention_mask, pixel_mask):  # noqa: ANN001
+    def forward(self, pixel_values, input_ids, token_type_ids, attention_mask, pixel_mask):
         self.calls += 1
         logits, boxes = [], []
-        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
-            real = tuple(i for i, m in zip(ids, mask) if m)
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
+            real = tuple(i for i, m in zip(ids, mask, strict=True) if m)
             row_logits, row_boxes = self.table[real]
             full = torch.full((row_logits.shape[0], 32), float("-inf"))
             full[:, : row_logits.shape[1]] = row_logits
@@ -245,7 +245,7 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1 - p))) if p > 0 else -30.0
 
 
-def _crafted_boxer(boxer: GroundingDinoBoxer, caption: str, probs: list[list[float]], **kwargs) -> GroundingDinoBoxer:  # noqa: ANN003
+def _crafted_boxer(boxer: GroundingDinoBoxer, caption: str, probs: list[list[float]], **kwargs) -> GroundingDinoBoxer:
     ids = tuple(boxer.tokenizer(caption)["input_ids"])
     logits = torch.tensor([[_logit(p) for p in row] for row in probs])
     assert logits.shape[1] == len(ids), (caption, ids)
@@ -321,14 +321,14 @@ def test_joint_mode_packs_long_prompt_lists_and_batches_exactly(fresh_boxer: Gro
     images = [_image(48, 64, 0), _image(60, 80, 1)]
     fresh_boxer.prompt_mode = "joint"
     batched = fresh_boxer(images, queries)
-    for image, image_queries, result in zip(images, queries, batched):
+    for image, image_queries, result in zip(images, queries, batched, strict=True):
         _assert_same(result, fresh_boxer([image], [image_queries])[0])
         valid = {cid: f"{name}." for cid, name in image_queries}
-        assert all(valid[int(c)] == p for c, p in zip(result.class_ids, result.prompts))
+        assert all(valid[int(c)] == p for c, p in zip(result.class_ids, result.prompts, strict=True))
     assert len(batched[0]) + len(batched[1]) > 0
     fresh_boxer.prompt_mode = "per-class"
     overridden = fresh_boxer(images, queries, prompt_mode="joint")  # a per-call override
-    for result, expected in zip(overridden, batched):
+    for result, expected in zip(overridden, batched, strict=True):
         _assert_same(result, expected)
     with pytest.raises(ValueError, match="prompt_mode must be one of"):
         fresh_boxer(images, queries, prompt_mode="both")
@@ -356,7 +356,7 @@ def test_joint_mode_packs_long_prompt_lists_and_batches_exactly(fresh_boxer: Gro
         ([np.zeros((10, 10, 3), np.uint8)], [[(1, None)]], "string"),
     ],
 )
-def test_bad_input_raises_value_error(fresh_boxer: GroundingDinoBoxer, images, queries, message) -> None:  # noqa: ANN001
+def test_bad_input_raises_value_error(fresh_boxer: GroundingDinoBoxer, images, queries, message) -> None:
     with pytest.raises(ValueError, match=message):
         fresh_boxer(images, queries)
 
@@ -377,7 +377,7 @@ def test_too_long_prompt_is_rejected(fresh_boxer: GroundingDinoBoxer) -> None:
         ({"max_batch_rows": 0}, "max_batch_rows"),
     ],
 )
-def test_bad_settings_raise_value_error(boxer: GroundingDinoBoxer, kwargs, message) -> None:  # noqa: ANN001
+def test_bad_settings_raise_value_error(boxer: GroundingDinoBoxer, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         GroundingDinoBoxer(boxer.model, boxer.processor, **kwargs)
 
@@ -407,11 +407,11 @@ def test_registry_names_resolve_to_the_hub_ids(tiny_gdino_dir: Path, monkeypatch
     real_processor = transformers.AutoProcessor.from_pretrained
     real_model = transformers.GroundingDinoForObjectDetection.from_pretrained
 
-    def processor_from(name, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def processor_from(name, **kwargs):
         requested.append(name)
         return real_processor(tiny_gdino_dir, **kwargs)
 
-    def model_from(name, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def model_from(name, **kwargs):
         requested.append(name)
         return real_model(tiny_gdino_dir, **kwargs)
 
@@ -438,7 +438,7 @@ def test_cuda_bf16_matches_cpu_fp32_closely(tiny_gdino_dir: Path) -> None:
     assert gpu.compute_dtype == torch.bfloat16
     images = [_image(48, 64, 0), _image(60, 80, 1), _image(70, 40, 2)]
     queries = [[(1, "cat"), (2, "dog")], [(1, "cat")], [(3, "person")]]
-    for a, b in zip(cpu(images, queries), gpu(images, queries)):
+    for a, b in zip(cpu(images, queries), gpu(images, queries), strict=True):
         assert b.device.type == "cuda" and len(a) == len(b)  # threshold 0 keeps every query
         torch.testing.assert_close(b.boxes.cpu(), a.boxes, atol=0.05 * max(a.image_size), rtol=0)
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from samwsss.cli import cli
 from samwsss.classes import VOC_CLASSES
+from samwsss.cli import cli
 from samwsss.labelio import write_label_png
 
 # Two VOC-class images, hand-counted (rows GT, columns prediction, 21 classes):

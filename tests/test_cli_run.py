@@ -13,7 +13,13 @@ from PIL import Image
 
 from samwsss.cli import cli
 from samwsss.labelio import read_label_png
-from tests.data_fixtures import VOC_SIZES, VOC_SPLITS, make_coco_tree, make_image_folder, make_voc_tree
+from tests.data_fixtures import (
+    VOC_SIZES,
+    VOC_SPLITS,
+    make_coco_tree,
+    make_image_folder,
+    make_voc_tree,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,13 @@ import torch
 from click.testing import CliRunner
 
 from samwsss import registry
-from samwsss.checks import check_choice, check_count, check_fraction, check_optional_fraction, parse_dtype
+from samwsss.checks import (
+    check_choice,
+    check_count,
+    check_fraction,
+    check_optional_fraction,
+    parse_dtype,
+)
 from samwsss.cli import cli
 from samwsss.pipeline import Pipeline, PipelineConfig
 from samwsss.pipeline.batching import BatchPlan

@@ -32,7 +32,7 @@ def test_scan_top_level_images_sorted(folder: FolderFixture) -> None:
     assert dataset.ids == ["a", "b", "c", "d"]  # notes.txt and extra/e.jpg are not read
     assert dataset.class_names == ("background",) and dataset.mapping is None
     assert not dataset.has_gt
-    for sample, name in zip(dataset, FOLDER_SHAPES):
+    for sample, name in zip(dataset, FOLDER_SHAPES, strict=True):
         assert dataset.image_path(sample.image_id).name == name
         assert sample.image.shape == FOLDER_SHAPES[name] and sample.image.dtype == np.uint8
         assert sample.labels is None and sample.gt is None

@@ -64,6 +64,6 @@ def test_two_process_gloo_matches_single_process(tmp_path) -> None:
         )
     ddp_log = (tmp_path / "ddp" / "train_log.csv").read_text().splitlines()
     single_log = (tmp_path / "single" / "train_log.csv").read_text().splitlines()
-    for row_ddp, row_single in zip(ddp_log[1:], single_log[1:]):
+    for row_ddp, row_single in zip(ddp_log[1:], single_log[1:], strict=True):
         loss_ddp, loss_single = float(row_ddp.split(",")[1]), float(row_single.split(",")[1])
         assert loss_ddp == pytest.approx(loss_single, rel=1e-4)

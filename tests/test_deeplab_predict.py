@@ -68,7 +68,7 @@ def test_mixed_sizes_grouped_equal_one_at_a_time(trained: LoadedModel) -> None:
     batched = predict_labels(trained.model, images, mean=MEAN, std=STD, options=TTA)
     assert [p.shape for p in batched] == [im.shape[:2] for im in images]
     assert all(p.dtype == np.uint8 and p.max() < 4 for p in batched)
-    for image, label in zip(images, batched):
+    for image, label in zip(images, batched, strict=True):
         alone = predict_labels(trained.model, [image], mean=MEAN, std=STD, options=TTA)[0]
         assert np.array_equal(alone, label)
     with pytest.raises(ValueError, match="uint8 RGB"):

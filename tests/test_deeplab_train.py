@@ -185,7 +185,7 @@ def test_training_learns_shapes_and_writes_run_dir(tmp_path) -> None:
         mean=config.mean, std=config.std,
     )
     confusion = np.zeros((4, 4), np.int64)
-    for image_id, pred in zip(dataset.ids, preds):
+    for image_id, pred in zip(dataset.ids, preds, strict=True):
         np.add.at(confusion, (dataset.gt(image_id).ravel(), pred.ravel()), 1)
     iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
     miou = float(np.nanmean(iou))
@@ -236,7 +236,7 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, monkeypatch) -> N
     rows_a = _read_log(tmp_path / "a" / "train_log.csv")
     rows_b = _read_log(tmp_path / "b" / "train_log.csv")
     assert [r["iteration"] for r in rows_b] == [str(i) for i in range(1, 7)]
-    for row_a, row_b in zip(rows_a, rows_b):
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
         assert math.isclose(float(row_a["loss"]), float(row_b["loss"]), rel_tol=1e-5)
 
 

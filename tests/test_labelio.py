@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from samwsss.atomic import atomic_open, atomic_write_json, remove_stale_temporaries
-from samwsss.classes import COCO_CATEGORY_IDS, COCO_CATEGORY_TO_INDEX, COCO_CLASSES, VOC_CLASSES, voc_palette
+from samwsss.classes import (
+    COCO_CATEGORY_IDS,
+    COCO_CATEGORY_TO_INDEX,
+    COCO_CLASSES,
+    VOC_CLASSES,
+    voc_palette,
+)
 from samwsss.labelio import read_label_png, write_label_png
 
 

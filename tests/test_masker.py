@@ -57,7 +57,7 @@ def batch(sizes=SIZES, counts=COUNTS, seed=0):
     images = [random_image(size, seed + i) for i, size in enumerate(sizes)]
     dets = [
         make_detections(size, random_boxes(size, count, seed + 100 + i))
-        for i, (size, count) in enumerate(zip(sizes, counts))
+        for i, (size, count) in enumerate(zip(sizes, counts, strict=True))
     ]
     return images, dets
 
@@ -120,7 +120,7 @@ def test_equals_direct_transformers_call(sam_dir: Path, reference, multimask: st
     masker = SamMasker.from_pretrained(sam_dir, multimask=multimask, device="cpu", max_images_per_batch=4)
     images, dets = batch()
     results = masker(images, dets)
-    for image, det, result in zip(images, dets, results):
+    for image, det, result in zip(images, dets, results, strict=True):
         if len(det) == 0:
             continue
         masks, scores = direct_call(reference, image, det.boxes, multimask == "best")
@@ -148,7 +148,7 @@ def test_best_is_the_highest_predicted_iou_of_three(sam_dir: Path, reference) ->
 def test_batched_equals_one_at_a_time(masker: SamMasker) -> None:
     images, dets = batch()
     batched = SamMasker(masker.backend, max_images_per_batch=8)(images, dets)
-    for image, det, together in zip(images, dets, batched):
+    for image, det, together in zip(images, dets, batched, strict=True):
         alone = masker([image], [det])[0]
         assert_same_masks(together.masks, alone.masks)
         torch.testing.assert_close(together.mask_scores, alone.mask_scores, rtol=0, atol=1e-5)
@@ -158,7 +158,7 @@ def test_masks_at_original_resolution_and_fields_kept(masker: SamMasker) -> None
     images, dets = batch()
     results = masker(images, dets)
     assert len(results) == len(dets)
-    for det, result, (height, width) in zip(dets, results, SIZES):
+    for det, result, (height, width) in zip(dets, results, SIZES, strict=True):
         assert result.masks.shape == (len(det), height, width)
         assert result.masks.dtype == torch.bool
         assert result.mask_scores.shape == (len(det),)
@@ -199,7 +199,7 @@ def test_chunked_boxes_equal_unchunked(masker: SamMasker) -> None:
         hook.remove()
     assert max(decoder_batches) <= 4 and sum(decoder_batches) == 32
     whole = SamMasker(masker.backend, max_boxes_per_chunk=1000)(images, dets)
-    for a, b in zip(chunked, whole):
+    for a, b in zip(chunked, whole, strict=True):
         assert_same_masks(a.masks, b.masks)
         torch.testing.assert_close(a.mask_scores, b.mask_scores, rtol=0, atol=1e-5)
 
@@ -223,7 +223,7 @@ def test_torch_tensor_images_accepted(masker: SamMasker) -> None:
     images, dets = batch(SIZES[:2], COUNTS[:2])
     from_numpy = masker(images, dets)
     from_tensor = masker([torch.from_numpy(image) for image in images], dets)
-    for a, b in zip(from_numpy, from_tensor):
+    for a, b in zip(from_numpy, from_tensor, strict=True):
         assert_same_masks(a.masks, b.masks)
 
 

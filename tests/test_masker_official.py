@@ -17,24 +17,24 @@ import torch
 
 pytest.importorskip("segment_anything")
 
-from segment_anything import SamPredictor, sam_model_registry  # noqa: E402
+from segment_anything import SamPredictor, sam_model_registry
 
-from samwsss import registry  # noqa: E402
-from samwsss.stages.masker import SamMasker  # noqa: E402
-from samwsss.stages.masker_official import (  # noqa: E402
+from samwsss import registry
+from samwsss.stages.masker import SamMasker
+from samwsss.stages.masker_official import (
     RELEASED_SPECS,
     OfficialSamSpec,
     infer_model_type,
     load_official_state_dict,
     resolve_official_checkpoint,
 )
-from samwsss.stages.masker_transforms import resize_uint8  # noqa: E402
-from samwsss.testing.sam import (  # noqa: E402
+from samwsss.stages.masker_transforms import resize_uint8
+from samwsss.testing.sam import (
     TINY_OFFICIAL_SPEC,
     build_official_sam_module,
     build_tiny_official_sam,
 )
-from tests.sam_fixtures import (  # noqa: E402
+from tests.sam_fixtures import (
     assert_same_masks,
     make_detections,
     random_boxes,
@@ -102,9 +102,9 @@ def test_equals_sam_predictor(checkpoint: Path, predictor: SamPredictor, multima
     sizes = [(200, 300), (97, 140), (300, 180)]
     counts = [3, 0, 5]
     images = [random_image(size, i) for i, size in enumerate(sizes)]
-    dets = [make_detections(s, random_boxes(s, c, 10 + i)) for i, (s, c) in enumerate(zip(sizes, counts))]
+    dets = [make_detections(s, random_boxes(s, c, 10 + i)) for i, (s, c) in enumerate(zip(sizes, counts, strict=True))]
     results = masker(images, dets)
-    for image, det, result in zip(images, dets, results):
+    for image, det, result in zip(images, dets, results, strict=True):
         assert result.masks.shape == (len(det), *image.shape[:2])
         if len(det) == 0:
             continue
@@ -145,9 +145,9 @@ def test_batched_equals_one_at_a_time(checkpoint: Path) -> None:
     masker = SamMasker.from_pretrained(checkpoint, device="cpu", max_boxes_per_chunk=3, max_images_per_batch=4)
     sizes = [(120, 90), (64, 64), (90, 120)]
     images = [random_image(size, 20 + i) for i, size in enumerate(sizes)]
-    dets = [make_detections(s, random_boxes(s, c, 30 + i)) for i, (s, c) in enumerate(zip(sizes, [4, 0, 7]))]
+    dets = [make_detections(s, random_boxes(s, c, 30 + i)) for i, (s, c) in enumerate(zip(sizes, [4, 0, 7], strict=True))]
     together = masker(images, dets)
-    for image, det, result in zip(images, dets, together):
+    for image, det, result in zip(images, dets, together, strict=True):
         alone = masker([image], [det])[0]
         assert_same_masks(result.masks, alone.masks)
         torch.testing.assert_close(result.mask_scores, alone.mask_scores, rtol=0, atol=1e-5)

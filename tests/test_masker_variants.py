@@ -62,7 +62,7 @@ def scene():
     sizes = [(200, 300), (97, 140), (300, 180)]
     counts = [3, 0, 4]
     images = [random_image(size, 40 + i) for i, size in enumerate(sizes)]
-    dets = [make_detections(s, random_boxes(s, c, 50 + i)) for i, (s, c) in enumerate(zip(sizes, counts))]
+    dets = [make_detections(s, random_boxes(s, c, 50 + i)) for i, (s, c) in enumerate(zip(sizes, counts, strict=True))]
     return images, dets
 
 
@@ -93,7 +93,7 @@ def test_equals_direct_call_and_batched_equals_single(variant, multimask: str) -
     )
     images, dets = scene()
     results = masker(images, dets)
-    for image, det, result in zip(images, dets, results):
+    for image, det, result in zip(images, dets, results, strict=True):
         assert result.masks.shape == (len(det), *image.shape[:2])
         alone = masker([image], [det])[0]
         assert_same_masks(alone.masks, result.masks)
@@ -125,5 +125,5 @@ def test_sam2_hub_layout_with_video_config(tmp_path: Path) -> None:
     assert masker.backend.family == "sam2"
     reference = SamMasker.from_pretrained(build_tiny_sam2(tmp_path / "plain"), device="cpu")
     images, dets = scene()
-    for a, b in zip(masker(images, dets), reference(images, dets)):
+    for a, b in zip(masker(images, dets), reference(images, dets), strict=True):
         assert_same_masks(a.masks, b.masks)

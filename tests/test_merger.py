@@ -49,7 +49,7 @@ def overlapping() -> Detections:
 def test_paper_rule_is_the_authors_formula(overlapping: Detections) -> None:
     merged = MaskMerger("paper").merge(overlapping).numpy()
     expected = np.zeros((6, 8), dtype=np.uint8)
-    for mask, cls in zip(overlapping.masks.numpy(), overlapping.class_ids.numpy()):
+    for mask, cls in zip(overlapping.masks.numpy(), overlapping.class_ids.numpy(), strict=True):
         expected = np.maximum(expected, mask.astype(np.uint8) * cls)  # authors' loop
     np.testing.assert_array_equal(merged, expected)
     assert merged[1, 1] == 5 and merged[3, 4] == 3 and merged[0, 0] == 2 and merged[5, 0] == 0

@@ -58,7 +58,7 @@ def test_batched_equals_one_at_a_time(pipe: Pipeline) -> None:
     labels = [["cat"], ["person", "dog"], [], ["tvmonitor"]]
     batched = pipe.text_input(images, labels)
     assert [r.mask.shape for r in batched] == [im.shape[:2] for im in images]
-    for image, label, together in zip(images, labels, batched):
+    for image, label, together in zip(images, labels, batched, strict=True):
         alone = pipe.text_input(image, label)
         np.testing.assert_array_equal(alone.mask, together.mask)
         torch.testing.assert_close(alone.detections.boxes, together.detections.boxes, atol=1e-3, rtol=1e-4)
@@ -78,7 +78,7 @@ def test_inputs_paths_pil_arrays_and_indices_agree(pipe: Pipeline, tmp_path: Pat
 
 def test_zero_shot_with_grounding_tagger_reports_tags(pipe: Pipeline) -> None:
     results = pipe.zero_shot(_images()[:2])
-    for result, image in zip(results, _images()[:2]):
+    for result, image in zip(results, _images()[:2], strict=True):
         assert result.mask.shape == image.shape[:2]
         assert set(result.class_ids) == set(result.tag_sources)
         assert set(np.unique(result.mask)) - {0} <= set(result.class_ids)

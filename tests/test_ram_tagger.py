@@ -60,7 +60,7 @@ def test_tags_follow_reference_probabilities(
     assert len(results) == len(images) and all(isinstance(r, TagResult) for r in results)
     pixels = preprocess_images(images, 128)
     probabilities = torch.sigmoid(reference_logits(checkpoint[1], tagger.config, pixels)).numpy()
-    for result, row in zip(results, probabilities):
+    for result, row in zip(results, probabilities, strict=True):
         on = [i for i in range(len(TINY_TAGS)) if row[i] > TINY_THRESHOLDS[i]]
         assert sorted(result.indices) == on
         assert result.tags == tuple(TINY_TAGS[i] for i in result.indices)
@@ -123,7 +123,7 @@ def test_threshold_overrides(tagger: RAMTagger, images: list[np.ndarray]) -> Non
         assert all(len(r) == 0 for r in tagger(images))
         global_value = float(np.median(probabilities))
         tagger.set_thresholds(threshold=global_value, tag_thresholds={5: 0.0, 0: 1.0})
-        for result, row in zip(tagger(images), probabilities):
+        for result, row in zip(tagger(images), probabilities, strict=True):
             expected = {i for i in range(len(TINY_TAGS)) if row[i] > global_value}
             expected = (expected | {5}) - {0}
             assert set(result.indices) == expected

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from samwsss.data.images import load_rgb
 from samwsss.mapping import ClassMapping
 
-ImageLike = Union[str, os.PathLike, np.ndarray, Any]  # Any: PIL.Image.Image
-LabelLike = Union[str, int]
+ImageLike = str | os.PathLike | np.ndarray | Any  # Any: PIL.Image.Image
+LabelLike = str | int
 
 
 def is_single_image(images: Any) -> bool:

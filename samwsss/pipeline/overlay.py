@@ -40,7 +40,7 @@ def draw_overlay(
         boxes = detections.boxes.cpu().numpy()
         classes = detections.class_ids.cpu().numpy()
         scores = detections.scores.cpu().numpy()
-        for (x1, y1, x2, y2), cls, score in zip(boxes, classes, scores):
+        for (x1, y1, x2, y2), cls, score in zip(boxes, classes, scores, strict=True):
             colour = tuple(int(c) for c in _COLOURS[int(cls)])
             draw.rectangle([float(x1), float(y1), float(x2), float(y2)], outline=colour, width=2)
             name = class_names[int(cls)] if class_names else str(int(cls))

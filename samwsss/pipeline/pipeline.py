@@ -15,8 +15,22 @@ from samwsss.detections import Detections
 from samwsss.mapping import ClassMapping, load_mapping
 from samwsss.pipeline.batching import BatchPlan
 from samwsss.pipeline.config import PipelineConfig, preset
-from samwsss.pipeline.inputs import ImageLike, LabelLike, as_image_list, resolve_labels, to_rgb_array
-from samwsss.stages.contracts import Boxer, ImageBatch, Masker, Stage, Tagger, TagResult, TextSegmenter
+from samwsss.pipeline.inputs import (
+    ImageLike,
+    LabelLike,
+    as_image_list,
+    resolve_labels,
+    to_rgb_array,
+)
+from samwsss.stages.contracts import (
+    Boxer,
+    ImageBatch,
+    Masker,
+    Stage,
+    Tagger,
+    TagResult,
+    TextSegmenter,
+)
 from samwsss.stages.merger import MaskMerger
 
 logger = logging.getLogger(__name__)

@@ -132,7 +132,7 @@ class FailureLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.count = 0
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "a", encoding="utf-8")
 
     def record(self, image_id: str, reason: str) -> None:
         """Log one unreadable image (flushed at once, so a kill loses nothing)."""

@@ -16,14 +16,13 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from samwsss import registry
-from samwsss.mapping import ClassMapping
 from samwsss.checks import check_count
+from samwsss.mapping import ClassMapping
 from samwsss.ram.checkpoint import (
     OFFICIAL_WEIGHTS,
     download_official_weights,
@@ -36,8 +35,8 @@ from samwsss.ram.infer import infer_config
 from samwsss.ram.model import RAMModel
 from samwsss.ram.preprocess import preprocess_images
 from samwsss.ram.thresholds import mapping_tag_thresholds, resolve_thresholds
-from samwsss.stages.contracts import ImageBatch, ModelSource, TagResult
 from samwsss.ram.vocabulary import RAMVocabulary, load_vocabulary, read_thresholds
+from samwsss.stages.contracts import ImageBatch, ModelSource, TagResult
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,15 @@ import numpy as np
 import torch
 
 from samwsss import registry
-from samwsss.checks import check_choice, check_count, check_fraction, check_optional_fraction, parse_dtype
+from samwsss.checks import (
+    check_choice,
+    check_count,
+    check_fraction,
+    check_optional_fraction,
+    parse_dtype,
+)
 from samwsss.choices import PROMPT_MODES
 from samwsss.detections import Detections
-from samwsss.stages.contracts import ImageBatch, ModelSource, Query
 from samwsss.stages.boxer_backbone import backbone_module, shared_backbone
 from samwsss.stages.boxer_preprocess import PreprocessSettings, preprocess_image
 from samwsss.stages.boxer_text import (
@@ -44,6 +49,7 @@ from samwsss.stages.boxer_text import (
     normalize_prompt,
     pack_captions,
 )
+from samwsss.stages.contracts import ImageBatch, ModelSource, Query
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +295,6 @@ class GroundingDinoBoxer:
                 chunk = bucket_rows[start : start + step]
                 logits, boxes = self._forward(chunk, pixels)
                 for position, row in enumerate(chunk):
-                    image = pictures[row.image]
                     detections = self._decode_row(
                         row,
                         normalized[row.image],

@@ -67,7 +67,7 @@ def encode_caption(tokenizer: Any, prompts: Sequence[str]) -> EncodedCaption:
     encoding = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
     offsets = encoding["offset_mapping"]
     spans = []
-    for prompt, start in zip(prompts, starts):
+    for prompt, start in zip(prompts, starts, strict=True):
         end = start + len(prompt) - 1  # the trailing "." is a separator, not the class
         tokens = [
             index

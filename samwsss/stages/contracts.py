@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -86,7 +87,7 @@ class TagResult:
                     f"TagResult class_ids needs one class per tag, got {len(self.class_ids)} "
                     f"for {len(self.tags)} tags"
                 )
-        if any(a < b for a, b in zip(self.probabilities, self.probabilities[1:])):
+        if any(a < b for a, b in pairwise(self.probabilities)):
             raise ValueError("TagResult probabilities must be sorted from most to least probable")
 
     def __len__(self) -> int:

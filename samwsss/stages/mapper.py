@@ -37,7 +37,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from samwsss.checks import check_choice
 from samwsss.choices import TAG_MATCHES
@@ -51,7 +51,7 @@ MATCH_MODES = TAG_MATCHES
 PAPER_RULES = ("first", "all")
 """Paper-mode rules: first matching class in index order per tag, or every matching class."""
 
-TagsLike = Union[Sequence[str], Mapping[str, float], Any]
+TagsLike = Sequence[str] | Mapping[str, float] | Any
 """One image's tags: a list of tags, a ``{tag: probability}`` dict, or an object with
 ``tags`` (and optionally ``probabilities``) attributes such as a tagger result."""
 
@@ -77,7 +77,7 @@ class MappedClasses:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary for run reports: classes with their tags, unmapped tags."""
-        names = dict(zip(self.class_ids, self.class_names))
+        names = dict(zip(self.class_ids, self.class_names, strict=True))
         return {
             "classes": [
                 {"index": index, "name": names[index], "tags": list(self.sources[index])}

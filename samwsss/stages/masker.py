@@ -271,7 +271,7 @@ class SamMasker:
             boxes = torch.cat(
                 [
                     scale_boxes(det.boxes.detach().to("cpu", torch.float64), det.image_size, size)
-                    for det, size in zip(detections, resized_sizes)
+                    for det, size in zip(detections, resized_sizes, strict=True)
                 ]
             ).to(device=device, dtype=backend.box_dtype)
             counts = [len(det) for det in detections]
@@ -283,7 +283,7 @@ class SamMasker:
                     torch.empty((count, *det.image_size), dtype=torch.bool, device=device),
                     torch.empty(count, dtype=torch.float32, device=device),
                 )
-                for count, det in zip(counts, detections)
+                for count, det in zip(counts, detections, strict=True)
             ]
             offsets = np.concatenate([[0], np.cumsum(counts)])
             for start in range(0, len(boxes), self.max_boxes_per_chunk):

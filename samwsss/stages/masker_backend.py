@@ -42,7 +42,7 @@ def decode_each_image(
     masks = []
     scores = []
     start = 0
-    for image, count in zip(values.tolist(), counts.tolist()):
+    for image, count in zip(values.tolist(), counts.tolist(), strict=True):
         image_masks, image_scores = decode_image(image, boxes[start : start + count])
         masks.append(image_masks)
         scores.append(image_scores)

@@ -136,7 +136,7 @@ def to_chw_uint8(image: object, device: torch.device, position: int = 0) -> torc
 def stack_inputs(
     images: Sequence[torch.Tensor],
     geometry: InputGeometry,
-    normalize: "NormalizeFn",
+    normalize: NormalizeFn,
 ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """Resize, normalise and pad ``(3, H, W)`` uint8 images into one model batch.
 
