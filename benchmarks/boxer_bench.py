@@ -133,11 +133,19 @@ def run(
             results = _measure.interleave(calls, device, count)
             for style, result in results.items():
                 loop = None if style == "loop" else results["loop"].median
-                rows.append([
-                    size, str(device), dtype, str(batch), style, f"{result.median:.3f}",
-                    f"{batch / result.median:.3g}", f"{result.growth_bytes / _measure.MIB:.0f}",
-                    _measure.speedup(loop, result.median),
-                ])
+                rows.append(
+                    [
+                        size,
+                        str(device),
+                        dtype,
+                        str(batch),
+                        style,
+                        f"{result.median:.3f}",
+                        f"{batch / result.median:.3g}",
+                        f"{result.growth_bytes / _measure.MIB:.0f}",
+                        _measure.speedup(loop, result.median),
+                    ]
+                )
         del boxer
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -152,8 +160,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = _measure.resolve_device(args)
     rows = run(device, args.sizes, args.batch_sizes, args.repeats)
-    header = ["size", "device", "dtype", "batch", "style", "s/batch", "images/s", "peak MB",
-              "speedup"]
+    header = [
+        "size",
+        "device",
+        "dtype",
+        "batch",
+        "style",
+        "s/batch",
+        "images/s",
+        "peak MB",
+        "speedup",
+    ]
     sys.stdout.write(_measure.markdown_table(header, rows) + "\n")
     return 0
 

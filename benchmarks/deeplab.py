@@ -49,8 +49,11 @@ def step_times(
     cuda = device.type == "cuda"
     torch.manual_seed(seed)
     config = DeepLabConfig(
-        backbone=BACKBONE, init="none", iterations=max(TARGET_ITERATIONS, warmup + iterations),
-        batch_size=batch, crop_size=CROP,
+        backbone=BACKBONE,
+        init="none",
+        iterations=max(TARGET_ITERATIONS, warmup + iterations),
+        batch_size=batch,
+        crop_size=CROP,
     ).resolve("voc")
     model = build_deeplab(NUM_CLASSES, backbone=BACKBONE, init="none").to(device)
     if cuda:

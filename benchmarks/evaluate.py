@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = measured["naive baseline"].median
         rows = [
             [
-                name, f"{m.median:.3f}", f"{args.num / m.median:.0f}",
+                name,
+                f"{m.median:.3f}",
+                f"{args.num / m.median:.0f}",
                 _measure.speedup(base, m.median) if name != "naive baseline" else "",
                 f"{m.peak_bytes / _measure.MIB:.0f}",
             ]

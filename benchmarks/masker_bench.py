@@ -130,9 +130,7 @@ def run(
             directory = write_sam_default_init(sam_config(size), Path(tmp))
             processor = SamProcessor.from_pretrained(directory)
             for batch in batch_sizes:
-                masker = create(
-                    "masker", directory, device=device, max_images_per_batch=batch
-                )
+                masker = create("masker", directory, device=device, max_images_per_batch=batch)
                 images, dets = make_batch(batch)
                 loop = authors_loop(masker, processor)
                 calls: dict[str, Callable[[], object]] = {
@@ -143,12 +141,19 @@ def run(
                 dtype = str(masker.compute_dtype).replace("torch.", "")
                 for style, result in results.items():
                     base = None if style == "loop" else results["loop"].median
-                    rows.append([
-                        size, str(device), dtype, str(batch), style, f"{result.median:.3f}",
-                        f"{batch / result.median:.2f}",
-                        f"{result.growth_bytes / _measure.MIB:.0f}",
-                        _measure.speedup(base, result.median),
-                    ])
+                    rows.append(
+                        [
+                            size,
+                            str(device),
+                            dtype,
+                            str(batch),
+                            style,
+                            f"{result.median:.3f}",
+                            f"{batch / result.median:.2f}",
+                            f"{result.growth_bytes / _measure.MIB:.0f}",
+                            _measure.speedup(base, result.median),
+                        ]
+                    )
                 del masker, calls
     return rows
 
@@ -157,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the options, run, print the table."""
     parser = _measure.parser(__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--sizes", nargs="+", choices=SAM_SIZES, default=None,
+        "--sizes",
+        nargs="+",
+        choices=SAM_SIZES,
+        default=None,
         help="default: tiny on CPU, tiny and vit-h on CUDA",
     )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
@@ -165,8 +173,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = _measure.resolve_device(args)
     sizes = args.sizes or (["tiny", "vit-h"] if device.type == "cuda" else ["tiny"])
     rows = run(device, sizes, args.batch_sizes, args.repeats)
-    header = ["size", "device", "dtype", "batch", "style", "s/batch", "images/s", "peak MB",
-              "speed-up"]
+    header = [
+        "size",
+        "device",
+        "dtype",
+        "batch",
+        "style",
+        "s/batch",
+        "images/s",
+        "peak MB",
+        "speed-up",
+    ]
     sys.stdout.write(_measure.markdown_table(header, rows) + "\n")
     return 0
 

@@ -299,8 +299,11 @@ def build(routes: Sequence[str], images_count: int, device: torch.device, scratc
     )
     batch_size = 8 if device.type == "cuda" else 4
     config = PipelineConfig(
-        mapping="voc", boxer=str(boxer_dir), masker=str(sam_dir),
-        box_threshold=box_threshold, batch_size=batch_size,
+        mapping="voc",
+        boxer=str(boxer_dir),
+        masker=str(sam_dir),
+        box_threshold=box_threshold,
+        batch_size=batch_size,
     )
     base: Any = Pipeline.from_config(config, device=device, with_tagger=False)
     pipelines: dict[str, Any] = {"text-input": base}
@@ -318,8 +321,13 @@ def build(routes: Sequence[str], images_count: int, device: torch.device, scratc
         ram_threshold, ram_classes = calibrate_ram(tagger, mapper, calibration_images)
         tagger.set_thresholds(ram_threshold)
         pipelines["zero-shot"] = Pipeline(
-            base.mapping, base.boxer, base.masker, merger=base.merger, tagger=tagger,
-            mapper=mapper, batch_size=batch_size,
+            base.mapping,
+            base.boxer,
+            base.masker,
+            merger=base.merger,
+            tagger=tagger,
+            mapper=mapper,
+            batch_size=batch_size,
             config=config.replace(tagger=f"{size} random ram++"),
         )
         clock_modules.append(tagger.model)
@@ -328,9 +336,18 @@ def build(routes: Sequence[str], images_count: int, device: torch.device, scratc
             f"(target {CLASSES_PER_IMAGE})"
         )
     return Setup(
-        device=device, size=size, edges=edges, batch_size=batch_size, pipelines=pipelines,
-        dataset=dataset, images=images, labels=labels, calibration=calibration,
-        loop_merger=MaskMerger("paper"), clock_modules=clock_modules, scratch=scratch,
+        device=device,
+        size=size,
+        edges=edges,
+        batch_size=batch_size,
+        pipelines=pipelines,
+        dataset=dataset,
+        images=images,
+        labels=labels,
+        calibration=calibration,
+        loop_merger=MaskMerger("paper"),
+        clock_modules=clock_modules,
+        scratch=scratch,
         build_seconds=time.perf_counter() - started,
     )
 
@@ -383,18 +400,22 @@ def measure(
         for route in routes:
             warm_up(setup, route)
             calls = {style: style_call(setup, route, style) for style in styles}
-            results = _measure.interleave(
-                calls, setup.device, repeats, tree=not cuda, clock=clock
-            )
+            results = _measure.interleave(calls, setup.device, repeats, tree=not cuda, clock=clock)
             loop = results["loop"].median if "loop" in results else None
             for style, result in results.items():
                 memory = result.peak_bytes / (_measure.GIB if cuda else _measure.MIB)
-                rows.append([
-                    route, STYLE_LABELS[style], f"{count / result.median:.2f}",
-                    f"{result.median:.2f}", f"{result.model_median:.2f}",
-                    f"{result.overhead_ms(count):.1f}", f"{memory:.{2 if cuda else 0}f}",
-                    "" if style == "loop" else _measure.speedup(loop, result.median),
-                ])
+                rows.append(
+                    [
+                        route,
+                        STYLE_LABELS[style],
+                        f"{count / result.median:.2f}",
+                        f"{result.median:.2f}",
+                        f"{result.model_median:.2f}",
+                        f"{result.overhead_ms(count):.1f}",
+                        f"{memory:.{2 if cuda else 0}f}",
+                        "" if style == "loop" else _measure.speedup(loop, result.median),
+                    ]
+                )
     finally:
         clock.close()
     return rows
@@ -440,8 +461,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         rows = measure(setup, args.routes, args.styles, args.repeats)
         memory = "peak GPU GiB" if cuda else "peak PSS MiB"
-        header = ["route", "style", "images/s", "wall s", "model s", "overhead ms/img", memory,
-                  "vs loop"]
+        header = [
+            "route",
+            "style",
+            "images/s",
+            "wall s",
+            "model s",
+            "overhead ms/img",
+            memory,
+            "vs loop",
+        ]
         sys.stdout.write(_measure.markdown_table(header, rows) + "\n")
         sys.stdout.write(f"\ntotal benchmark time {time.perf_counter() - total:.0f} s\n")
     finally:

@@ -95,10 +95,14 @@ def merger_rows(device: torch.device, batch_sizes: Sequence[int], repeats: int) 
         results = _measure.interleave(calls, device, repeats)
         base = results["authors_loop"].median
         for name, result in results.items():
-            rows.append([
-                name, str(batch), f"{batch / result.median:.1f}",
-                _measure.speedup(base, result.median),
-            ])
+            rows.append(
+                [
+                    name,
+                    str(batch),
+                    f"{batch / result.median:.1f}",
+                    _measure.speedup(base, result.median),
+                ]
+            )
     return rows
 
 

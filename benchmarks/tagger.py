@@ -51,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build the tagger, time every batch size, print the table."""
     parser = _measure.parser(__doc__.split("\n\n")[0], repeats=None)
     parser.add_argument(
-        "--batch-sizes", type=int, nargs="+", default=None,
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
         help="default: 1 16 on CPU, 1 16 64 on CUDA",
     )
     args = parser.parse_args(argv)
@@ -79,11 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )["tagger"]
         per_second[batch] = batch / result.median
         base = per_second.get(1)
-        rows.append([
-            str(batch), f"{result.median:.3f}", f"{per_second[batch]:.2f}",
-            f"{result.peak_bytes / _measure.GIB:.2f}",
-            "" if base is None or batch == 1 else f"{per_second[batch] / base:.2f}x",
-        ])
+        rows.append(
+            [
+                str(batch),
+                f"{result.median:.3f}",
+                f"{per_second[batch]:.2f}",
+                f"{result.peak_bytes / _measure.GIB:.2f}",
+                "" if base is None or batch == 1 else f"{per_second[batch] / base:.2f}x",
+            ]
+        )
     header = ["batch", "s/batch", "images/s", "peak memory GiB", "vs batch 1"]
     print(_measure.markdown_table(header, rows))
     return 0

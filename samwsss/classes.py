@@ -83,4 +83,3 @@ def voc_palette() -> list[int]:
         palette.extend((red, green, blue))
     palette[255 * 3 : 256 * 3] = [255, 255, 255]
     return palette
-

@@ -61,7 +61,10 @@ class Detections:
                 [
                     torch.isfinite(boxes).all().float(),
                     ((x2 >= x1 - _BOX_TOLERANCE) & (y2 >= y1 - _BOX_TOLERANCE)).all().float(),
-                    x1.min(), y1.min(), x2.max(), y2.max(),
+                    x1.min(),
+                    y1.min(),
+                    x2.max(),
+                    y2.max(),
                     self.class_ids.min().to(x1.device, torch.float32),
                 ]
             ).tolist()
@@ -104,7 +107,10 @@ class Detections:
     # -- construction -----------------------------------------------------------------
     @classmethod
     def empty(
-        cls, image_size: tuple[int, int], device: torch.device | str = "cpu", with_masks: bool = False
+        cls,
+        image_size: tuple[int, int],
+        device: torch.device | str = "cpu",
+        with_masks: bool = False,
     ) -> Detections:
         """No detections for an image of ``image_size`` (H, W)."""
         height, width = image_size
@@ -172,7 +178,9 @@ class Detections:
             key = torch.as_tensor(index, device="cpu")
             if key.dtype == torch.bool:
                 if key.shape != (len(self),):
-                    raise ValueError(f"bool index must have shape ({len(self)},), got {tuple(key.shape)}")
+                    raise ValueError(
+                        f"bool index must have shape ({len(self)},), got {tuple(key.shape)}"
+                    )
                 positions = key.nonzero().flatten().tolist()
             else:
                 positions = key.flatten().tolist()

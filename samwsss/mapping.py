@@ -256,8 +256,7 @@ def parse_mapping(text: str, source: str = "<string>") -> ClassMapping:
         for required in ("index", "name"):
             if required not in items:
                 raise MappingError(
-                    f"{where}: this class has no {required!r}; every class needs 'index' and "
-                    "'name'"
+                    f"{where}: this class has no {required!r}; every class needs 'index' and 'name'"
                 )
         index_node = items["index"][1]
         index_text = _scalar(index_node, source, "index")

@@ -112,9 +112,7 @@ def voc_expected_gt(image_id: str, aug: bool = False) -> np.ndarray:
 
 #: Image-level labels derived from the SegmentationClass GT (no 0, no 255).
 VOC_GT_LABELS: dict[str, tuple[int, ...]] = {
-    image_id: tuple(
-        sorted({_voc_index(obj[0]) for obj in objects if obj[4]})
-    )
+    image_id: tuple(sorted({_voc_index(obj[0]) for obj in objects if obj[4]}))
     for image_id, objects in VOC_OBJECTS.items()
 }
 

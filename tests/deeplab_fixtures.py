@@ -96,9 +96,7 @@ class ShapesDataset(SegmentationDataset):
         return self._items[image_id][0].copy()
 
 
-def write_shapes_folder(
-    root: str | os.PathLike[str], dataset: ShapesDataset
-) -> tuple[Path, Path]:
+def write_shapes_folder(root: str | os.PathLike[str], dataset: ShapesDataset) -> tuple[Path, Path]:
     """Write ``root/images/<id>.png`` and ``root/masks/<id>.png``; return both folders."""
     from PIL import Image
 
@@ -162,8 +160,12 @@ def global_batch_gradients(
     dataset = ShapesDataset(6, (40, 40), seed=2)
     torch.manual_seed(config.seed)
     model = build_deeplab(
-        dataset.num_classes, backbone="custom", layers=config.backbone_layers,
-        width_per_group=config.width_per_group, atrous_rates=config.atrous_rates, init="none",
+        dataset.num_classes,
+        backbone="custom",
+        layers=config.backbone_layers,
+        width_per_group=config.width_per_group,
+        atrous_rates=config.atrous_rates,
+        init="none",
     )
     wrapped: nn.Module = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     augmentation = TrainAugmentation(
@@ -171,20 +173,26 @@ def global_batch_gradients(
     )
     data = AugmentedSegmentationData(dataset, augmentation, seed=config.seed)
     stream = SampleStream(
-        len(dataset), int(config.batch_size or 1), 1,
-        seed=config.seed, rank=rank, world_size=world_size,
+        len(dataset),
+        int(config.batch_size or 1),
+        1,
+        seed=config.seed,
+        rank=rank,
+        world_size=world_size,
     )
     keys = stream.batch_keys(0)
     images, labels = zip(*(data[key] for key in keys), strict=True)
     loss = forward_loss(
-        wrapped, torch.stack(images), torch.stack(labels), config,
-        device=torch.device("cpu"), world_size=world_size,
+        wrapped,
+        torch.stack(images),
+        torch.stack(labels),
+        config,
+        device=torch.device("cpu"),
+        world_size=world_size,
     )
     loss.backward()
     return {
-        name: p.grad.detach().clone()
-        for name, p in model.named_parameters()
-        if p.grad is not None
+        name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None
     }
 
 
@@ -193,8 +201,11 @@ def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     from samwsss.deeplab.train import Trainer
 
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-        WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
     import torch.distributed as dist
@@ -216,6 +227,12 @@ def ddp_test_config(batch_size: int) -> DeepLabConfig:
     in both iterations, so a per-process loss mean would not match the global one.
     """
     return tiny_config(
-        iterations=2, batch_size=batch_size, crop_size=32, scale_min=0.5, scale_max=1.5,
-        checkpoint_every=2, log_every=1, seed=3,
+        iterations=2,
+        batch_size=batch_size,
+        crop_size=32,
+        scale_min=0.5,
+        scale_max=1.5,
+        checkpoint_every=2,
+        log_every=1,
+        seed=3,
     )

@@ -48,6 +48,7 @@ def _unwindows(x: torch.Tensor, ws: int, b: int, h: int, w: int) -> torch.Tensor
 
 def _shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     """(windows, ws*ws, ws*ws): -100 between tokens from different regions of the rolled map."""
+
     def region(n: int) -> torch.Tensor:
         idx = torch.arange(n)
         return (idx >= n - ws).long() + (idx >= n - shift).long()
@@ -64,8 +65,12 @@ def reference_swin(
     """Official Swin tokens (B, 1 + L, C) computed from official-layout tensors."""
     v = "visual_encoder."
     eps = config.swin_layer_norm_eps
-    x = F.conv2d(pixels, sd[f"{v}patch_embed.proj.weight"], sd[f"{v}patch_embed.proj.bias"],
-                 stride=config.patch_size)
+    x = F.conv2d(
+        pixels,
+        sd[f"{v}patch_embed.proj.weight"],
+        sd[f"{v}patch_embed.proj.bias"],
+        stride=config.patch_size,
+    )
     b, c, h, w = x.shape
     x = _ln(x.flatten(2).transpose(1, 2), sd, f"{v}patch_embed.norm", eps)
     for i, depth in enumerate(config.depths):
@@ -128,8 +133,9 @@ def reference_logits(
     image_embeds = _lin(reference_swin(sd, config, pixels), sd, "image_proj")
     b = image_embeds.shape[0]
     if config.is_plus:
-        labels = reference_reweight(image_embeds[:, 0], sd["label_embed"], sd["reweight_scale"],
-                                    config.descriptions_per_tag)
+        labels = reference_reweight(
+            image_embeds[:, 0], sd["label_embed"], sd["reweight_scale"], config.descriptions_per_tag
+        )
     else:
         labels = sd["label_embed"].unsqueeze(0).repeat(b, 1, 1)
     q = F.relu(_lin(labels, sd, "wordvec_proj"))
@@ -138,15 +144,21 @@ def reference_logits(
     eps = config.head_layer_norm_eps
     for layer in range(config.head_num_layers):
         p = f"tagging_head.encoder.layer.{layer}."
+
         def split(x: torch.Tensor) -> torch.Tensor:
             return x.view(b, x.shape[1], heads, hidden // heads).transpose(1, 2)
+
         qq = split(_lin(q, sd, p + "crossattention.self.query"))
         kk = split(_lin(image_embeds, sd, p + "crossattention.self.key"))
         vv = split(_lin(image_embeds, sd, p + "crossattention.self.value"))
         scores = (qq @ kk.transpose(-1, -2)) / math.sqrt(hidden // heads)
         ctx = (scores.softmax(-1) @ vv).transpose(1, 2).reshape(b, -1, hidden)
-        q = _ln(_lin(ctx, sd, p + "crossattention.output.dense") + q, sd,
-                p + "crossattention.output.LayerNorm", eps)
+        q = _ln(
+            _lin(ctx, sd, p + "crossattention.output.dense") + q,
+            sd,
+            p + "crossattention.output.LayerNorm",
+            eps,
+        )
         ff = _lin(F.gelu(_lin(q, sd, p + "intermediate.dense")), sd, p + "output.dense")
         q = _ln(ff + q, sd, p + "output.LayerNorm", eps)
     return _lin(q, sd, "fc").squeeze(-1)

@@ -37,12 +37,16 @@ def small_gdino_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_boxer(tiny_gdino_dir: Path) -> GroundingDinoBoxer:
-    return GroundingDinoBoxer.from_pretrained(str(tiny_gdino_dir), box_threshold=LOW, text_threshold=0.0)
+    return GroundingDinoBoxer.from_pretrained(
+        str(tiny_gdino_dir), box_threshold=LOW, text_threshold=0.0
+    )
 
 
 @pytest.fixture(scope="session")
 def boxer(small_gdino_dir: Path) -> GroundingDinoBoxer:
-    return GroundingDinoBoxer.from_pretrained(str(small_gdino_dir), box_threshold=LOW, text_threshold=0.0)
+    return GroundingDinoBoxer.from_pretrained(
+        str(small_gdino_dir), box_threshold=LOW, text_threshold=0.0
+    )
 
 
 @pytest.fixture()
@@ -93,9 +97,16 @@ def test_fixture_is_deterministic(tmp_path: Path) -> None:
 # -- preprocessing -----------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [((480, 640), (800, 1066)), ((640, 480), (1066, 800)), ((500, 2000), (333, 1333)), ((800, 800), (800, 800))],
+    [
+        ((480, 640), (800, 1066)),
+        ((640, 480), (1066, 800)),
+        ((500, 2000), (333, 1333)),
+        ((800, 800), (800, 800)),
+    ],
 )
-def test_resized_size_follows_short_800_long_1333(size: tuple[int, int], expected: tuple[int, int]) -> None:
+def test_resized_size_follows_short_800_long_1333(
+    size: tuple[int, int], expected: tuple[int, int]
+) -> None:
     assert resized_size(*size, 800, 1333) == expected
 
 
@@ -110,7 +121,9 @@ def test_torch_preprocessing_matches_the_processor(
         got = preprocess_image(torch.from_numpy(image), stage.preprocess_settings)
         assert got.shape == expected.shape
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
-    assert boxer.preprocess_settings.output_size(*size) != real_boxer.preprocess_settings.output_size(*size)
+    assert boxer.preprocess_settings.output_size(
+        *size
+    ) != real_boxer.preprocess_settings.output_size(*size)
 
 
 # -- batching ----------------------------------------------------------------------------
@@ -172,7 +185,10 @@ def test_per_class_equals_a_direct_processor_forward(
             with torch.inference_mode():
                 outputs = model(**inputs)
             post = processor.post_process_grounded_object_detection(
-                outputs, inputs["input_ids"], threshold=LOW, text_threshold=0.0,
+                outputs,
+                inputs["input_ids"],
+                threshold=LOW,
+                text_threshold=0.0,
                 target_sizes=[image.shape[:2]],
             )[0]
             boxes.append(post["boxes"])
@@ -197,7 +213,13 @@ def test_boxes_are_original_pixels_from_raw_pred_boxes(fresh_boxer: GroundingDin
         keep = probs.max(dim=1).values > LOW
         cx, cy, w, h = outputs.pred_boxes[0][keep].unbind(1)
         manual = torch.stack(
-            [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1
+            [
+                (cx - w / 2) * width,
+                (cy - h / 2) * height,
+                (cx + w / 2) * width,
+                (cy + h / 2) * height,
+            ],
+            1,
         )
         clipped = manual.clone()
         clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width)
@@ -206,7 +228,10 @@ def test_boxes_are_original_pixels_from_raw_pred_boxes(fresh_boxer: GroundingDin
         result = fresh_boxer([image], [[(1, "cat")]])[0]
         assert result.image_size == (height, width)
         torch.testing.assert_close(result.boxes, clipped, atol=1e-4, rtol=0)
-        assert float(result.boxes[:, 0::2].max()) <= width and float(result.boxes[:, 1::2].max()) <= height
+        assert (
+            float(result.boxes[:, 0::2].max()) <= width
+            and float(result.boxes[:, 1::2].max()) <= height
+        )
         assert float(result.boxes.min()) >= 0
     assert clipped_somewhere, "the random model should predict some box over the border"
 
@@ -245,7 +270,9 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1 - p))) if p > 0 else -30.0
 
 
-def _crafted_boxer(boxer: GroundingDinoBoxer, caption: str, probs: list[list[float]], **kwargs) -> GroundingDinoBoxer:
+def _crafted_boxer(
+    boxer: GroundingDinoBoxer, caption: str, probs: list[list[float]], **kwargs
+) -> GroundingDinoBoxer:
     ids = tuple(boxer.tokenizer(caption)["input_ids"])
     logits = torch.tensor([[_logit(p) for p in row] for row in probs])
     assert logits.shape[1] == len(ids), (caption, ids)
@@ -270,7 +297,9 @@ def test_threshold_rule_is_strict_max_over_all_real_tokens(boxer: GroundingDinoB
     torch.testing.assert_close(result.box_scores, torch.tensor([0.51, 0.9, 0.7]), atol=1e-6, rtol=0)
     assert result.class_ids.tolist() == [7, 7, 7]  # text_threshold changes nothing per class
     assert result.prompts == ("cat.",) * 3
-    torch.testing.assert_close(result.boxes[:, 0], torch.tensor([0.15, 0.25, 0.35]) * 20, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        result.boxes[:, 0], torch.tensor([0.15, 0.25, 0.35]) * 20, atol=1e-5, rtol=0
+    )
 
 
 def test_joint_mode_assigns_the_class_of_the_span_with_the_max(boxer: GroundingDinoBoxer) -> None:
@@ -289,7 +318,9 @@ def test_joint_mode_assigns_the_class_of_the_span_with_the_max(boxer: GroundingD
     result = crafted([_image(10, 10, 0)], [[(1, "Cat"), (3, "wild bird")]])[0]
     assert result.class_ids.tolist() == [3, 1, 3, 1]
     assert result.prompts == ("wild bird.", "cat.", "wild bird.", "cat.")
-    torch.testing.assert_close(result.box_scores, torch.tensor([0.8, 0.9, 0.7, 0.8]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        result.box_scores, torch.tensor([0.8, 0.9, 0.7, 0.8]), atol=1e-6, rtol=0
+    )
     assert crafted.model.calls == 1  # both prompts in one caption
     # a lower text threshold keeps the query that fired on "." (its cat span is 0.2)
     crafted.text_threshold = 0.15
@@ -310,13 +341,33 @@ def test_class_wise_nms(boxer: GroundingDinoBoxer) -> None:
     crafted.nms_iou = 0.5
     result = crafted([image], [[(1, "cat"), (2, "cat")]])[0]
     assert result.class_ids.tolist() == [1, 1, 2, 2]  # overlaps across classes survive
-    torch.testing.assert_close(result.box_scores, torch.tensor([0.9, 0.5, 0.9, 0.5]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        result.box_scores, torch.tensor([0.9, 0.5, 0.9, 0.5]), atol=1e-6, rtol=0
+    )
 
 
 # -- joint mode on the real tiny model ---------------------------------------------------------
-def test_joint_mode_packs_long_prompt_lists_and_batches_exactly(fresh_boxer: GroundingDinoBoxer) -> None:
-    names = ["aeroplane", "bicycle", "wild bird", "boat", "bottle", "bus", "car", "cat", "chair",
-             "cow", "dining table", "dog", "horse", "motorbike", "person", "potted plant"]
+def test_joint_mode_packs_long_prompt_lists_and_batches_exactly(
+    fresh_boxer: GroundingDinoBoxer,
+) -> None:
+    names = [
+        "aeroplane",
+        "bicycle",
+        "wild bird",
+        "boat",
+        "bottle",
+        "bus",
+        "car",
+        "cat",
+        "chair",
+        "cow",
+        "dining table",
+        "dog",
+        "horse",
+        "motorbike",
+        "person",
+        "potted plant",
+    ]
     queries = [[(i + 1, name) for i, name in enumerate(names)], [(8, "cat"), (12, "dog")]]
     images = [_image(48, 64, 0), _image(60, 80, 1)]
     fresh_boxer.prompt_mode = "joint"
@@ -324,7 +375,9 @@ def test_joint_mode_packs_long_prompt_lists_and_batches_exactly(fresh_boxer: Gro
     for image, image_queries, result in zip(images, queries, batched, strict=True):
         _assert_same(result, fresh_boxer([image], [image_queries])[0])
         valid = {cid: f"{name}." for cid, name in image_queries}
-        assert all(valid[int(c)] == p for c, p in zip(result.class_ids, result.prompts, strict=True))
+        assert all(
+            valid[int(c)] == p for c, p in zip(result.class_ids, result.prompts, strict=True)
+        )
     assert len(batched[0]) + len(batched[1]) > 0
     fresh_boxer.prompt_mode = "per-class"
     overridden = fresh_boxer(images, queries, prompt_mode="joint")  # a per-call override
@@ -356,7 +409,9 @@ def test_joint_mode_packs_long_prompt_lists_and_batches_exactly(fresh_boxer: Gro
         ([np.zeros((10, 10, 3), np.uint8)], [[(1, None)]], "string"),
     ],
 )
-def test_bad_input_raises_value_error(fresh_boxer: GroundingDinoBoxer, images, queries, message) -> None:
+def test_bad_input_raises_value_error(
+    fresh_boxer: GroundingDinoBoxer, images, queries, message
+) -> None:
     with pytest.raises(ValueError, match=message):
         fresh_boxer(images, queries)
 
@@ -387,20 +442,27 @@ def test_device_and_precision(real_boxer: GroundingDinoBoxer) -> None:
     same = GroundingDinoBoxer(boxer.model, boxer.processor)
     assert same.to("cpu") is same and same.device == torch.device("cpu")
     assert same.compute_dtype == torch.float32
-    assert GroundingDinoBoxer(boxer.model, boxer.processor, dtype="fp16").compute_dtype == torch.float16
+    assert (
+        GroundingDinoBoxer(boxer.model, boxer.processor, dtype="fp16").compute_dtype
+        == torch.float16
+    )
     assert same.box_threshold == 0.3 and same.text_threshold == 0.25
     assert same.prompt_mode == "per-class" and same.preprocess_settings.shortest_edge == 800
     assert same.source.weights == "GroundingDinoForObjectDetection" and same.source.revision is None
 
 
 # -- registry ---------------------------------------------------------------------------------
-def test_registry_names_resolve_to_the_hub_ids(tiny_gdino_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registry_names_resolve_to_the_hub_ids(
+    tiny_gdino_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import transformers
 
     entries = registry.list_models("boxer")
     assert entries["grounding-dino-tiny"].weights == "IDEA-Research/grounding-dino-tiny"
     assert entries["grounding-dino-base"].weights == "IDEA-Research/grounding-dino-base"
-    assert registry.weights_of("boxer", "grounding-dino-base") == "IDEA-Research/grounding-dino-base"
+    assert (
+        registry.weights_of("boxer", "grounding-dino-base") == "IDEA-Research/grounding-dino-base"
+    )
     assert registry.weights_of("boxer", str(tiny_gdino_dir)) == str(tiny_gdino_dir)
 
     requested = []

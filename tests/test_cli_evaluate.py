@@ -87,9 +87,7 @@ def test_report_and_plot_paths_and_no_plot(folders: tuple[Path, Path], tmp_path:
     assert not (pred / "evaluation_iou.png").exists()
 
 
-def test_missing_predictions_fail_then_count_as_background(
-    folders: tuple[Path, Path]
-) -> None:
+def test_missing_predictions_fail_then_count_as_background(folders: tuple[Path, Path]) -> None:
     pred, gt = folders
     (pred / "2007_000002.png").unlink()
     args = ["evaluate", "--pred", str(pred), "--gt-dir", str(gt), "--mapping", "voc"]

@@ -60,13 +60,38 @@ def test_zero_shot_with_ram_checkpoint(
 ) -> None:
     checkpoint, vocabulary, thresholds = ram_files
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, [
-        "zero-shot", "--data", str(images), "--mapping", "voc", "--tagger", str(checkpoint),
-        "--ram-vocabulary", str(vocabulary), "--ram-thresholds", str(thresholds),
-        "--boxer", str(tiny_gdino_small_dir), "--masker", str(tiny_sam_session_dir),
-        "--box-threshold", "0.2", "--text-threshold", "0", "--device", "cpu", "--workers", "0",
-        "--instances", "--out", str(out),
-    ], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "zero-shot",
+            "--data",
+            str(images),
+            "--mapping",
+            "voc",
+            "--tagger",
+            str(checkpoint),
+            "--ram-vocabulary",
+            str(vocabulary),
+            "--ram-thresholds",
+            str(thresholds),
+            "--boxer",
+            str(tiny_gdino_small_dir),
+            "--masker",
+            str(tiny_sam_session_dir),
+            "--box-threshold",
+            "0.2",
+            "--text-threshold",
+            "0",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--instances",
+            "--out",
+            str(out),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
 
     voc = load_mapping("voc")

@@ -86,11 +86,17 @@ def test_image_batch_checks_once_and_shares_memory() -> None:
         ImageBatch(pixels)
 
 
-def test_built_stages_satisfy_their_protocols(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> None:
-    config = PipelineConfig(boxer=str(tiny_gdino_small_dir), masker=str(tiny_sam_session_dir), tagger="grounding")
+def test_built_stages_satisfy_their_protocols(
+    tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path
+) -> None:
+    config = PipelineConfig(
+        boxer=str(tiny_gdino_small_dir), masker=str(tiny_sam_session_dir), tagger="grounding"
+    )
     pipe = Pipeline.from_config(config, device="cpu")
     assert isinstance(pipe.boxer, Boxer) and isinstance(pipe.masker, Masker)
-    assert isinstance(pipe.tagger, Tagger) and all(isinstance(s, Stage) for s in pipe.stages.values())
+    assert isinstance(pipe.tagger, Tagger) and all(
+        isinstance(s, Stage) for s in pipe.stages.values()
+    )
     assert pipe.boxer.source == ModelSource(str(tiny_gdino_small_dir))
     assert pipe.masker.source == ModelSource(str(tiny_sam_session_dir))
     assert pipe.tagger.source.weights == f"grounding({tiny_gdino_small_dir})"
@@ -116,7 +122,13 @@ def test_registry_route_builds_names_and_paths(tiny_sam_session_dir: Path) -> No
 def test_models_command_prints_every_kind() -> None:
     result = CliRunner().invoke(cli, ["models"])
     assert result.exit_code == 0, result.output
-    for name in ("grounding-dino-tiny", "sam-vit-huge", "sam-vit-base-official", "ram-plus-swin-large-14m", "grounding"):
+    for name in (
+        "grounding-dino-tiny",
+        "sam-vit-huge",
+        "sam-vit-base-official",
+        "ram-plus-swin-large-14m",
+        "grounding",
+    ):
         assert name in result.output
     only = CliRunner().invoke(cli, ["models", "--kind", "boxer"])
     assert "grounding-dino-base" in only.output and "sam-vit-huge" not in only.output

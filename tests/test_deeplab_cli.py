@@ -23,7 +23,11 @@ TINY_MODEL = {
         "atrous_rates": [1, 2],
     },
     "train": {
-        "iterations": 2, "batch_size": 2, "crop_size": 32, "workers": 0, "checkpoint_every": 1
+        "iterations": 2,
+        "batch_size": 2,
+        "crop_size": 32,
+        "workers": 0,
+        "checkpoint_every": 1,
     },
 }
 
@@ -45,8 +49,21 @@ def test_train_on_gt_then_predict_and_evaluate(tmp_path) -> None:
     config.write_text(yaml.safe_dump(TINY_MODEL), encoding="utf-8")
     run = tmp_path / "run"
     result = _invoke(
-        "train-deeplab", "--data", str(voc), "--split", "train_aug", "--out", str(run),
-        "--config", str(config), "--init", "none", "--device", "cpu", "--set", "lr=0.001",
+        "train-deeplab",
+        "--data",
+        str(voc),
+        "--split",
+        "train_aug",
+        "--out",
+        str(run),
+        "--config",
+        str(config),
+        "--init",
+        "none",
+        "--device",
+        "cpu",
+        "--set",
+        "lr=0.001",
     )
     assert result.exit_code == 0, result.output
     assert "trained 2 iterations (from 0)" in result.output
@@ -60,9 +77,22 @@ def test_train_on_gt_then_predict_and_evaluate(tmp_path) -> None:
 
     preds = tmp_path / "preds"
     result = _invoke(
-        "predict", "--checkpoint", str(run / "model_final.pt"), "--data", str(voc),
-        "--split", "val", "--out", str(preds), "--scales", "0.75,1,1.25", "--flip",
-        "--workers", "0", "--device", "cpu",
+        "predict",
+        "--checkpoint",
+        str(run / "model_final.pt"),
+        "--data",
+        str(voc),
+        "--split",
+        "val",
+        "--out",
+        str(preds),
+        "--scales",
+        "0.75,1,1.25",
+        "--flip",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
     )
     assert result.exit_code == 0, result.output
     assert "wrote 2 predictions" in result.output and "mIoU" in result.output
@@ -71,8 +101,19 @@ def test_train_on_gt_then_predict_and_evaluate(tmp_path) -> None:
     report = json.loads((preds / "evaluation.json").read_text())
     assert "miou" in json.dumps(report)
     predict_args = [
-        "predict", "--checkpoint", str(run / "model_final.pt"), "--data", str(voc),
-        "--split", "val", "--out", str(preds), "--workers", "0", "--device", "cpu",
+        "predict",
+        "--checkpoint",
+        str(run / "model_final.pt"),
+        "--data",
+        str(voc),
+        "--split",
+        "val",
+        "--out",
+        str(preds),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
     ]
     # the same checkpoint and settings resume; other scales are refused
     same = _invoke(*predict_args, "--scales", "0.75,1,1.25", "--flip")
@@ -102,20 +143,61 @@ def test_train_on_pseudo_masks_and_errors(tmp_path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY_MODEL), encoding="utf-8")
     common = ["--config", str(config), "--init", "none", "--device", "cpu"]
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train", "--masks", str(masks),
-                     "--out", str(tmp_path / "run"), *common)
+    result = _invoke(
+        "train-deeplab",
+        "--data",
+        str(voc),
+        "--split",
+        "train",
+        "--masks",
+        str(masks),
+        "--out",
+        str(tmp_path / "run"),
+        *common,
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "model_final.pt").is_file()
     # train_aug has an image without a pseudo mask
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train_aug",
-                     "--masks", str(masks), "--out", str(tmp_path / "run2"), *common)
+    result = _invoke(
+        "train-deeplab",
+        "--data",
+        str(voc),
+        "--split",
+        "train_aug",
+        "--masks",
+        str(masks),
+        "--out",
+        str(tmp_path / "run2"),
+        *common,
+    )
     assert result.exit_code == 1 and "have no mask" in result.output
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train_aug",
-                     "--masks", str(masks), "--out", str(tmp_path / "run2"),
-                     "--missing-masks", "skip", *common)
+    result = _invoke(
+        "train-deeplab",
+        "--data",
+        str(voc),
+        "--split",
+        "train_aug",
+        "--masks",
+        str(masks),
+        "--out",
+        str(tmp_path / "run2"),
+        "--missing-masks",
+        "skip",
+        *common,
+    )
     assert result.exit_code == 0, result.output
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train",
-                     "--out", str(tmp_path / "run3"), "--set", "learning_rate=1", *common)
+    result = _invoke(
+        "train-deeplab",
+        "--data",
+        str(voc),
+        "--split",
+        "train",
+        "--out",
+        str(tmp_path / "run3"),
+        "--set",
+        "learning_rate=1",
+        *common,
+    )
     assert result.exit_code == 1 and "unknown config key 'learning_rate'" in result.output
     result = _invoke("train-deeplab", "--out", str(tmp_path / "run4"), *common)
     assert result.exit_code == 1 and "--data" in result.output
@@ -126,19 +208,57 @@ def test_predict_plain_folder_without_gt(tmp_path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY_MODEL), encoding="utf-8")
     run = tmp_path / "run"
-    assert _invoke("train-deeplab", "--data", str(voc), "--split", "train", "--out", str(run),
-                   "--config", str(config), "--init", "none", "--device", "cpu",
-                   "--iterations", "1").exit_code == 0
+    assert (
+        _invoke(
+            "train-deeplab",
+            "--data",
+            str(voc),
+            "--split",
+            "train",
+            "--out",
+            str(run),
+            "--config",
+            str(config),
+            "--init",
+            "none",
+            "--device",
+            "cpu",
+            "--iterations",
+            "1",
+        ).exit_code
+        == 0
+    )
     folder = tmp_path / "photos"
     folder.mkdir()
     Image.fromarray(np.full((21, 34, 3), 90, np.uint8)).save(folder / "a.jpg")
-    result = _invoke("predict", "--checkpoint", str(run / "model_final.pt"), "--data", str(folder),
-                     "--out", str(tmp_path / "out"), "--workers", "0", "--device", "cpu", "--plain")
+    result = _invoke(
+        "predict",
+        "--checkpoint",
+        str(run / "model_final.pt"),
+        "--data",
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--plain",
+    )
     assert result.exit_code == 0, result.output
     assert read_label_png(tmp_path / "out" / "a.png").shape == (21, 34)
     assert not (tmp_path / "out" / "evaluation.json").exists()
-    bad = _invoke("predict", "--checkpoint", str(run / "model_final.pt"), "--data", str(folder),
-                  "--out", str(tmp_path / "out"), "--scales", "0,1")
+    bad = _invoke(
+        "predict",
+        "--checkpoint",
+        str(run / "model_final.pt"),
+        "--data",
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        "--scales",
+        "0,1",
+    )
     assert bad.exit_code == 2 and "positive" in bad.output
 
 
@@ -153,16 +273,44 @@ def test_train_refuses_unusable_class_lists_and_validation_settings(tmp_path) ->
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY_MODEL), encoding="utf-8")
     common = ["--config", str(config), "--init", "none", "--device", "cpu"]
-    result = _invoke("train-deeplab", "--data", str(folder), "--masks", str(masks),
-                     "--out", str(tmp_path / "run"), *common)
+    result = _invoke(
+        "train-deeplab",
+        "--data",
+        str(folder),
+        "--masks",
+        str(masks),
+        "--out",
+        str(tmp_path / "run"),
+        *common,
+    )
     assert result.exit_code == 1
     assert "--mapping voc|coco|FILE" in result.output and "['background']" in result.output
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train",
-                     "--out", str(tmp_path / "run"), "--val-every", "1", *common)
+    result = _invoke(
+        "train-deeplab",
+        "--data",
+        str(voc),
+        "--split",
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--val-every",
+        "1",
+        *common,
+    )
     assert result.exit_code == 1 and "--val-every 1 needs" in result.output
     assert "--val-split" in result.output
-    result = _invoke("train-deeplab", "--data", str(voc), "--split", "train",
-                     "--out", str(tmp_path / "run"), "--val-data", str(folder), *common)
+    result = _invoke(
+        "train-deeplab",
+        "--data",
+        str(voc),
+        "--split",
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--val-data",
+        str(folder),
+        *common,
+    )
     assert result.exit_code == 1
     assert "validation dataset has the classes ['background']" in result.output
     assert "'aeroplane'" in result.output

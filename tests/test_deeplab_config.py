@@ -17,11 +17,17 @@ from samwsss.deeplab.config import (
 def test_recipe_defaults_and_kind_resolution() -> None:
     config = DeepLabConfig()
     assert (config.crop_size, config.lr, config.momentum, config.weight_decay) == (
-        321, 2.5e-4, 0.9, 5e-4
+        321,
+        2.5e-4,
+        0.9,
+        5e-4,
     )
     assert (config.head_lr_mult, config.head_bias_lr_mult, config.poly_power) == (10.0, 20.0, 0.9)
     assert (config.scale_min, config.scale_max, config.flip, config.ignore_index) == (
-        0.5, 1.5, True, 255
+        0.5,
+        1.5,
+        True,
+        255,
     )
     assert config.atrous_rates == [6, 12, 18, 24] and config.backbone == "resnet101"
     voc, coco = config.resolve("voc"), config.resolve("coco")

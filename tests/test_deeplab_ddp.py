@@ -42,7 +42,10 @@ def test_two_process_gloo_matches_single_process(tmp_path) -> None:
     # fork, not spawn: a spawned child re-imports torch/torchvision (10-20 s on a busy
     # machine); the children never touch CUDA and set up gloo themselves
     mp.start_processes(
-        ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True,
+        ddp_worker,
+        args=(2, free_port(), str(tmp_path)),
+        nprocs=2,
+        join=True,
         start_method="fork",
     )
     with one_torch_thread():

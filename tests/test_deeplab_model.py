@@ -20,8 +20,12 @@ def _single_thread():
 
 def _tiny(num_classes: int = 4, init: str = "none") -> DeepLabV2:
     return build_deeplab(
-        num_classes, backbone="custom", layers=(1, 1, 1, 1), width_per_group=8,
-        atrous_rates=(1, 2, 3, 4), init=init,
+        num_classes,
+        backbone="custom",
+        layers=(1, 1, 1, 1),
+        width_per_group=8,
+        atrous_rates=(1, 2, 3, 4),
+        init=init,
     )
 
 
@@ -96,7 +100,9 @@ def test_frozen_bn_has_no_parameters_and_param_groups_partition() -> None:
 def test_init_from_torchvision_layout_state_dict(tmp_path) -> None:
     torch.manual_seed(1)
     resnet = ResNet(
-        Bottleneck, [1, 1, 1, 1], width_per_group=8,
+        Bottleneck,
+        [1, 1, 1, 1],
+        width_per_group=8,
         replace_stride_with_dilation=[False, True, True],
     )
     state = resnet.state_dict()  # torchvision layout incl. fc.* and num_batches_tracked
@@ -114,8 +120,12 @@ def test_init_from_torchvision_layout_state_dict(tmp_path) -> None:
     torch.testing.assert_close(again.head.branches[2].weight, model.head.branches[2].weight)
     # different class count: backbone loads, head stays fresh
     other = build_deeplab(
-        7, backbone="custom", layers=(1, 1, 1, 1), width_per_group=8,
-        atrous_rates=(1, 2, 3, 4), init=str(full),
+        7,
+        backbone="custom",
+        layers=(1, 1, 1, 1),
+        width_per_group=8,
+        atrous_rates=(1, 2, 3, 4),
+        init=str(full),
     )
     torch.testing.assert_close(
         other.backbone.layer1[0].conv2.weight, model.backbone.layer1[0].conv2.weight

@@ -103,7 +103,10 @@ def test_prediction_folder_identity_resumes_refuses_and_overwrites(
     assert identity["checkpoint"]["path"] == str(trained.path)
     assert identity["checkpoint"]["weights_sha256"] == trained.weights_sha256
     assert identity["inference"] == {
-        "scales": list(TTA.scales), "flip": True, "bf16": False, "palette": True
+        "scales": list(TTA.scales),
+        "flip": True,
+        "bf16": False,
+        "palette": True,
     }
     # the same run resumes: only the missing image is predicted
     resumed = predict_dataset(trained, dataset, out, options=TTA, workers=0)
@@ -159,7 +162,11 @@ def test_prediction_folder_without_identity_is_refused(trained: LoadedModel, tmp
     assert (out / "unrelated.png").read_bytes() == b"not ours"
     # a moved checkpoint with the same weights is the same model: resume, and keep its path
     moved = LoadedModel(
-        trained.model, trained.config, trained.class_names, trained.iteration, trained.device,
+        trained.model,
+        trained.config,
+        trained.class_names,
+        trained.iteration,
+        trained.device,
         path=tmp_path / "elsewhere.pt",
     )
     assert predict_dataset(moved, dataset, out, workers=0).skipped == 2

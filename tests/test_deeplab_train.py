@@ -36,8 +36,12 @@ def _single_thread():
 
 def _tiny_model(num_classes: int = 4):
     return build_deeplab(
-        num_classes, backbone="custom", layers=(1, 1, 1, 1), width_per_group=8,
-        atrous_rates=(1, 2, 3, 4), init="none",
+        num_classes,
+        backbone="custom",
+        layers=(1, 1, 1, 1),
+        width_per_group=8,
+        atrous_rates=(1, 2, 3, 4),
+        init="none",
     )
 
 
@@ -90,7 +94,8 @@ def test_loss_ignores_255_and_normalizes_over_valid_pixels() -> None:
         torch.nn.functional.interpolate(
             logits, size=(32, 32), mode="bilinear", align_corners=False
         ),
-        labels, ignore_index=255,
+        labels,
+        ignore_index=255,
     )
     torch.testing.assert_close(segmentation_loss(logits, labels), expected)
     shrunk = segmentation_loss(logits, labels, resolution="logits")
@@ -163,8 +168,14 @@ def test_pseudo_mask_dataset_replaces_gt(tmp_path) -> None:
 def test_training_learns_shapes_and_writes_run_dir(tmp_path) -> None:
     dataset = ShapesDataset(8, (48, 48), seed=0)
     config = tiny_config(
-        iterations=30, batch_size=4, lr=0.01, log_every=5, scale_min=0.75, scale_max=1.25,
-        val_every=30, checkpoint_every=15,
+        iterations=30,
+        batch_size=4,
+        lr=0.01,
+        log_every=5,
+        scale_min=0.75,
+        scale_max=1.25,
+        val_every=30,
+        checkpoint_every=15,
     )
     result = Trainer(config, dataset, tmp_path / "run", val_dataset=dataset).run()
     run = tmp_path / "run"
@@ -181,8 +192,10 @@ def test_training_learns_shapes_and_writes_run_dir(tmp_path) -> None:
 
     loaded = load_checkpoint_model(result.final_model, "cpu")
     preds = predict_labels(
-        loaded.model, [dataset.load_image(i) for i in dataset.ids],
-        mean=config.mean, std=config.std,
+        loaded.model,
+        [dataset.load_image(i) for i in dataset.ids],
+        mean=config.mean,
+        std=config.std,
     )
     confusion = np.zeros((4, 4), np.int64)
     for image_id, pred in zip(dataset.ids, preds, strict=True):
@@ -218,8 +231,10 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, monkeypatch) -> N
         Trainer(config, dataset, tmp_path / "b")
     with pytest.raises(ValueError, match="differs in lr"):
         Trainer(
-            tiny_config(iterations=6, batch_size=2, crop_size=32, lr=0.5), dataset,
-            tmp_path / "b", resume=True,
+            tiny_config(iterations=6, batch_size=2, crop_size=32, lr=0.5),
+            dataset,
+            tmp_path / "b",
+            resume=True,
         ).run()
     renamed = ShapesDataset(5, (40, 44), seed=1)
     renamed.class_names = ("background", "box", "disc", "triangle")  # type: ignore[misc]
@@ -255,9 +270,7 @@ def test_forward_loss_at_logit_resolution_is_the_mean_over_the_shrunk_labels() -
     expected = torch.nn.functional.cross_entropy(logits, small[:, 0].long(), ignore_index=255)
     torch.testing.assert_close(loss, expected)
     # and at label resolution: the mean over the full-size labels
-    full = forward_loss(
-        model, images, labels, tiny_config(), device=torch.device("cpu")
-    )
+    full = forward_loss(model, images, labels, tiny_config(), device=torch.device("cpu"))
     upsampled = torch.nn.functional.interpolate(
         logits, size=(40, 40), mode="bilinear", align_corners=False
     )
@@ -276,7 +289,8 @@ def test_torn_log_rows_are_dropped_when_reading_and_plotting(tmp_path) -> None:
     for tail in ("1", "3,0.4,1e-3", "\x00\x00\x00", "3,0.4,1e-3,1e-2,2e-2,0.1,10.0,"):
         _write_log(tmp_path / "train_log.csv", good, tail)
         assert [row[0] for row in read_log_rows(tmp_path / "train_log.csv", LOG_COLUMNS)] == [
-            "1", "2"
+            "1",
+            "2",
         ], tail
         assert plot_training_curves(tmp_path) == tmp_path / "training_curve.png"
     _write_log(tmp_path / "train_log.csv", [*good, "x,0.4,1e-3,1e-2,2e-2,0.1,10.0,"])

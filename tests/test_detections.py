@@ -65,8 +65,11 @@ def test_empty() -> None:
 def test_validation_names_the_problem(change: dict, message: str) -> None:
     det = _make(3)
     fields = {
-        "image_size": det.image_size, "boxes": det.boxes, "box_scores": det.box_scores,
-        "class_ids": det.class_ids, "prompts": det.prompts,
+        "image_size": det.image_size,
+        "boxes": det.boxes,
+        "box_scores": det.box_scores,
+        "class_ids": det.class_ids,
+        "prompts": det.prompts,
     }
     fields.update(change)
     with pytest.raises(ValueError, match=message):

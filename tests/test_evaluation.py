@@ -88,9 +88,7 @@ def test_absent_classes_are_nan_and_left_out_of_the_mean() -> None:
 def test_class_only_in_ground_truth_has_zero_iou_and_undefined_precision() -> None:
     gt = np.array([[2, 2, 0]], dtype=np.uint8)
     pred = np.zeros((1, 3), dtype=np.uint8)
-    m = SegmentationMetrics.from_confusion(
-        _counts_of(pred, gt, 3), ("background", "x", "y")
-    )
+    m = SegmentationMetrics.from_confusion(_counts_of(pred, gt, 3), ("background", "x", "y"))
     assert m.iou[2] == 0.0 and m.recall[2] == 0.0 and math.isnan(m.precision[2])
     assert m.iou[0] == pytest.approx(1 / 3)
     assert m.miou == pytest.approx((1 / 3 + 0.0) / 2)

@@ -115,7 +115,11 @@ def test_parallel_backends_agree_with_serial(
     for image_id in gts:
         expected.update(preds[image_id], gts[image_id])
     report = evaluate_folder(
-        folder, dataset, workers=workers, backend=backend, chunk_size=4  # type: ignore[arg-type]
+        folder,
+        dataset,
+        workers=workers,
+        backend=backend,
+        chunk_size=4,  # type: ignore[arg-type]
     )
     np.testing.assert_array_equal(report.metrics.confusion, expected.counts)
     assert report.num_images == 23
@@ -274,7 +278,11 @@ def test_coco_ground_truth_painted_from_annotations(tmp_path: Path, backend: str
     truth = {image_id: dataset.gt(image_id) for image_id in dataset.ids}
     _write(pred, truth)  # the GT itself, 0..80, no 255: a perfect prediction
     report = evaluate_folder(
-        pred, dataset, workers=2, backend=backend, chunk_size=1  # type: ignore[arg-type]
+        pred,
+        dataset,
+        workers=2,
+        backend=backend,
+        chunk_size=1,  # type: ignore[arg-type]
     )
     assert report.num_images == len(truth) and report.dataset_kind == "coco"
     assert report.miou == 1.0 and report.pixel_accuracy == 1.0

@@ -67,9 +67,16 @@ def test_notebook_code_compiles_and_uses_both_routes_and_presets() -> None:
     for index, source in enumerate(cells):
         compile(source, f"{NOTEBOOK.name}[code cell {index}]", "exec")
     code = "\n".join(cells)
-    for call in ('Pipeline.from_preset("default", mapping="voc")', "pipe.text_input(",
-                 "pipe.zero_shot(", ".overlay(", 'Pipeline.from_preset("paper", mapping="voc")',
-                 ".tags", ".tag_sources", "labels.json"):
+    for call in (
+        'Pipeline.from_preset("default", mapping="voc")',
+        "pipe.text_input(",
+        "pipe.zero_shot(",
+        ".overlay(",
+        'Pipeline.from_preset("paper", mapping="voc")',
+        ".tags",
+        ".tag_sources",
+        "labels.json",
+    ):
         assert call in code, f"the notebook no longer shows {call}"
 
 
@@ -89,24 +96,28 @@ def test_notebook_imports_and_attributes_exist() -> None:
 
     for attribute in ("from_preset", "text_input", "zero_shot"):
         # getattr_static: a plain getattr of a route on the class builds the default pipeline
-        assert inspect.getattr_static(Pipeline, attribute, None) is not None, f"Pipeline.{attribute} is gone"
+        assert inspect.getattr_static(Pipeline, attribute, None) is not None, (
+            f"Pipeline.{attribute} is gone"
+        )
     assert callable(PipelineResult.overlay)
 
 
 def test_labels_name_present_images_and_voc_classes() -> None:
     labels = json.loads((EXAMPLES / "labels.json").read_text(encoding="utf-8"))
     assert isinstance(labels, dict) and labels
-    present = {p.name for p in (EXAMPLES / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    present = {
+        p.name for p in (EXAMPLES / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+    }
     assert set(labels) <= present, f"labels for missing images: {sorted(set(labels) - present)}"
     objects = set(VOC_CLASSES[1:])
     for name, classes in labels.items():
         assert isinstance(classes, list) and classes, name
-        assert set(classes) <= objects, f"{name}: {sorted(set(classes) - objects)} are not VOC classes"
+        assert set(classes) <= objects, (
+            f"{name}: {sorted(set(classes) - objects)} are not VOC classes"
+        )
 
 
-@pytest.mark.parametrize(
-    "path", sorted((EXAMPLES / "images").iterdir()), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "images").iterdir()), ids=lambda p: p.name)
 def test_example_images_decode(path: Path) -> None:
     image = load_rgb(path)
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3

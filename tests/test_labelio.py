@@ -22,11 +22,17 @@ from samwsss.labelio import read_label_png, write_label_png
 
 def test_class_lists_and_palette() -> None:
     assert len(VOC_CLASSES) == 21 and VOC_CLASSES[0] == "background" and VOC_CLASSES[15] == "person"
-    assert len(COCO_CLASSES) == 81 and COCO_CLASSES[1] == "person" and COCO_CLASSES[80] == "toothbrush"
+    assert (
+        len(COCO_CLASSES) == 81 and COCO_CLASSES[1] == "person" and COCO_CLASSES[80] == "toothbrush"
+    )
     assert COCO_CATEGORY_TO_INDEX[90] == 80 and len(set(COCO_CATEGORY_IDS)) == 80
     palette = voc_palette()
     assert len(palette) == 768
-    assert palette[3:6] == [128, 0, 0] and palette[15 * 3 : 16 * 3] == [192, 128, 128]  # aeroplane, person
+    assert palette[3:6] == [128, 0, 0] and palette[15 * 3 : 16 * 3] == [
+        192,
+        128,
+        128,
+    ]  # aeroplane, person
     assert palette[255 * 3 :] == [255, 255, 255]  # ignore shows white
 
 

@@ -100,11 +100,15 @@ def test_registry_names_and_weights_override(sam_dir: Path) -> None:
     for name, weights in expected.items():
         assert models[name].weights == weights
     assert models["sam-vit-huge-official"].weights.endswith("/sam_vit_h_4b8939.pth")
-    built = registry.create("masker", "sam-vit-base", weights=str(sam_dir), device="cpu", multimask="best")
+    built = registry.create(
+        "masker", "sam-vit-base", weights=str(sam_dir), device="cpu", multimask="best"
+    )
     assert isinstance(built, SamMasker) and built.multimask == "best"
 
 
-@pytest.mark.parametrize("size", [(200, 300), (97, 140), (300, 180), (256, 256), (1000, 333), (31, 17)])
+@pytest.mark.parametrize(
+    "size", [(200, 300), (97, 140), (300, 180), (256, 256), (1000, 333), (31, 17)]
+)
 def test_preprocessing_matches_processor(masker: SamMasker, reference, size) -> None:
     _, processor = reference
     image = random_image(size, 7)
@@ -117,7 +121,9 @@ def test_preprocessing_matches_processor(masker: SamMasker, reference, size) -> 
 
 @pytest.mark.parametrize("multimask", ["single", "best"])
 def test_equals_direct_transformers_call(sam_dir: Path, reference, multimask: str) -> None:
-    masker = SamMasker.from_pretrained(sam_dir, multimask=multimask, device="cpu", max_images_per_batch=4)
+    masker = SamMasker.from_pretrained(
+        sam_dir, multimask=multimask, device="cpu", max_images_per_batch=4
+    )
     images, dets = batch()
     results = masker(images, dets)
     for image, det, result in zip(images, dets, results, strict=True):
@@ -190,7 +196,9 @@ def test_chunked_boxes_equal_unchunked(masker: SamMasker) -> None:
     images, dets = batch(sizes, [23, 9], seed=5)
     decoder_batches: list[int] = []
     hook = masker.model.mask_decoder.register_forward_hook(
-        lambda module, args, kwargs, output: decoder_batches.append(int(kwargs["image_embeddings"].shape[0])),
+        lambda module, args, kwargs, output: decoder_batches.append(
+            int(kwargs["image_embeddings"].shape[0])
+        ),
         with_kwargs=True,
     )
     try:
@@ -265,7 +273,9 @@ def test_size_mismatch_raises(masker: SamMasker) -> None:
 
 
 def test_non_detections_raise(masker: SamMasker) -> None:
-    with pytest.raises(ValueError, match=r"detections\[0\] must be a samwsss.detections.Detections"):
+    with pytest.raises(
+        ValueError, match=r"detections\[0\] must be a samwsss.detections.Detections"
+    ):
         masker([np.zeros((20, 30, 3), dtype=np.uint8)], [{"boxes": []}])
 
 
@@ -292,7 +302,9 @@ def test_bad_sources_raise(tmp_path: Path) -> None:
         SamMasker.from_pretrained(tmp_path)
 
 
-def test_upscaling_in_pieces_under_a_pixel_budget_gives_the_same_masks(monkeypatch: pytest.MonkeyPatch, tiny_masker_for_budget) -> None:
+def test_upscaling_in_pieces_under_a_pixel_budget_gives_the_same_masks(
+    monkeypatch: pytest.MonkeyPatch, tiny_masker_for_budget
+) -> None:
     import samwsss.stages.masker as masker_module
     from tests.sam_fixtures import make_detections, random_boxes, random_image
 
@@ -311,4 +323,6 @@ def tiny_masker_for_budget(tmp_path_factory: pytest.TempPathFactory):
     from samwsss.stages.masker import SamMasker
     from samwsss.testing.sam import build_tiny_sam
 
-    return SamMasker.from_pretrained(build_tiny_sam(tmp_path_factory.mktemp("sam_budget")), device="cpu")
+    return SamMasker.from_pretrained(
+        build_tiny_sam(tmp_path_factory.mktemp("sam_budget")), device="cpu"
+    )

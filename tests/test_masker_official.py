@@ -61,15 +61,21 @@ def predictor(checkpoint: Path) -> SamPredictor:
     return SamPredictor(model.eval())
 
 
-def predictor_call(predictor: SamPredictor, image: np.ndarray, boxes: torch.Tensor, multimask: bool):
+def predictor_call(
+    predictor: SamPredictor, image: np.ndarray, boxes: torch.Tensor, multimask: bool
+):
     """SamPredictor on an image already resized the way the masker resizes it."""
     height, width = image.shape[:2]
-    size = predictor.transform.get_preprocess_shape(height, width, predictor.model.image_encoder.img_size)
+    size = predictor.transform.get_preprocess_shape(
+        height, width, predictor.model.image_encoder.img_size
+    )
     resized = resize_uint8(torch.from_numpy(image).permute(2, 0, 1), size)
     predictor.set_torch_image(resized[None], (height, width))
     with torch.no_grad():
         masks, scores, _ = predictor.predict_torch(
-            None, None, boxes=predictor.transform.apply_boxes_torch(boxes, (height, width)),
+            None,
+            None,
+            boxes=predictor.transform.apply_boxes_torch(boxes, (height, width)),
             multimask_output=multimask,
         )
     return masks, scores
@@ -98,11 +104,16 @@ def test_loads_through_from_pretrained(checkpoint: Path) -> None:
 
 @pytest.mark.parametrize("multimask", ["single", "best"])
 def test_equals_sam_predictor(checkpoint: Path, predictor: SamPredictor, multimask: str) -> None:
-    masker = SamMasker.from_pretrained(checkpoint, multimask=multimask, device="cpu", max_images_per_batch=4)
+    masker = SamMasker.from_pretrained(
+        checkpoint, multimask=multimask, device="cpu", max_images_per_batch=4
+    )
     sizes = [(200, 300), (97, 140), (300, 180)]
     counts = [3, 0, 5]
     images = [random_image(size, i) for i, size in enumerate(sizes)]
-    dets = [make_detections(s, random_boxes(s, c, 10 + i)) for i, (s, c) in enumerate(zip(sizes, counts, strict=True))]
+    dets = [
+        make_detections(s, random_boxes(s, c, 10 + i))
+        for i, (s, c) in enumerate(zip(sizes, counts, strict=True))
+    ]
     results = masker(images, dets)
     for image, det, result in zip(images, dets, results, strict=True):
         assert result.masks.shape == (len(det), *image.shape[:2])
@@ -126,7 +137,10 @@ def test_equals_set_image_when_no_resize_is_needed(
     predictor.set_image(image)
     with torch.no_grad():
         masks, scores, _ = predictor.predict_torch(
-            None, None, boxes=predictor.transform.apply_boxes_torch(det.boxes, size), multimask_output=False
+            None,
+            None,
+            boxes=predictor.transform.apply_boxes_torch(det.boxes, size),
+            multimask_output=False,
         )
     assert_same_masks(result.masks, masks[:, 0])
     torch.testing.assert_close(result.mask_scores, scores[:, 0], rtol=0, atol=1e-5)
@@ -136,16 +150,25 @@ def test_equals_set_image_when_no_resize_is_needed(
 def test_torch_resize_is_within_one_level_of_the_pil_resize(predictor: SamPredictor, size) -> None:
     image = random_image(size, 9)
     pil = predictor.transform.apply_image(image)
-    ours = resize_uint8(torch.from_numpy(image).permute(2, 0, 1), pil.shape[:2]).permute(1, 2, 0).numpy()
+    ours = (
+        resize_uint8(torch.from_numpy(image).permute(2, 0, 1), pil.shape[:2])
+        .permute(1, 2, 0)
+        .numpy()
+    )
     difference = np.abs(pil.astype(np.int16) - ours.astype(np.int16))
     assert difference.max() <= 1
 
 
 def test_batched_equals_one_at_a_time(checkpoint: Path) -> None:
-    masker = SamMasker.from_pretrained(checkpoint, device="cpu", max_boxes_per_chunk=3, max_images_per_batch=4)
+    masker = SamMasker.from_pretrained(
+        checkpoint, device="cpu", max_boxes_per_chunk=3, max_images_per_batch=4
+    )
     sizes = [(120, 90), (64, 64), (90, 120)]
     images = [random_image(size, 20 + i) for i, size in enumerate(sizes)]
-    dets = [make_detections(s, random_boxes(s, c, 30 + i)) for i, (s, c) in enumerate(zip(sizes, [4, 0, 7], strict=True))]
+    dets = [
+        make_detections(s, random_boxes(s, c, 30 + i))
+        for i, (s, c) in enumerate(zip(sizes, [4, 0, 7], strict=True))
+    ]
     together = masker(images, dets)
     for image, det, result in zip(images, dets, together, strict=True):
         alone = masker([image], [det])[0]
@@ -171,7 +194,9 @@ def test_not_a_sam_checkpoint_raises(tmp_path: Path) -> None:
         SamMasker.from_pretrained(garbage)
 
 
-def test_missing_package_says_how_to_install(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_package_says_how_to_install(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "segment_anything", None)
     with pytest.raises(ImportError, match=r"pip install 'samwsss\[segment-anything\]'"):
         SamMasker.from_pretrained(checkpoint)

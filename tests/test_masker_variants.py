@@ -62,7 +62,10 @@ def scene():
     sizes = [(200, 300), (97, 140), (300, 180)]
     counts = [3, 0, 4]
     images = [random_image(size, 40 + i) for i, size in enumerate(sizes)]
-    dets = [make_detections(s, random_boxes(s, c, 50 + i)) for i, (s, c) in enumerate(zip(sizes, counts, strict=True))]
+    dets = [
+        make_detections(s, random_boxes(s, c, 50 + i))
+        for i, (s, c) in enumerate(zip(sizes, counts, strict=True))
+    ]
     return images, dets
 
 
@@ -88,7 +91,10 @@ def test_preprocessing_matches_processor(variant, size) -> None:
 def test_equals_direct_call_and_batched_equals_single(variant, multimask: str) -> None:
     _, directory, model, processor = variant
     masker = SamMasker.from_pretrained(
-        directory, device="cpu", multimask=multimask, max_boxes_per_chunk=2,
+        directory,
+        device="cpu",
+        multimask=multimask,
+        max_boxes_per_chunk=2,
         max_images_per_batch=4,
     )
     images, dets = scene()

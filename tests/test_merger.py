@@ -10,8 +10,12 @@ from samwsss.detections import Detections
 from samwsss.stages.merger import MaskMerger
 
 
-def _detections(masks: list[np.ndarray], classes: list[int], box_scores: list[float],
-                mask_scores: list[float] | None = None) -> Detections:
+def _detections(
+    masks: list[np.ndarray],
+    classes: list[int],
+    box_scores: list[float],
+    mask_scores: list[float] | None = None,
+) -> Detections:
     stack = torch.from_numpy(np.stack(masks)).bool()
     n, h, w = stack.shape
     boxes = []
@@ -58,7 +62,7 @@ def test_paper_rule_is_the_authors_formula(overlapping: Detections) -> None:
 def test_score_rule_highest_score_wins(overlapping: Detections) -> None:
     merged = MaskMerger("score").merge(overlapping).numpy()
     expected = np.zeros((6, 8), dtype=np.uint8)
-    expected[0:5, 0:6] = 2          # big, score 0.9, beats everything it covers
+    expected[0:5, 0:6] = 2  # big, score 0.9, beats everything it covers
     right = _rect(6, 8, 2, 6, 4, 8) & ~_rect(6, 8, 0, 5, 0, 6)
     expected[right] = 3
     np.testing.assert_array_equal(merged, expected)
@@ -76,9 +80,9 @@ def test_score_rule_uses_box_times_mask_score() -> None:
 def test_area_rule_smallest_mask_wins(overlapping: Detections) -> None:
     merged = MaskMerger("area").merge(overlapping).numpy()
     expected = np.zeros((6, 8), dtype=np.uint8)
-    expected[0:5, 0:6] = 2               # big: 30 px
-    expected[2:6, 4:8] = 3               # right: 16 px < 30, wins the overlap
-    expected[1:3, 1:3] = 5               # small: 4 px
+    expected[0:5, 0:6] = 2  # big: 30 px
+    expected[2:6, 4:8] = 3  # right: 16 px < 30, wins the overlap
+    expected[1:3, 1:3] = 5  # small: 4 px
     np.testing.assert_array_equal(merged, expected)
 
 
@@ -113,11 +117,15 @@ def test_batch_call_equals_per_image(overlapping: Detections) -> None:
     merger = MaskMerger("score")
     other = _detections([_rect(3, 3, 0, 2, 0, 2)], [7], [0.4])
     out = merger([overlapping, other])
-    assert torch.equal(out[0], merger.merge(overlapping)) and torch.equal(out[1], merger.merge(other))
+    assert torch.equal(out[0], merger.merge(overlapping)) and torch.equal(
+        out[1], merger.merge(other)
+    )
 
 
 def test_bad_arguments_are_rejected() -> None:
-    with pytest.raises(ValueError, match="merge rule must be one of score, paper, area; got 'largest'"):
+    with pytest.raises(
+        ValueError, match="merge rule must be one of score, paper, area; got 'largest'"
+    ):
         MaskMerger("largest")
     with pytest.raises(ValueError, match="uncertain_margin"):
         MaskMerger(uncertain_margin=2.0)

@@ -37,7 +37,10 @@ def pipe(config: PipelineConfig) -> Pipeline:
 
 def _images() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, size, dtype=np.uint8) for size in [(40, 64, 3), (72, 48, 3), (50, 50, 3), (33, 90, 3)]]
+    return [
+        rng.integers(0, 256, size, dtype=np.uint8)
+        for size in [(40, 64, 3), (72, 48, 3), (50, 50, 3), (33, 90, 3)]
+    ]
 
 
 def test_text_input_single_image_gives_mask_of_its_size(pipe: Pipeline) -> None:
@@ -61,7 +64,9 @@ def test_batched_equals_one_at_a_time(pipe: Pipeline) -> None:
     for image, label, together in zip(images, labels, batched, strict=True):
         alone = pipe.text_input(image, label)
         np.testing.assert_array_equal(alone.mask, together.mask)
-        torch.testing.assert_close(alone.detections.boxes, together.detections.boxes, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(
+            alone.detections.boxes, together.detections.boxes, atol=1e-3, rtol=1e-4
+        )
     assert not batched[2].mask.any() and len(batched[2].detections) == 0
 
 
@@ -94,7 +99,9 @@ class _FixedTagger:
     device = torch.device("cpu")
 
     def __init__(self, tags: list[tuple[str, float]]) -> None:
-        self.result = TagResult(tuple(t for t, _ in tags), tuple(range(len(tags))), tuple(p for _, p in tags))
+        self.result = TagResult(
+            tuple(t for t, _ in tags), tuple(range(len(tags))), tuple(p for _, p in tags)
+        )
 
     def to(self, device: torch.device | str) -> _FixedTagger:
         return self
@@ -107,8 +114,13 @@ def test_zero_shot_maps_tags_exactly_by_default(config: PipelineConfig) -> None:
     base = Pipeline.from_config(config, device="cpu", with_tagger=False)
     tagger = _FixedTagger([("bush", 0.9), ("tabby", 0.8), ("motorcycle", 0.7)])
     exact = Pipeline(base.mapping, base.boxer, base.masker, tagger=tagger)
-    paper = Pipeline(base.mapping, base.boxer, base.masker, tagger=tagger,
-                     mapper=TagMapper(base.mapping, mode="paper"))
+    paper = Pipeline(
+        base.mapping,
+        base.boxer,
+        base.masker,
+        tagger=tagger,
+        mapper=TagMapper(base.mapping, mode="paper"),
+    )
     assert isinstance(tagger, Tagger) and isinstance(base.boxer, Stage)
     image = _images()[0]
     got = exact.zero_shot(image)
@@ -118,7 +130,9 @@ def test_zero_shot_maps_tags_exactly_by_default(config: PipelineConfig) -> None:
     assert paper.zero_shot(image).class_ids == (6,)  # the authors' substring test: bus <- "bush"
 
 
-def test_text_input_on_the_class_builds_the_default(monkeypatch: pytest.MonkeyPatch, pipe: Pipeline) -> None:
+def test_text_input_on_the_class_builds_the_default(
+    monkeypatch: pytest.MonkeyPatch, pipe: Pipeline
+) -> None:
     monkeypatch.setattr(Pipeline, "_default_instance", pipe)
     result = Pipeline.text_input(_images()[0], ["cat"])
     assert result.mask.shape == (40, 64)
@@ -137,7 +151,9 @@ def test_bad_input_is_rejected_with_a_fix(pipe: Pipeline) -> None:
     with pytest.raises(ValueError, match="uint8"):
         pipe.text_input(image.astype(np.float32), ["cat"])
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        pipe.text_input(np.zeros((3, 20, 20), dtype=np.uint8).transpose(1, 2, 0)[:, :, :2].copy(), ["cat"])
+        pipe.text_input(
+            np.zeros((3, 20, 20), dtype=np.uint8).transpose(1, 2, 0)[:, :, :2].copy(), ["cat"]
+        )
     no_tagger = Pipeline(pipe.mapping, pipe.boxer, pipe.masker)
     with pytest.raises(ValueError, match="no tagger"):
         no_tagger.zero_shot(image)
@@ -147,7 +163,9 @@ def test_oom_halves_the_batch(pipe: Pipeline, monkeypatch: pytest.MonkeyPatch) -
     calls: list[int] = []
     original = Pipeline.run_batch
 
-    def flaky(self: Pipeline, images: list, class_ids: list | None, keep_masks: bool = True) -> list:
+    def flaky(
+        self: Pipeline, images: list, class_ids: list | None, keep_masks: bool = True
+    ) -> list:
         calls.append(len(images))
         if len(images) > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -162,11 +180,28 @@ def test_oom_halves_the_batch(pipe: Pipeline, monkeypatch: pytest.MonkeyPatch) -
 
 def test_presets_paper_matches_the_authors_protocol() -> None:
     paper = preset("paper")
-    assert (paper.boxer, paper.masker, paper.tagger) == ("grounding-dino-tiny", "sam-vit-huge", "ram-swin-large-14m")
-    assert (paper.box_threshold, paper.text_threshold, paper.prompt_mode) == (0.3, 0.25, "per-class")
-    assert (paper.merge_rule, paper.tag_match, paper.multimask, paper.nms_iou) == ("paper", "paper", "single", None)
+    assert (paper.boxer, paper.masker, paper.tagger) == (
+        "grounding-dino-tiny",
+        "sam-vit-huge",
+        "ram-swin-large-14m",
+    )
+    assert (paper.box_threshold, paper.text_threshold, paper.prompt_mode) == (
+        0.3,
+        0.25,
+        "per-class",
+    )
+    assert (paper.merge_rule, paper.tag_match, paper.multimask, paper.nms_iou) == (
+        "paper",
+        "paper",
+        "single",
+        None,
+    )
     default = preset("default")
-    assert (default.merge_rule, default.tag_match, default.tagger) == ("score", "exact", "ram-plus-swin-large-14m")
+    assert (default.merge_rule, default.tag_match, default.tagger) == (
+        "score",
+        "exact",
+        "ram-plus-swin-large-14m",
+    )
     with pytest.raises(ValueError, match="unknown pipeline setting"):
         preset("default", box_thresh=0.2)
     with pytest.raises(ValueError, match="merge_rule must be one of"):
@@ -176,12 +211,16 @@ def test_presets_paper_matches_the_authors_protocol() -> None:
 def test_paper_preset_merge_on_hand_built_overlap() -> None:
     paper = preset("paper")
     masks = torch.zeros(2, 4, 4, dtype=torch.bool)
-    masks[0, :, :3] = True   # class 15 (person), high score
-    masks[1, :, 1:] = True   # class 8 (cat), low score
+    masks[0, :, :3] = True  # class 15 (person), high score
+    masks[1, :, 1:] = True  # class 8 (cat), low score
     det = Detections(
-        image_size=(4, 4), boxes=torch.tensor([[0, 0, 3, 4], [1, 0, 4, 4]], dtype=torch.float32),
-        box_scores=torch.tensor([0.9, 0.31]), class_ids=torch.tensor([15, 8]), prompts=("person", "cat"),
-        masks=masks, mask_scores=torch.tensor([1.0, 1.0]),
+        image_size=(4, 4),
+        boxes=torch.tensor([[0, 0, 3, 4], [1, 0, 4, 4]], dtype=torch.float32),
+        box_scores=torch.tensor([0.9, 0.31]),
+        class_ids=torch.tensor([15, 8]),
+        prompts=("person", "cat"),
+        masks=masks,
+        mask_scores=torch.tensor([1.0, 1.0]),
     )
     by_index = MaskMerger(paper.merge_rule).merge(det).numpy()
     assert (by_index[:, 1:3] == 15).all()  # higher class index wins, scores ignored

@@ -70,12 +70,17 @@ def test_swin_encoder_matches_timm_reading_the_microsoft_layout(pixels: torch.Te
     state = official_state_dict(config, seed=2, buffers=False)
     model, _ = _load(config, state)
     reference = timm_swin.SwinTransformer(
-        img_size=config.image_size, patch_size=config.patch_size, embed_dim=config.embed_dim,
-        depths=config.depths, num_heads=config.num_heads, window_size=config.window_size,
-        num_classes=0, drop_path_rate=0.0,
+        img_size=config.image_size,
+        patch_size=config.patch_size,
+        embed_dim=config.embed_dim,
+        depths=config.depths,
+        num_heads=config.num_heads,
+        window_size=config.window_size,
+        num_classes=0,
+        drop_path_rate=0.0,
     ).eval()
     swin_only = {
-        k[len("visual_encoder."):]: v for k, v in state.items() if k.startswith("visual_encoder.")
+        k[len("visual_encoder.") :]: v for k, v in state.items() if k.startswith("visual_encoder.")
     }
     reference.load_state_dict(timm_swin.checkpoint_filter_fn(swin_only, reference))
     with torch.no_grad():
@@ -128,7 +133,9 @@ def test_wrong_shapes_are_listed() -> None:
     config = tiny_config("ram")
     state = official_state_dict(config)
     state["visual_encoder.layers.0.blocks.1.attn.relative_position_bias_table"] = torch.zeros(81, 1)
-    with pytest.raises(CheckpointError, match=r"relative_position_bias_table: \(81, 1\) \(expected \(49, 1\)\)"):
+    with pytest.raises(
+        CheckpointError, match=r"relative_position_bias_table: \(81, 1\) \(expected \(49, 1\)\)"
+    ):
         _load(config, state)
 
 
@@ -136,8 +143,9 @@ def test_wrong_shapes_are_listed() -> None:
 def test_variant_mismatch_is_rejected(variant: str, other: str, tmp_path: Path) -> None:
     path = write_checkpoint(tmp_path / "x.pth", official_state_dict(tiny_config(variant)))
     with pytest.raises(ValueError, match="variant"):
-        RAMTagger.from_pretrained(path, variant=other, config=tiny_config(other),
-                                  vocabulary=tiny_vocabulary())
+        RAMTagger.from_pretrained(
+            path, variant=other, config=tiny_config(other), vocabulary=tiny_vocabulary()
+        )
     with pytest.raises(CheckpointError, match="reweight_scale"):
         _load(tiny_config(other), official_state_dict(tiny_config(variant)))
 
@@ -149,11 +157,13 @@ def test_vision_multi_alias(pixels: torch.Tensor) -> None:
     model, report = _load(config, old)
     assert report.renamed and all(k.startswith("vision_multi.") for k in report.renamed)
     with torch.no_grad():
-        torch.testing.assert_close(model(pixels), reference_logits(state, config, pixels),
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            model(pixels), reference_logits(state, config, pixels), atol=1e-4, rtol=1e-4
+        )
     both = dict(state)
     both["vision_multi.encoder.layer.0.output.dense.bias"] = state[
-        "tagging_head.encoder.layer.0.output.dense.bias"]
+        "tagging_head.encoder.layer.0.output.dense.bias"
+    ]
     with pytest.raises(CheckpointError, match="keep only one naming"):
         _load(config, both)
 
@@ -164,7 +174,9 @@ def test_captioning_keys_ignored_and_buffers_optional(pixels: torch.Tensor) -> N
     bare = official_state_dict(config, seed=5, buffers=False, captioning=False)
     model_a, report = _load(config, with_all)
     model_b, report_b = _load(config, bare)
-    assert report.ignored and all(k.startswith(("tag_encoder.", "text_decoder.")) for k in report.ignored)
+    assert report.ignored and all(
+        k.startswith(("tag_encoder.", "text_decoder.")) for k in report.ignored
+    )
     assert any(k.endswith("attn_mask") for k in report.recomputed)
     assert any(k.endswith("relative_position_index") for k in report.recomputed)
     assert report_b.ignored == () and report_b.recomputed == ()
@@ -242,7 +254,9 @@ def test_full_size_key_map() -> None:
     assert "visual_encoder.layers.3.downsample.reduction.weight" not in plus
     assert "visual_encoder.layers.2.blocks.18.norm1.weight" not in plus
     assert "tagging_head.encoder.layer.1.crossattention.self.key.weight" in plus
-    assert not any(".attention.self." in k or "embeddings" in k for k in plus if k.startswith("tagging"))
+    assert not any(
+        ".attention.self." in k or "embeddings" in k for k in plus if k.startswith("tagging")
+    )
     # 24 Swin blocks x 13 tensors + patch embed 4 + 3 merges x 3 + final norm 2,
     # image_proj 2, label_embed 1, wordvec_proj 2, head 2 x 16, fc 2 (+ reweight_scale).
     assert len(ram) == 24 * 13 + 4 + 9 + 2 + 2 + 1 + 2 + 32 + 2
@@ -254,15 +268,23 @@ def test_full_size_official_layout_fits(config: RAMConfig) -> None:
     with torch.device("meta"):
         model = RAMModel(config)
     state = official_state_dict(config, device="meta", captioning=True)
-    assert state["visual_encoder.layers.0.blocks.0.attn.relative_position_bias_table"].shape == (529, 6)
+    assert state["visual_encoder.layers.0.blocks.0.attn.relative_position_bias_table"].shape == (
+        529,
+        6,
+    )
     assert state["label_embed"].shape == ((233835 if config.is_plus else 4585), 512)
     assert state["tagging_head.encoder.layer.0.crossattention.self.key.weight"].shape == (768, 512)
     assert state["image_proj.weight"].shape == (512, 1536)
     converted, report = convert_official_state_dict(state, model)
     assert set(converted) == set(model.state_dict())
-    assert converted["visual_encoder.swin.encoder.layers.3.blocks.1.attention.v_proj.weight"].shape == (1536, 1536)
+    assert converted[
+        "visual_encoder.swin.encoder.layers.3.blocks.1.attention.v_proj.weight"
+    ].shape == (1536, 1536)
     assert any(k.endswith("layers.2.blocks.17.attn_mask") for k in report.recomputed)
-    assert not any(k.startswith("visual_encoder.layers.3") and k.endswith("attn_mask") for k in report.recomputed)
+    assert not any(
+        k.startswith("visual_encoder.layers.3") and k.endswith("attn_mask")
+        for k in report.recomputed
+    )
 
 
 def test_config_validation() -> None:

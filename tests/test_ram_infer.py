@@ -62,7 +62,7 @@ def test_without_masks_image_size_is_the_official_384() -> None:
 def test_legacy_head_prefix() -> None:
     state = official_state_dict(tiny_config("ram"), device="meta")
     legacy = {
-        ("vision_multi." + k[len("tagging_head."):] if k.startswith("tagging_head.") else k): v
+        ("vision_multi." + k[len("tagging_head.") :] if k.startswith("tagging_head.") else k): v
         for k, v in state.items()
     }
     assert infer_config(legacy) == tiny_config("ram")
@@ -116,34 +116,73 @@ v = "visual_encoder."
     [
         (_edit(f"{v}patch_embed.proj.weight", None), "patch_embed.proj.weight"),
         (_edit(f"{v}patch_embed.proj.weight", _meta(16, 3, 4, 2)), "patch_embed.proj.weight"),
-        (_edit(f"{v}layers.1.blocks.1.norm1.weight", _meta(48)),
-         r"layers\.1\.blocks\.1\.norm1\.weight.*48 wide.*32"),
-        (_edit(f"{v}layers.0.blocks.0.attn.relative_position_bias_table", _meta(50, 1)),
-         r"layers\.0\.blocks\.0\.attn\.relative_position_bias_table.*50 rows"),
-        (_edit(f"{v}layers.2.blocks.1.attn.relative_position_bias_table", _meta(25, 2)),
-         r"layers\.2\.blocks\.1\.attn\.relative_position_bias_table.*window 3.*window 4"),
-        (_edit(f"{v}layers.1.blocks.1.attn.relative_position_bias_table", _meta(49, 4)),
-         r"layers\.1\.blocks\.1\.attn\.relative_position_bias_table.*4 heads.*2"),
-        (_edit(f"{v}layers.1.blocks.1.attn_mask", _meta(4, 16, 16)),
-         r"layers\.1\.blocks\.1\.attn_mask.*64-pixel.*layers\.0\.blocks\.1\.attn_mask.*128"),
-        (_edit(f"{v}layers.0.blocks.1.attn_mask", _meta(60, 16, 16)), r"layers\.0\.blocks\.1\.attn_mask"),
+        (
+            _edit(f"{v}layers.1.blocks.1.norm1.weight", _meta(48)),
+            r"layers\.1\.blocks\.1\.norm1\.weight.*48 wide.*32",
+        ),
+        (
+            _edit(f"{v}layers.0.blocks.0.attn.relative_position_bias_table", _meta(50, 1)),
+            r"layers\.0\.blocks\.0\.attn\.relative_position_bias_table.*50 rows",
+        ),
+        (
+            _edit(f"{v}layers.2.blocks.1.attn.relative_position_bias_table", _meta(25, 2)),
+            r"layers\.2\.blocks\.1\.attn\.relative_position_bias_table.*window 3.*window 4",
+        ),
+        (
+            _edit(f"{v}layers.1.blocks.1.attn.relative_position_bias_table", _meta(49, 4)),
+            r"layers\.1\.blocks\.1\.attn\.relative_position_bias_table.*4 heads.*2",
+        ),
+        (
+            _edit(f"{v}layers.1.blocks.1.attn_mask", _meta(4, 16, 16)),
+            r"layers\.1\.blocks\.1\.attn_mask.*64-pixel.*layers\.0\.blocks\.1\.attn_mask.*128",
+        ),
+        (
+            _edit(f"{v}layers.0.blocks.1.attn_mask", _meta(60, 16, 16)),
+            r"layers\.0\.blocks\.1\.attn_mask",
+        ),
         (_edit(f"{v}layers.1.blocks.0.norm1.weight", None), r"layers\.1\.blocks\.0\.norm1\.weight"),
         (_edit("image_proj.weight", _meta(24, 64)), r"image_proj\.weight.*64.*128"),
         (_edit("label_embed", _meta(21, 20)), r"label_embed.*20 wide"),
         (_edit("wordvec_proj.weight", _meta(32, 20)), r"wordvec_proj\.weight.*20"),
-        (_edit("tagging_head.encoder.layer.0.intermediate.dense.weight", _meta(64, 30)),
-         r"layer\.0\.intermediate\.dense\.weight.*30"),
-        (_edit("wordvec_proj.weight", _meta(30, 24),
-               tagging_head__encoder__layer__0__intermediate__dense__weight=_meta(64, 30)),
-         r"wordvec_proj\.weight.*head_num_heads"),
-        (_edit(f"{v}layers.0.blocks.0.attn.relative_position_bias_table", _meta(49, 3),
-               visual_encoder__layers__0__blocks__1__attn__relative_position_bias_table=_meta(49, 3)),
-         r"not a valid RAM configuration.*divisible.*config="),
+        (
+            _edit("tagging_head.encoder.layer.0.intermediate.dense.weight", _meta(64, 30)),
+            r"layer\.0\.intermediate\.dense\.weight.*30",
+        ),
+        (
+            _edit(
+                "wordvec_proj.weight",
+                _meta(30, 24),
+                tagging_head__encoder__layer__0__intermediate__dense__weight=_meta(64, 30),
+            ),
+            r"wordvec_proj\.weight.*head_num_heads",
+        ),
+        (
+            _edit(
+                f"{v}layers.0.blocks.0.attn.relative_position_bias_table",
+                _meta(49, 3),
+                visual_encoder__layers__0__blocks__1__attn__relative_position_bias_table=_meta(
+                    49, 3
+                ),
+            ),
+            r"not a valid RAM configuration.*divisible.*config=",
+        ),
     ],
     ids=[
-        "missing-patch-embed", "non-square-patch", "stage-width", "table-rows", "window-differs",
-        "heads-differ", "masks-disagree", "mask-not-square", "missing-block-key", "image-proj",
-        "label-width", "wordvec", "intermediate", "head-heads-unknown", "invalid-config",
+        "missing-patch-embed",
+        "non-square-patch",
+        "stage-width",
+        "table-rows",
+        "window-differs",
+        "heads-differ",
+        "masks-disagree",
+        "mask-not-square",
+        "missing-block-key",
+        "image-proj",
+        "label-width",
+        "wordvec",
+        "intermediate",
+        "head-heads-unknown",
+        "invalid-config",
     ],
 )
 def test_inconsistent_shapes_name_the_key(state: dict[str, torch.Tensor], message: str) -> None:

@@ -179,8 +179,12 @@ def test_registry_builds_the_tagger(checkpoint: tuple[Path, dict[str, torch.Tens
     assert {"ram-plus-swin-large-14m", "ram-swin-large-14m"} <= set(entries)
     assert entries["ram-plus-swin-large-14m"].weights.endswith("ram_plus_swin_large_14m.pth")
     built = registry.create(
-        "tagger", "ram-plus-swin-large-14m", weights=checkpoint[0],
-        config=tiny_config("ram_plus"), vocabulary=tiny_vocabulary(), threshold=0.5,
+        "tagger",
+        "ram-plus-swin-large-14m",
+        weights=checkpoint[0],
+        config=tiny_config("ram_plus"),
+        vocabulary=tiny_vocabulary(),
+        threshold=0.5,
     )
     assert isinstance(built, RAMTagger) and built.to("cpu") is built
     assert built.device == torch.device("cpu")
@@ -191,22 +195,32 @@ def test_registry_builds_the_tagger(checkpoint: tuple[Path, dict[str, torch.Tens
     )
     assert isinstance(by_path, RAMTagger)
     with pytest.raises(ValueError, match="ram_plus checkpoint"):
-        registry.create("tagger", "ram-swin-large-14m", weights=checkpoint[0],
-                        config=tiny_config("ram"), vocabulary=tiny_vocabulary())
+        registry.create(
+            "tagger",
+            "ram-swin-large-14m",
+            weights=checkpoint[0],
+            config=tiny_config("ram"),
+            vocabulary=tiny_vocabulary(),
+        )
 
 
-def test_from_pretrained_errors(tmp_path: Path, checkpoint: tuple[Path, dict[str, torch.Tensor]]) -> None:
+def test_from_pretrained_errors(
+    tmp_path: Path, checkpoint: tuple[Path, dict[str, torch.Tensor]]
+) -> None:
     with pytest.raises(ValueError, match="neither a registered name"):
         RAMTagger.from_pretrained(tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="variant"):
         RAMTagger.from_pretrained("ram-swin-large-14m", variant="ram_plus")
     with pytest.raises(ValueError, match="outputs 7"):
         RAMTagger.from_pretrained(
-            checkpoint[0], config=tiny_config("ram_plus"),
+            checkpoint[0],
+            config=tiny_config("ram_plus"),
             vocabulary=tiny_vocabulary().__class__(TINY_TAGS[:3], TINY_THRESHOLDS[:3]),
         )
     replaced = RAMTagger.from_pretrained(
-        checkpoint[0], config=tiny_config("ram_plus"), vocabulary=tiny_vocabulary(),
+        checkpoint[0],
+        config=tiny_config("ram_plus"),
+        vocabulary=tiny_vocabulary(),
         thresholds=[0.1] * len(TINY_TAGS),
     )
     np.testing.assert_allclose(replaced.thresholds, 0.1)

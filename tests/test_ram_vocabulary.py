@@ -49,13 +49,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_pinned_commit_url() -> None:
     assert len(RAM_DATA_COMMIT) == 40
     assert RAM_DATA_BASE_URL == (
-        "https://raw.githubusercontent.com/xinyu1205/recognize-anything/"
-        f"{RAM_DATA_COMMIT}/ram/data"
+        f"https://raw.githubusercontent.com/xinyu1205/recognize-anything/{RAM_DATA_COMMIT}/ram/data"
     )
 
 
 def test_from_files_and_lookup(source: Path) -> None:
-    vocab = RAMVocabulary.from_files(source / "ram_tag_list.txt", source / "ram_tag_list_threshold.txt")
+    vocab = RAMVocabulary.from_files(
+        source / "ram_tag_list.txt", source / "ram_tag_list_threshold.txt"
+    )
     assert vocab.tags == ("3D CG rendering", "cat", "Dog") and vocab.thresholds == (0.65, 0.8, 0.9)
     assert vocab.index_of("3d  cg rendering") == 0 and vocab.index_of("dog") == 2
     assert vocab.index_of("bird") is None and "Cat" in vocab and len(vocab) == 3
@@ -80,7 +81,9 @@ def test_download_into_cache_then_offline(source: Path, tmp_path: Path) -> None:
     url = source.as_uri()
     vocab = load_vocabulary(base_url=url)
     cached = tmp_path / "cache" / "ram" / RAM_DATA_COMMIT
-    assert (cached / "ram_tag_list.txt").is_file() and (cached / "ram_tag_list_threshold.txt").is_file()
+    assert (cached / "ram_tag_list.txt").is_file() and (
+        cached / "ram_tag_list_threshold.txt"
+    ).is_file()
     assert vocab.tags == ("3D CG rendering", "cat", "Dog")
     # Once cached, the source is no longer needed.
     for file in source.iterdir():
@@ -92,10 +95,14 @@ def test_offline_error_says_what_to_pass(tmp_path: Path) -> None:
     with pytest.raises(VocabularyUnavailableError) as info:
         load_vocabulary(base_url=(tmp_path / "nowhere").as_uri())
     message = str(info.value)
-    assert "tag_list=" in message and "SAMWSSS_RAM_DATA" in message and "ram_tag_list.txt" in message
+    assert (
+        "tag_list=" in message and "SAMWSSS_RAM_DATA" in message and "ram_tag_list.txt" in message
+    )
 
 
-def test_local_paths_and_env_folder(source: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_local_paths_and_env_folder(
+    source: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     unreachable = (tmp_path / "nowhere").as_uri()
     given = load_vocabulary(source / "ram_tag_list.txt", [0.1, 0.2, 0.3], base_url=unreachable)
     assert given.thresholds == (0.1, 0.2, 0.3)

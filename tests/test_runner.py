@@ -72,7 +72,9 @@ def test_failures_survive_a_torn_last_line(tmp_path: Path) -> None:
     (folder / "failures-shard-0-of-2.jsonl").write_text(
         json.dumps({"image_id": "x", "reason": "corrupt"}) + "\n" + '{"image_id": "y", "rea'
     )
-    (folder / "failures-shard-1-of-2.jsonl").write_text(json.dumps({"image_id": "z", "reason": "cut"}) + "\n")
+    (folder / "failures-shard-1-of-2.jsonl").write_text(
+        json.dumps({"image_id": "z", "reason": "cut"}) + "\n"
+    )
     assert read_failures(tmp_path) == {"x": "corrupt", "z": "cut"}
 
 
@@ -85,7 +87,11 @@ def test_folder_checks(tmp_path: Path) -> None:
     run = tmp_path / "run"
     prepare_folder(RunOptions("text-input", run), identity, set())
     with pytest.raises(RunConflictError, match="cannot be combined with sharding"):
-        prepare_folder(RunOptions("zero-shot", run, shard=Shard(0, 2), overwrite=True), {"route": "zero-shot"}, set())
+        prepare_folder(
+            RunOptions("zero-shot", run, shard=Shard(0, 2), overwrite=True),
+            {"route": "zero-shot"},
+            set(),
+        )
     with pytest.raises(RunConflictError, match="--resume"):
         prepare_folder(RunOptions("zero-shot", run), {"route": "zero-shot"}, set())
     with pytest.raises(ValueError, match="route must be one of"):
@@ -108,4 +114,11 @@ def test_images_are_ordered_by_size_so_batches_share_a_size(tmp_path: Path) -> N
         Image.new("RGB", (width, height)).save(tmp_path / f"{name}.png")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     dataset = open_dataset(tmp_path)
-    assert order_by_size(list(dataset.ids), _size_reader(dataset)) == ["broken", "b", "d", "e", "a", "c"]
+    assert order_by_size(list(dataset.ids), _size_reader(dataset)) == [
+        "broken",
+        "b",
+        "d",
+        "e",
+        "a",
+        "c",
+    ]

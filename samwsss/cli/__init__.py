@@ -13,7 +13,10 @@ import click
 
 #: subcommand name -> "module:attribute" of its click command.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "text-input": ("samwsss.cli.run", "text_input_command",),
+    "text-input": (
+        "samwsss.cli.run",
+        "text_input_command",
+    ),
     "zero-shot": ("samwsss.cli.run", "zero_shot_command"),
     "evaluate": ("samwsss.cli.evaluate", "evaluate_command"),
     "train-deeplab": ("samwsss.cli.deeplab", "train_deeplab_command"),
@@ -53,7 +56,12 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="samwsss")
-@click.option("-v", "--verbose", count=True, help="Log progress (-v) or debug details (-vv); warnings always show.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log progress (-v) or debug details (-vv); warnings always show.",
+)
 def cli(verbose: int) -> None:
     """samwsss: semantic-segmentation pseudo masks from image-level labels or none."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG

@@ -428,8 +428,7 @@ def predict_command(
             palette=palette,
         )
         click.echo(
-            f"wrote {summary.written} predictions to {summary.out_dir} "
-            f"({summary.skipped} existed)"
+            f"wrote {summary.written} predictions to {summary.out_dir} ({summary.skipped} existed)"
         )
         if dataset.has_gt and not no_eval:
             _evaluate_predictions(out, dataset)

@@ -42,12 +42,9 @@ logger = logging.getLogger(__name__)
     "Folder of ground-truth PNGs. With --data: precomputed GT for that dataset; "
     "alone: evaluate against this folder (ids = PNG names), classes from --mapping."
 )
-@mapping_option(
-    "Class list: 'voc', 'coco' or a mapping YAML file (required with --gt-dir alone)."
-)
+@mapping_option("Class list: 'voc', 'coco' or a mapping YAML file (required with --gt-dir alone).")
 @label_source_option(
-    "Where image-level labels come from (passed to the dataset loader; not used by "
-    "the metric)."
+    "Where image-level labels come from (passed to the dataset loader; not used by the metric)."
 )
 @coco_gt_rule_option(
     "How COCO instances become semantic GT: 'overwrite' (default; later annotation "

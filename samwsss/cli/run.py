@@ -42,46 +42,165 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         data_option("VOC root, coco/val2014-style folder, or a folder of images."),
         split_option("VOC split (train, val, train_aug, ...) or COCO split."),
-        click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Image labels for a plain folder (JSON or CSV)."),
+        click.option(
+            "--labels",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Image labels for a plain folder (JSON or CSV).",
+        ),
         gt_dir_option("Folder of ground-truth PNGs (<id>.png) to evaluate against."),
         label_source_option("VOC image labels from the XML annotations (default) or the GT masks."),
         coco_gt_rule_option(),
-        click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (required)."),
-        click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None, help="YAML file of settings; command-line options override it."),
-        click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, help="'default' (ours) or 'paper' (the survey authors' protocol)."),
+        click.option(
+            "--out",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Output folder (required).",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, exists=True),
+            default=None,
+            help="YAML file of settings; command-line options override it.",
+        ),
+        click.option(
+            "--preset",
+            type=click.Choice(PRESET_NAMES),
+            default=None,
+            help="'default' (ours) or 'paper' (the survey authors' protocol).",
+        ),
         mapping_option("Class mapping: voc, coco or a YAML path (default: the dataset's)."),
-        click.option("--boxer", type=str, default=None, help="Grounding DINO: registry name, hub id or local folder."),
-        click.option("--masker", type=str, default=None, help="SAM: registry name, hub id, local folder or official .pth."),
+        click.option(
+            "--boxer",
+            type=str,
+            default=None,
+            help="Grounding DINO: registry name, hub id or local folder.",
+        ),
+        click.option(
+            "--masker",
+            type=str,
+            default=None,
+            help="SAM: registry name, hub id, local folder or official .pth.",
+        ),
         click.option("--box-threshold", type=float, default=None),
         click.option("--text-threshold", type=float, default=None),
         click.option("--prompt-mode", type=click.Choice(PROMPT_MODES), default=None),
-        click.option("--nms-iou", type=float, default=None, help="Class-wise NMS IoU on boxes (default: none)."),
+        click.option(
+            "--nms-iou",
+            type=float,
+            default=None,
+            help="Class-wise NMS IoU on boxes (default: none).",
+        ),
         click.option("--multimask", type=click.Choice(MULTIMASK), default=None),
         click.option("--merge-rule", type=click.Choice(MERGE_RULES), default=None),
-        click.option("--uncertain-margin", type=float, default=None, help="Close overlaps of different classes become 255."),
-        click.option("--min-area", type=int, default=None, help="Drop masks smaller than this (pixels)."),
-        click.option("--batch-size", type=int, default=None, help="Images per GPU batch (halved on out-of-memory)."),
-        click.option("--device", type=str, default=None, help="cuda, cuda:1, cpu (default: cuda when available)."),
-        click.option("--workers", type=int, default=None, help=f"Decoding worker processes (default {DEFAULT_WORKERS})."),
-        click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)."),
-        click.option("--shard", type=str, default=None, help="i/n: run part i of n (default: torchrun rank, or all)."),
-        click.option("--plain/--no-plain", default=None, help="Also write plain index PNGs (masks_plain/)."),
-        click.option("--palette/--no-palette", default=None, help="Write palette PNGs (masks/, default on)."),
-        click.option("--instances/--no-instances", default=None, help="Write COCO-style instance JSON with RLE masks."),
-        click.option("--overlays", type=int, default=None, help="Number of images that get overlay JPEGs."),
-        click.option("--evaluate/--no-evaluate", default=None, help="Evaluate at the end when GT exists (default on)."),
-        click.option("--max-images", type=int, default=None, help="Stop after this many images (a rerun resumes)."),
-        click.option("--overwrite", is_flag=True, default=None, help="Delete a different run's outputs in --out."),
-        click.option("--resume", is_flag=True, default=None, help="Continue in --out even if its saved settings differ."),
-        click.option("--retry-failures", is_flag=True, default=None, help="Retry images recorded as unreadable by earlier runs."),
+        click.option(
+            "--uncertain-margin",
+            type=float,
+            default=None,
+            help="Close overlaps of different classes become 255.",
+        ),
+        click.option(
+            "--min-area", type=int, default=None, help="Drop masks smaller than this (pixels)."
+        ),
+        click.option(
+            "--batch-size",
+            type=int,
+            default=None,
+            help="Images per GPU batch (halved on out-of-memory).",
+        ),
+        click.option(
+            "--device",
+            type=str,
+            default=None,
+            help="cuda, cuda:1, cpu (default: cuda when available).",
+        ),
+        click.option(
+            "--workers",
+            type=int,
+            default=None,
+            help=f"Decoding worker processes (default {DEFAULT_WORKERS}).",
+        ),
+        click.option(
+            "--threads", type=int, default=None, help="CPU threads for torch (default: torch's)."
+        ),
+        click.option(
+            "--shard",
+            type=str,
+            default=None,
+            help="i/n: run part i of n (default: torchrun rank, or all).",
+        ),
+        click.option(
+            "--plain/--no-plain", default=None, help="Also write plain index PNGs (masks_plain/)."
+        ),
+        click.option(
+            "--palette/--no-palette", default=None, help="Write palette PNGs (masks/, default on)."
+        ),
+        click.option(
+            "--instances/--no-instances",
+            default=None,
+            help="Write COCO-style instance JSON with RLE masks.",
+        ),
+        click.option(
+            "--overlays", type=int, default=None, help="Number of images that get overlay JPEGs."
+        ),
+        click.option(
+            "--evaluate/--no-evaluate",
+            default=None,
+            help="Evaluate at the end when GT exists (default on).",
+        ),
+        click.option(
+            "--max-images",
+            type=int,
+            default=None,
+            help="Stop after this many images (a rerun resumes).",
+        ),
+        click.option(
+            "--overwrite",
+            is_flag=True,
+            default=None,
+            help="Delete a different run's outputs in --out.",
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            default=None,
+            help="Continue in --out even if its saved settings differ.",
+        ),
+        click.option(
+            "--retry-failures",
+            is_flag=True,
+            default=None,
+            help="Retry images recorded as unreadable by earlier runs.",
+        ),
     ]
     if zero_shot:
         options += [
-            click.option("--tagger", type=str, default=None, help="RAM registry name or checkpoint path, or 'grounding'."),
+            click.option(
+                "--tagger",
+                type=str,
+                default=None,
+                help="RAM registry name or checkpoint path, or 'grounding'.",
+            ),
             click.option("--tag-match", type=click.Choice(TAG_MATCHES), default=None),
-            click.option("--tag-threshold", type=float, default=None, help="One RAM threshold for all tags (default: per tag)."),
-            click.option("--ram-vocabulary", type=click.Path(dir_okay=False, exists=True), default=None, help="Local ram_tag_list.txt (default: fetched and cached)."),
-            click.option("--ram-thresholds", type=click.Path(dir_okay=False, exists=True), default=None, help="Local ram_tag_list_threshold.txt."),
+            click.option(
+                "--tag-threshold",
+                type=float,
+                default=None,
+                help="One RAM threshold for all tags (default: per tag).",
+            ),
+            click.option(
+                "--ram-vocabulary",
+                type=click.Path(dir_okay=False, exists=True),
+                default=None,
+                help="Local ram_tag_list.txt (default: fetched and cached).",
+            ),
+            click.option(
+                "--ram-thresholds",
+                type=click.Path(dir_okay=False, exists=True),
+                default=None,
+                help="Local ram_tag_list_threshold.txt.",
+            ),
         ]
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -136,7 +255,9 @@ def _run(route: str, options: dict[str, Any]) -> None:
 
     pipeline_settings, run = _resolve_settings(route, options)
     if not run.get("data"):
-        raise ValueError("--data is required: a VOC root, a coco/val2014 folder or a folder of images")
+        raise ValueError(
+            "--data is required: a VOC root, a coco/val2014 folder or a folder of images"
+        )
     if not run.get("out"):
         raise ValueError("--out is required: the folder the masks and the run manifest go to")
     dataset = open_dataset(
@@ -179,7 +300,9 @@ def _run(route: str, options: dict[str, Any]) -> None:
         "coco_gt_rule": run.get("coco_gt_rule", "overwrite"),
         "labels": _file_identity(run.get("labels")),
         "gt_dir": str(Path(run["gt_dir"]).resolve()) if run.get("gt_dir") else None,
-        "mapping": _file_identity(config.mapping) if Path(config.mapping).is_file() else config.mapping,
+        "mapping": _file_identity(config.mapping)
+        if Path(config.mapping).is_file()
+        else config.mapping,
     }
     summary = run_dataset(pipe, dataset, run_options, data_identity)
     click.echo(

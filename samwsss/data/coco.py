@@ -302,8 +302,10 @@ class COCODataset(IndexedDataset):
         self.image_dir = self.root / split
         if not self.image_dir.is_dir():
             splits = coco_splits(self.root)
-            found = ", ".join(splits) if splits else (
-                "none (expected <split>/ and annotations/instances_<split>.json)"
+            found = (
+                ", ".join(splits)
+                if splits
+                else ("none (expected <split>/ and annotations/instances_<split>.json)")
             )
             raise DatasetError(
                 f"COCO image folder {self.image_dir} not found; available splits under "

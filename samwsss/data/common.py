@@ -97,9 +97,7 @@ def coerce_mapping(mapping: MappingLike | None) -> ClassMapping | None:
     )
 
 
-def check_mapping_matches(
-    mapping: ClassMapping, expected: Sequence[str], dataset: str
-) -> None:
+def check_mapping_matches(mapping: ClassMapping, expected: Sequence[str], dataset: str) -> None:
     """Require a user mapping for a built-in dataset to have that dataset's class list.
 
     The mapping may change prompts and tags, never the classes: the ground truth's indices

@@ -105,7 +105,7 @@ def _read_json_labels(path: Path, text: str) -> list[tuple[str, list[str | int],
         raise DatasetError(f"labels file {path} is not valid JSON: {error}") from error
     if not isinstance(data, dict):
         raise DatasetError(
-            f"labels file {path} must hold a JSON object {{\"image name\": [\"class\", ...]}}, "
+            f'labels file {path} must hold a JSON object {{"image name": ["class", ...]}}, '
             f"got {type(data).__name__}"
         )
     rows: list[tuple[str, list[str | int], str]] = []
@@ -260,9 +260,7 @@ class FolderDataset(IndexedDataset):
         self._labels: dict[str, tuple[int, ...]] = {}
         if self.labels_file is not None:
             if self._label_source == "gt":
-                raise DatasetError(
-                    "give either a labels file or label_source='gt', not both"
-                )
+                raise DatasetError("give either a labels file or label_source='gt', not both")
             if self._mapping is None:
                 raise DatasetError(
                     f"labels file {self.labels_file} names classes, so pass mapping (the path "

@@ -36,7 +36,9 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
                 return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
             if image.mode != "RGB":
                 image = image.convert("RGB")
-            array = np.array(image, dtype=np.uint8)  # a writable copy (torch.from_numpy warns otherwise)
+            array = np.array(
+                image, dtype=np.uint8
+            )  # a writable copy (torch.from_numpy warns otherwise)
     except FileNotFoundError as error:
         raise ImageReadError(f"{target}: file not found") from error
     except Image.DecompressionBombError as error:

@@ -210,9 +210,7 @@ class AugmentedSegmentationData(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(
-        self, key: tuple[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, position = key
         image_id = self.dataset.ids[index]
         image = self.dataset.load_image(image_id)

@@ -196,9 +196,7 @@ def build_deeplab(
         ValueError: unknown backbone/init, layer counts that do not match the name, or a
             local checkpoint whose keys/shapes do not fit.
     """
-    model = DeepLabV2(
-        num_classes, _stage_layers(backbone, layers), width_per_group, atrous_rates
-    )
+    model = DeepLabV2(num_classes, _stage_layers(backbone, layers), width_per_group, atrous_rates)
     if init == "none":
         return model
     if init in ("imagenet", "imagenet-v2"):
@@ -266,14 +264,16 @@ def load_local_weights(model: DeepLabV2, path: str | os.PathLike[str]) -> None:
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith("backbone.") for k in state):
         backbone_state = {
-            k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")
+            k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")
         }
         _load_backbone_state(model, backbone_state, str(path))
-        head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
+        head_state = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
         own = model.head.state_dict()
-        if head_state and all(
-            k in head_state and head_state[k].shape == v.shape for k, v in own.items()
-        ) and len(head_state) == len(own):
+        if (
+            head_state
+            and all(k in head_state and head_state[k].shape == v.shape for k, v in own.items())
+            and len(head_state) == len(own)
+        ):
             model.head.load_state_dict(head_state)
         else:
             logger.info("%s: head not loaded (class count or rates differ); fresh head", path)

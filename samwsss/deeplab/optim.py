@@ -185,6 +185,9 @@ def forward_loss(
         dist.all_reduce(valid)
     normalizer = valid.float() / world_size
     return segmentation_loss(
-        logits, targets, ignore_index=config.ignore_index,
-        resolution=config.loss_resolution, normalizer=normalizer,
+        logits,
+        targets,
+        ignore_index=config.ignore_index,
+        resolution=config.loss_resolution,
+        normalizer=normalizer,
     )

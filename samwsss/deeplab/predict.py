@@ -128,8 +128,13 @@ def load_checkpoint_model(
     if chosen.type == "cuda":
         model.to(memory_format=torch.channels_last)
     return LoadedModel(
-        model, config, class_names, int(state.get("iteration", 0)), chosen,
-        path=target.resolve(), weights_sha256=digest,
+        model,
+        config,
+        class_names,
+        int(state.get("iteration", 0)),
+        chosen,
+        path=target.resolve(),
+        weights_sha256=digest,
     )
 
 
@@ -168,8 +173,10 @@ def predict_probabilities(
     total = torch.zeros((), device=device)
     for scale in options.scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        inputs = batch if size == (height, width) else F.interpolate(
-            batch, size=size, mode="bilinear", align_corners=False
+        inputs = (
+            batch
+            if size == (height, width)
+            else F.interpolate(batch, size=size, mode="bilinear", align_corners=False)
         )
         if options.flip:
             inputs = torch.cat([inputs, inputs.flip(-1)])
@@ -334,7 +341,9 @@ def predict_dataset(
     if skipped:
         logger.info(
             "%d predictions of this run (%s) already exist in %s; skipped",
-            skipped, IDENTITY_NAME, folder,
+            skipped,
+            IDENTITY_NAME,
+            folder,
         )
     written = 0
     for batch in iterate_images(dataset, todo, batch_size, workers):

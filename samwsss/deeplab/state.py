@@ -143,9 +143,7 @@ def check_resumable(
     """
     saved = config_from_dict(state["config"])
     changed = {
-        name: values
-        for name, values in saved.diff(config).items()
-        if name not in RESUME_MUTABLE
+        name: values for name, values in saved.diff(config).items() if name not in RESUME_MUTABLE
     }
     if changed:
         details = ", ".join(f"{k}: run {a!r} vs now {b!r}" for k, (a, b) in changed.items())

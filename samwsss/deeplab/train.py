@@ -346,9 +346,7 @@ class Trainer:
             )
             return None
         state = load_training_checkpoint(self.last_checkpoint)
-        check_resumable(
-            state, self.config, self.dataset.class_names, ctx.world_size, self.out_dir
-        )
+        check_resumable(state, self.config, self.dataset.class_names, ctx.world_size, self.out_dir)
         return state
 
     def _start_iteration(
@@ -431,7 +429,11 @@ class Trainer:
         iterations = int(cfg.iterations or 0)
         logger.info(
             "training %d -> %d iterations, batch %d x %d processes on %s (amp %s)",
-            start, iterations, int(cfg.batch_size or 0), ctx.world_size, device,
+            start,
+            iterations,
+            int(cfg.batch_size or 0),
+            ctx.world_size,
+            device,
             "bf16" if session.amp else "off",
         )
         loader = self._loader(ctx, start, device)
@@ -476,8 +478,13 @@ class Trainer:
         lr = set_learning_rates(session.optimizer, self.config, iteration)
         images, labels = next(loader)
         loss = forward_loss(
-            session.train_model, images, labels, self.config,
-            device=session.device, world_size=session.ctx.world_size, amp=session.amp,
+            session.train_model,
+            images,
+            labels,
+            self.config,
+            device=session.device,
+            world_size=session.ctx.world_size,
+            amp=session.amp,
             channels_last=session.channels_last,
         )
         session.optimizer.zero_grad(set_to_none=True)
@@ -496,9 +503,7 @@ class Trainer:
         elapsed = window.seconds()
         if ctx.is_main:
             memory = (
-                torch.cuda.max_memory_allocated(device) / 2**20
-                if device.type == "cuda"
-                else None
+                torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
             )
             row = train_log_row(
                 done,
@@ -509,9 +514,7 @@ class Trainer:
                 memory,
             )
             append_log_row(self.out_dir / TRAIN_LOG, row)
-            logger.info(
-                "iter %d/%d loss %.4f lr %.3e", done, int(cfg.iterations or 0), loss, lr
-            )
+            logger.info("iter %d/%d loss %.4f lr %.3e", done, int(cfg.iterations or 0), loss, lr)
         window.reset()
         return loss
 
@@ -529,8 +532,12 @@ class Trainer:
         ctx = session.ctx
         if ctx.is_main:
             state = checkpoint_state(
-                session.model, session.optimizer, done, self.config,
-                self.dataset.class_names, ctx.world_size,
+                session.model,
+                session.optimizer,
+                done,
+                self.config,
+                self.dataset.class_names,
+                ctx.world_size,
             )
             save_checkpoint(state, self.last_checkpoint)
             if self.config.keep_checkpoints:
@@ -544,8 +551,12 @@ class Trainer:
         final = self.out_dir / "model_final.pt"
         if ctx.is_main:
             state = checkpoint_state(
-                session.model, None, int(self.config.iterations or 0), self.config,
-                self.dataset.class_names, ctx.world_size,
+                session.model,
+                None,
+                int(self.config.iterations or 0),
+                self.config,
+                self.dataset.class_names,
+                ctx.world_size,
             )
             save_checkpoint(state, final)
             self.plot_curves()

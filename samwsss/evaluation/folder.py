@@ -285,8 +285,7 @@ def _run_parallel(
             max_workers=workers, thread_name_prefix="samwsss-eval"
         )
         futures = [
-            executor.submit(_count_chunk, dataset, ids, paths, num_classes)
-            for ids, paths in chunks
+            executor.submit(_count_chunk, dataset, ids, paths, num_classes) for ids, paths in chunks
         ]
     else:
         executor = concurrent.futures.ProcessPoolExecutor(
@@ -318,8 +317,9 @@ def _run_parallel(
 
 def _start_method() -> str:
     """The multiprocessing start method in force, without fixing it as a side effect."""
-    return multiprocessing.get_start_method(allow_none=True) or (
-        multiprocessing.get_all_start_methods()[0]
+    return (
+        multiprocessing.get_start_method(allow_none=True)
+        or (multiprocessing.get_all_start_methods()[0])
     )
 
 

@@ -25,9 +25,7 @@ class GroundTruthFolder(SegmentationDataset):
 
     kind = "gt-folder"
 
-    def __init__(
-        self, gt_dir: str | os.PathLike[str], class_names: Sequence[str]
-    ) -> None:
+    def __init__(self, gt_dir: str | os.PathLike[str], class_names: Sequence[str]) -> None:
         """Index ``gt_dir``.
 
         Args:
@@ -94,9 +92,7 @@ class GroundTruthFolder(SegmentationDataset):
         try:
             return self._paths[image_id]
         except KeyError:
-            raise ValueError(
-                f"image id {image_id!r} has no ground truth in {self.root}"
-            ) from None
+            raise ValueError(f"image id {image_id!r} has no ground truth in {self.root}") from None
 
     def gt(self, image_id: str) -> np.ndarray:
         """``(H, W)`` uint8 ground-truth label map of ``image_id`` (255 = ignore)."""

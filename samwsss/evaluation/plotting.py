@@ -44,9 +44,7 @@ def render_class_iou_png(metrics: SegmentationMetrics, title: str = "") -> bytes
     axes.barh(positions, values, color=colours, height=0.75)
     for position, value, ok in zip(range(count), iou_percent, present, strict=True):
         label = f"{value:.1f}" if ok else "n/a"
-        axes.text(
-            (value if ok else 0.0) + 0.8, position, label, va="center", ha="left", fontsize=7
-        )
+        axes.text((value if ok else 0.0) + 0.8, position, label, va="center", ha="left", fontsize=7)
     if not math.isnan(metrics.miou):
         miou = metrics.miou * 100.0
         axes.axvline(miou, color="#c44e52", linestyle="--", linewidth=1.2)

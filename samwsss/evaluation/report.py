@@ -82,8 +82,7 @@ class EvaluationReport:
         m = self.metrics
         width = max([len("pixel accuracy")] + [len(name) for name in m.class_names])
         header = (
-            f"{'class':<{width}}  {'IoU':>6}  {'precision':>9}  {'recall':>6}  "
-            f"{'GT pixels':>13}"
+            f"{'class':<{width}}  {'IoU':>6}  {'precision':>9}  {'recall':>6}  {'GT pixels':>13}"
         )
         lines = []
         if self.pred_dir:

@@ -37,8 +37,12 @@ def build_tagger(config: PipelineConfig, mapping: ClassMapping, boxer: Boxer) ->
     tagger: Tagger
     if config.tagger == GROUNDING_TAGGER:
         tagger = create(
-            "tagger", GROUNDING_TAGGER, boxer=boxer, mapping=mapping,
-            threshold=config.tag_threshold, prompt_mode="joint",
+            "tagger",
+            GROUNDING_TAGGER,
+            boxer=boxer,
+            mapping=mapping,
+            threshold=config.tag_threshold,
+            prompt_mode="joint",
         )
     else:
         tagger = create(

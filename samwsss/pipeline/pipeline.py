@@ -61,7 +61,10 @@ class PipelineResult:
         from samwsss.pipeline.overlay import draw_overlay
 
         return draw_overlay(
-            to_rgb_array(image), self.mask, self.detections, alpha=alpha,
+            to_rgb_array(image),
+            self.mask,
+            self.detections,
+            alpha=alpha,
             class_names=self.class_names or None,
         )
 
@@ -154,7 +157,10 @@ class Pipeline:
     # -- construction -------------------------------------------------------------------
     @classmethod
     def from_config(
-        cls, config: PipelineConfig, device: str | torch.device | None = None, with_tagger: bool = True
+        cls,
+        config: PipelineConfig,
+        device: str | torch.device | None = None,
+        with_tagger: bool = True,
     ) -> Pipeline:
         """Build every stage named in ``config`` (downloading default weights on first use).
 
@@ -313,7 +319,11 @@ class Pipeline:
                 [(cls, self.mapping.classes[cls].prompt) for cls in class_ids[i]] for i in missing
             ]
             subset = batch if len(missing) == len(batch) else batch.select(missing)
-            for i, det in zip(missing, self.boxer.detect(subset, queries, max_rows=self.plan.boxer_rows), strict=True):
+            for i, det in zip(
+                missing,
+                self.boxer.detect(subset, queries, max_rows=self.plan.boxer_rows),
+                strict=True,
+            ):
                 found[i] = det
         detections: list[Detections] = [det for det in found if det is not None]
         if self.masker is not None:
@@ -328,7 +338,9 @@ class Pipeline:
                 tag_sources=source,
                 class_names=self.mapping.class_names,
             )
-            for mask, det, ids, tag, source in zip(masks, detections, class_ids, tags, sources, strict=True)
+            for mask, det, ids, tag, source in zip(
+                masks, detections, class_ids, tags, sources, strict=True
+            )
         ]
 
     def _tag(

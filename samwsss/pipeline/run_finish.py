@@ -122,10 +122,14 @@ def merge_shard_manifests(out: Path, count: int, miou: float) -> None:
     )
 
 
-def _evaluate(spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool) -> EvaluationReport:
+def _evaluate(
+    spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool
+) -> EvaluationReport:
     from samwsss.evaluation import evaluate_folder
 
-    report = evaluate_folder(spec.mask_dir, dataset, missing="background" if count_missing else "error")
+    report = evaluate_folder(
+        spec.mask_dir, dataset, missing="background" if count_missing else "error"
+    )
     report.to_json(out / "evaluation.json")
     report.plot(out / "evaluation_iou.png")
     return report

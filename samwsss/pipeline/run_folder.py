@@ -119,8 +119,6 @@ def read_failures(out: Path) -> dict[str, str]:
     return failed
 
 
-
-
 class FailureLog:
     """Appends ``{"image_id", "reason"}`` lines to this shard's failure log as they happen.
 

@@ -51,6 +51,7 @@ __all__ = [
     "run_dataset",
 ]
 
+
 @dataclass
 class RunOptions:
     """How a dataset run writes and resumes.
@@ -130,7 +131,12 @@ class _DecodeDataset(torch.utils.data.Dataset):
             error = None
         except ImageReadError as failure:
             image, error = None, str(failure)
-        return {"image_id": image_id, "image": image, "error": error, "labels": self.dataset.labels(image_id)}
+        return {
+            "image_id": image_id,
+            "image": image,
+            "error": error,
+            "labels": self.dataset.labels(image_id),
+        }
 
 
 def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -199,9 +205,7 @@ def run_dataset(
         processed = _run_batches(pipeline, dataset, options, spec, batches, pending, failures)
     finally:
         failures.close()
-    summary = RunSummary(
-        len(mine), len(complete), processed, failures.count, time.time() - started
-    )
+    summary = RunSummary(len(mine), len(complete), processed, failures.count, time.time() - started)
     write_manifest(pipeline, options, identity, summary, started, failures_path)
     if options.evaluate and dataset.has_gt:
         evaluate_if_complete(spec, dataset, options, summary)
@@ -231,9 +235,7 @@ def _run_batches(
                 continue
             images = [item["image"] for item in good]
             labels = (
-                [tuple(item["labels"]) for item in good]
-                if options.route == "text-input"
-                else None
+                [tuple(item["labels"]) for item in good] if options.route == "text-input" else None
             )
             results = pipeline.run_arrays(images, labels, keep_masks=spec.instances)
             for item, result in zip(good, results, strict=True):
@@ -310,10 +312,14 @@ def _load(
     )
     interactive = sys.stderr.isatty()
     # on a terminal a live bar; in a log file (torchrun, slurm) a line every 30 s
-    with tqdm(total=len(ids), unit="img", desc="samwsss", dynamic_ncols=interactive,
-              mininterval=0.1 if interactive else 30.0, disable=not show_progress) as bar:
+    with tqdm(
+        total=len(ids),
+        unit="img",
+        desc="samwsss",
+        dynamic_ncols=interactive,
+        mininterval=0.1 if interactive else 30.0,
+        disable=not show_progress,
+    ) as bar:
         for batch in loader:
             yield batch
             bar.update(len(batch))
-
-

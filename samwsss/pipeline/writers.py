@@ -122,7 +122,9 @@ def instances_to_json(
     boxes = detections.boxes.cpu().numpy().tolist()
     box_scores = detections.box_scores.cpu().numpy().tolist()
     mask_scores = (
-        detections.mask_scores.cpu().numpy().tolist() if detections.mask_scores is not None else None
+        detections.mask_scores.cpu().numpy().tolist()
+        if detections.mask_scores is not None
+        else None
     )
     scores = detections.scores.cpu().numpy().tolist()
     from samwsss.classes import COCO_CLASSES
@@ -144,7 +146,10 @@ def instances_to_json(
             record["mask_score"] = round(mask_scores[index], 5)
         if len(rles):
             rle = rles[index]
-            record["segmentation"] = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+            record["segmentation"] = {
+                "size": [height, width],
+                "counts": rle["counts"].decode("ascii"),
+            }
             record["area"] = int(mask_utils.area(rle))
         annotations.append(record)
     return {
@@ -170,7 +175,9 @@ def write_outputs(
     """Write every requested output of one image, atomically, the semantic mask last."""
     if spec.instances:
         record = instances_to_json(image_id, detections, mapping, tags, tag_sources)
-        atomic_write_json(spec.root / INSTANCES_DIR / f"{image_id}.json", record, indent=None, fsync=False)
+        atomic_write_json(
+            spec.root / INSTANCES_DIR / f"{image_id}.json", record, indent=None, fsync=False
+        )
     if image_id in spec.overlay_ids:
         from PIL import Image
 
@@ -179,7 +186,9 @@ def write_outputs(
         picture = draw_overlay(image, mask, detections, class_names=mapping.class_names)
         buffer = io.BytesIO()
         Image.fromarray(picture).save(buffer, format="JPEG", quality=88)
-        atomic_write_bytes(spec.root / OVERLAYS_DIR / f"{image_id}.jpg", buffer.getvalue(), fsync=False)
+        atomic_write_bytes(
+            spec.root / OVERLAYS_DIR / f"{image_id}.jpg", buffer.getvalue(), fsync=False
+        )
     if spec.plain:
         write_label_png(spec.root / PLAIN_DIR / f"{image_id}.png", mask, palette=False, fsync=False)
     if spec.palette:

@@ -52,7 +52,9 @@ _BLOCK_LAYOUTS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
         "attn.qkv": (("attention.q_proj", "attention.k_proj", "attention.v_proj"), True),
         "attn.proj": (("attention.o_proj",), True),
         "attn.relative_position_bias_table": (
-            ("attention.relative_position_bias.relative_position_bias_table",), False),
+            ("attention.relative_position_bias.relative_position_bias_table",),
+            False,
+        ),
         "norm2": (("layernorm_after",), True),
         "mlp.fc1": (("mlp.fc1",), True),
         "mlp.fc2": (("mlp.fc2",), True),
@@ -60,11 +62,12 @@ _BLOCK_LAYOUTS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
     # transformers whose Swin layers have attention.self.{query,key,value} (4.x, early 5.x).
     "self": {
         "norm1": (("layernorm_before",), True),
-        "attn.qkv": (
-            ("attention.self.query", "attention.self.key", "attention.self.value"), True),
+        "attn.qkv": (("attention.self.query", "attention.self.key", "attention.self.value"), True),
         "attn.proj": (("attention.output.dense",), True),
         "attn.relative_position_bias_table": (
-            ("attention.self.relative_position_bias_table",), False),
+            ("attention.self.relative_position_bias_table",),
+            False,
+        ),
         "norm2": (("layernorm_after",), True),
         "mlp.fc1": (("intermediate.dense",), True),
         "mlp.fc2": (("output.dense",), True),
@@ -112,12 +115,18 @@ class OfficialWeights:
 #: Registry name -> official weights.
 OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {
     "ram-plus-swin-large-14m": OfficialWeights(
-        "ram-plus-swin-large-14m", "ram_plus", "xinyu1205/recognize-anything-plus-model",
-        "ram_plus_swin_large_14m.pth", "model",
+        "ram-plus-swin-large-14m",
+        "ram_plus",
+        "xinyu1205/recognize-anything-plus-model",
+        "ram_plus_swin_large_14m.pth",
+        "model",
     ),
     "ram-swin-large-14m": OfficialWeights(
-        "ram-swin-large-14m", "ram", "xinyu1205/Recognize_Anything-Tag2Text",
-        "ram_swin_large_14m.pth", "space",
+        "ram-swin-large-14m",
+        "ram",
+        "xinyu1205/Recognize_Anything-Tag2Text",
+        "ram_swin_large_14m.pth",
+        "space",
     ),
 }
 
@@ -142,8 +151,11 @@ def download_official_weights(
 
     try:
         path = hf_hub_download(
-            repo_id=weights.repo_id, filename=weights.filename, repo_type=weights.repo_type,
-            cache_dir=None if cache_dir is None else os.fspath(cache_dir), revision=revision,
+            repo_id=weights.repo_id,
+            filename=weights.filename,
+            repo_type=weights.repo_type,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            revision=revision,
         )
     except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         raise WeightsUnavailableError(
@@ -259,8 +271,10 @@ def official_key_map(config: RAMConfig, swin_layout: str = "proj") -> dict[str, 
     module("wordvec_proj", "wordvec_proj")
     for layer in range(config.head_num_layers):
         for official, our_name in _HEAD_LAYER.items():
-            module(f"tagging_head.encoder.layer.{layer}.{official}",
-                   f"tagging_head.layers.{layer}.{our_name}")
+            module(
+                f"tagging_head.encoder.layer.{layer}.{official}",
+                f"tagging_head.layers.{layer}.{our_name}",
+            )
     module("fc", "fc")
     return table
 
@@ -298,7 +312,7 @@ def convert_official_state_dict(
         new_key = key
         for old, new in LEGACY_PREFIXES.items():
             if key.startswith(old):
-                new_key = new + key[len(old):]
+                new_key = new + key[len(old) :]
                 if new_key in state_dict:
                     raise CheckpointError(
                         f"{source} has both {key!r} and {new_key!r}: keep only one naming"
@@ -341,7 +355,9 @@ def convert_official_state_dict(
         if len(targets) == 1:
             converted[targets[0]] = tensor
         else:
-            for target, part in zip(targets, tensor.split([s[0] for s in sizes], dim=0), strict=True):
+            for target, part in zip(
+                targets, tensor.split([s[0] for s in sizes], dim=0), strict=True
+            ):
                 converted[target] = part
     if shape_errors:
         raise CheckpointError(
@@ -389,6 +405,9 @@ def load_official_checkpoint(
     model.load_state_dict(converted, strict=True)
     logger.info(
         "loaded %s: %d tensors mapped, %d captioning tensors ignored, %d buffers recomputed",
-        source, len(converted), len(report.ignored), len(report.recomputed),
+        source,
+        len(converted),
+        len(report.ignored),
+        len(report.recomputed),
     )
     return report

@@ -60,8 +60,16 @@ class RAMConfig:
         if self.variant not in VARIANTS:
             raise ValueError(f"RAM variant {self.variant!r} unknown: use one of {VARIANTS}")
         for field_name in (
-            "num_tags", "descriptions_per_tag", "image_size", "patch_size", "window_size",
-            "embed_dim", "label_dim", "head_hidden_size", "head_num_layers", "head_num_heads",
+            "num_tags",
+            "descriptions_per_tag",
+            "image_size",
+            "patch_size",
+            "window_size",
+            "embed_dim",
+            "label_dim",
+            "head_hidden_size",
+            "head_num_layers",
+            "head_num_heads",
             "head_intermediate_size",
         ):
             value = getattr(self, field_name)

@@ -69,7 +69,9 @@ class TaggingLayer(nn.Module):
     def __init__(self, config: RAMConfig) -> None:
         super().__init__()
         self.cross_attention = CrossAttention(
-            config.head_hidden_size, config.label_dim, config.head_num_heads,
+            config.head_hidden_size,
+            config.label_dim,
+            config.head_num_heads,
             config.head_layer_norm_eps,
         )
         self.feed_forward = FeedForward(

@@ -89,7 +89,7 @@ def infer_config(
     for key, value in state_dict.items():
         for old, new in LEGACY_PREFIXES.items():
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
         state[key] = value
     v = "visual_encoder."
 
@@ -236,10 +236,19 @@ def infer_config(
 
     try:
         return RAMConfig(
-            variant=variant, num_tags=num_tags, descriptions_per_tag=descriptions,
-            image_size=image_size, patch_size=patch, window_size=window, embed_dim=embed_dim,
-            depths=depths, num_heads=tuple(heads), label_dim=label_dim,
-            head_hidden_size=hidden, head_num_layers=num_layers, head_num_heads=head_heads,
+            variant=variant,
+            num_tags=num_tags,
+            descriptions_per_tag=descriptions,
+            image_size=image_size,
+            patch_size=patch,
+            window_size=window,
+            embed_dim=embed_dim,
+            depths=depths,
+            num_heads=tuple(heads),
+            label_dim=label_dim,
+            head_hidden_size=hidden,
+            head_num_layers=num_layers,
+            head_num_heads=head_heads,
             head_intermediate_size=intermediate,
         )
     except ValueError as error:

@@ -89,8 +89,10 @@ class RAMModel(nn.Module):
         # softmax over 51 descriptions is sensitive to the 14x temperature.
         with torch.autocast(device_type=image_embeds.device.type, enabled=False):
             labels = reweight_label_embeddings(
-                image_embeds[:, 0].float(), self.label_embed.float(),
-                self.reweight_scale.float(), self.config.descriptions_per_tag,
+                image_embeds[:, 0].float(),
+                self.label_embed.float(),
+                self.reweight_scale.float(),
+                self.config.descriptions_per_tag,
             )
         return F.relu(self.wordvec_proj(labels))
 

@@ -36,9 +36,7 @@ def _check_image(image: object, position: int) -> np.ndarray:
 def resize_image(image: np.ndarray, size: int) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (3, size, size) uint8, bilinear with antialiasing."""
     chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    return TF.resize(
-        chw, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True
-    )
+    return TF.resize(chw, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
 
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:

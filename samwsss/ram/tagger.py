@@ -288,8 +288,12 @@ class RAMTagger:
                 **(tag_thresholds or {}),
             }
         tagger = cls(
-            model, vocabulary, threshold=threshold, tag_thresholds=tag_thresholds or None,
-            batch_size=batch_size, name=name,
+            model,
+            vocabulary,
+            threshold=threshold,
+            tag_thresholds=tag_thresholds or None,
+            batch_size=batch_size,
+            name=name,
         )
         if device is not None:
             tagger.to(device)
@@ -299,12 +303,16 @@ class RAMTagger:
 #: The official RAM / RAM++ weights, by registry name (downloaded on first use).
 MODELS = (
     registry.ModelCard(
-        "tagger", "ram-plus-swin-large-14m", OFFICIAL_WEIGHTS["ram-plus-swin-large-14m"].url,
+        "tagger",
+        "ram-plus-swin-large-14m",
+        OFFICIAL_WEIGHTS["ram-plus-swin-large-14m"].url,
         "RAM++ Swin-L 14M: 4,585 tags with per-tag thresholds (default tagger)",
         defaults={"variant": "ram_plus"},
     ),
     registry.ModelCard(
-        "tagger", "ram-swin-large-14m", OFFICIAL_WEIGHTS["ram-swin-large-14m"].url,
+        "tagger",
+        "ram-swin-large-14m",
+        OFFICIAL_WEIGHTS["ram-swin-large-14m"].url,
         "RAM Swin-L 14M (the survey's RAM-14M): 4,585 tags with per-tag thresholds",
         defaults={"variant": "ram"},
     ),

@@ -56,11 +56,15 @@ logger = logging.getLogger(__name__)
 #: The released Grounding DINO weights this boxer loads by name.
 MODELS = (
     registry.ModelCard(
-        "boxer", "grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny",
+        "boxer",
+        "grounding-dino-tiny",
+        "IDEA-Research/grounding-dino-tiny",
         "Grounding DINO Swin-T (O365, GoldG, Cap4M): the paper's boxer",
     ),
     registry.ModelCard(
-        "boxer", "grounding-dino-base", "IDEA-Research/grounding-dino-base",
+        "boxer",
+        "grounding-dino-base",
+        "IDEA-Research/grounding-dino-base",
         "Grounding DINO Swin-B: larger, more accurate boxer",
     ),
 )
@@ -147,7 +151,9 @@ class GroundingDinoBoxer:
             parameter.requires_grad_(False)
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.preprocess_settings = PreprocessSettings.from_image_processor(processor.image_processor)
+        self.preprocess_settings = PreprocessSettings.from_image_processor(
+            processor.image_processor
+        )
         self.share_backbone = bool(share_backbone) and backbone_module(model) is not None
         self.checkpoint = checkpoint
         self.revision = revision
@@ -307,7 +313,9 @@ class GroundingDinoBoxer:
         for image_index, (height, width) in enumerate(sizes):
             pieces = [d for _, d in sorted(parts.get(image_index, []), key=lambda item: item[0])]
             detections = (
-                Detections.cat(pieces) if pieces else Detections.empty((height, width), self._device)
+                Detections.cat(pieces)
+                if pieces
+                else Detections.empty((height, width), self._device)
             )
             results.append(self._nms(detections))
         return results

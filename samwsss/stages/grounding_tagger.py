@@ -68,7 +68,8 @@ class GroundingTagger:
     def tag(self, images: ImageBatch) -> list[TagResult]:
         """Tags, class ids and the detections of the tagged classes for each image."""
         queries = [
-            [(entry.index, entry.prompt) for entry in self.mapping.classes[1:]] for _ in range(len(images))
+            [(entry.index, entry.prompt) for entry in self.mapping.classes[1:]]
+            for _ in range(len(images))
         ]
         detections = self.boxer.detect(images, queries, prompt_mode=self.prompt_mode)
         results: list[TagResult] = []
@@ -82,7 +83,9 @@ class GroundingTagger:
                 if self.threshold is None or score > self.threshold
             }
             ordered = sorted(present.items(), key=lambda item: (-item[1], item[0]))
-            keep = torch.tensor([cls in present for cls in det.class_ids.tolist()], dtype=torch.bool)
+            keep = torch.tensor(
+                [cls in present for cls in det.class_ids.tolist()], dtype=torch.bool
+            )
             results.append(
                 TagResult(
                     tags=tuple(self.mapping.classes[cls].name for cls, _ in ordered),
@@ -107,7 +110,9 @@ def _load(name: str, *, boxer: Boxer, mapping: ClassMapping, **kwargs: Any) -> G
 registry.register_cards(
     [
         registry.ModelCard(
-            "tagger", GROUNDING_TAGGER, "(the pipeline's Grounding DINO)",
+            "tagger",
+            GROUNDING_TAGGER,
+            "(the pipeline's Grounding DINO)",
             "classes Grounding DINO detects when prompted with every class",
             loader=_load,
         )

@@ -215,9 +215,7 @@ class TagMapper:
             )
         return [self.map(tags) for tags in batch]
 
-    def __call__(
-        self, tags: TagsLike | Sequence[TagsLike]
-    ) -> MappedClasses | list[MappedClasses]:
+    def __call__(self, tags: TagsLike | Sequence[TagsLike]) -> MappedClasses | list[MappedClasses]:
         """Map one image (a list of strings, a dict, a tagger result) or a batch (a list of
         those). An empty list is one image with no tags; use :meth:`map_batch` to be explicit.
         """
@@ -241,9 +239,7 @@ class TagMapper:
 def _tag_probabilities(tags: TagsLike) -> list[tuple[str, float | None]]:
     """``(tag, probability or None)`` pairs of one image's tags, first occurrence kept."""
     if isinstance(tags, str):
-        raise ValueError(
-            f"give a list of tags, not the single string {tags!r}: e.g. [{tags!r}]"
-        )
+        raise ValueError(f"give a list of tags, not the single string {tags!r}: e.g. [{tags!r}]")
     probabilities: Sequence[Any] | None
     if isinstance(tags, Mapping):
         names, probabilities = list(tags.keys()), list(tags.values())

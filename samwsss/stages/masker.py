@@ -137,7 +137,9 @@ class SamMasker:
         """
         check_choice("multimask", multimask, MULTIMASK)
         source = registry.weights_of("masker", name_or_path)
-        backend = _load_backend(source, model_type=model_type, hq_token_only=hq_token_only, **hub_kwargs)
+        backend = _load_backend(
+            source, model_type=model_type, hq_token_only=hq_token_only, **hub_kwargs
+        )
         backend.revision = hub_kwargs.get("revision")
         masker = cls(
             backend,
@@ -301,10 +303,14 @@ class SamMasker:
                     for low in range(first, last, step):
                         high = min(low + step, last)
                         upscaled = upscale_mask_logits(
-                            logits[low - start : high - start], backend.geometry,
-                            resized_sizes[image], size,
+                            logits[low - start : high - start],
+                            backend.geometry,
+                            resized_sizes[image],
+                            size,
                         )
-                        outputs[image][0][low - offsets[image] : high - offsets[image]] = upscaled > 0.0
+                        outputs[image][0][low - offsets[image] : high - offsets[image]] = (
+                            upscaled > 0.0
+                        )
                     local = slice(first - offsets[image], last - offsets[image])
                     outputs[image][1][local] = scores[first - start : last - start]
         return outputs

@@ -97,7 +97,11 @@ class MaskMerger:
         return label
 
     def _mark_uncertain(
-        self, label: torch.Tensor, masks: torch.Tensor, class_ids: torch.Tensor, scores: torch.Tensor
+        self,
+        label: torch.Tensor,
+        masks: torch.Tensor,
+        class_ids: torch.Tensor,
+        scores: torch.Tensor,
     ) -> torch.Tensor:
         if torch.unique(class_ids).numel() < 2:
             return label

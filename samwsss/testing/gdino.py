@@ -87,7 +87,10 @@ def tiny_grounding_dino_config(vocab_size: int = VOCAB_SIZE) -> Any:
     from transformers import BertConfig, GroundingDinoConfig, SwinConfig
 
     swin: dict[str, Any] = {
-        "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "out_indices": [2, 3, 4]
+        "embed_dim": 16,
+        "depths": [1, 1, 1, 1],
+        "num_heads": [1, 1, 1, 1],
+        "out_indices": [2, 3, 4],
     }
     backbone = SwinConfig(**swin)
     text = BertConfig(
@@ -186,7 +189,10 @@ def temper_class_logits(model: Any) -> None:
 
 
 def write_grounding_dino(
-    size: str, directory: str | Path, shortest_edge: int = 800, longest_edge: int = 1333,
+    size: str,
+    directory: str | Path,
+    shortest_edge: int = 800,
+    longest_edge: int = 1333,
     seed: int = 0,
 ) -> Path:
     """Write a random Grounding DINO + processor loadable by ``GroundingDinoBoxer.from_pretrained``,

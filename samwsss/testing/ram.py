@@ -35,10 +35,20 @@ def tiny_config(variant: str = "ram_plus") -> RAMConfig:
     """
     descriptions = 3 if variant == "ram_plus" else RAMConfig.descriptions_per_tag
     return RAMConfig(
-        variant=variant, num_tags=len(TINY_TAGS), descriptions_per_tag=descriptions,
-        image_size=128, patch_size=4, window_size=4, embed_dim=16, depths=(2, 2, 2, 2),
-        num_heads=(1, 2, 2, 4), label_dim=24, head_hidden_size=32, head_num_layers=2,
-        head_num_heads=4, head_intermediate_size=64,
+        variant=variant,
+        num_tags=len(TINY_TAGS),
+        descriptions_per_tag=descriptions,
+        image_size=128,
+        patch_size=4,
+        window_size=4,
+        embed_dim=16,
+        depths=(2, 2, 2, 2),
+        num_heads=(1, 2, 2, 4),
+        label_dim=24,
+        head_hidden_size=32,
+        head_num_layers=2,
+        head_num_heads=4,
+        head_intermediate_size=64,
     )
 
 
@@ -100,10 +110,12 @@ def official_state_dict(
             linear(b + "mlp.fc2", c, 4 * c)
             if buffers:
                 sd[b + "attn.relative_position_index"] = torch.zeros(
-                    ws * ws, ws * ws, dtype=torch.long, device=device)
+                    ws * ws, ws * ws, dtype=torch.long, device=device
+                )
                 if j % 2 == 1 and side > ws:
                     sd[b + "attn_mask"] = torch.zeros(
-                        (side // ws) ** 2, ws * ws, ws * ws, device=device)
+                        (side // ws) ** 2, ws * ws, ws * ws, device=device
+                    )
         if i < len(config.depths) - 1:
             linear(f"{v}layers.{i}.downsample.reduction", 2 * c, 4 * c, bias=False)
             norm(f"{v}layers.{i}.downsample.norm", 4 * c)

@@ -72,10 +72,15 @@ def tiny_sam_config(model_type: str = "sam") -> Any:
         "num_pos_feats": 16,
     }
     prompt: dict[str, Any] = {
-        "hidden_size": 32, "image_size": TINY_IMAGE_SIZE, "mask_input_channels": 8
+        "hidden_size": 32,
+        "image_size": TINY_IMAGE_SIZE,
+        "mask_input_channels": 8,
     }
     decoder: dict[str, Any] = {
-        "hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32
+        "hidden_size": 32,
+        "mlp_dim": 64,
+        "num_attention_heads": 2,
+        "iou_head_hidden_dim": 32,
     }
     if model_type == "sam":
         from transformers import (
@@ -177,7 +182,9 @@ def tiny_sam2_config() -> Any:
         backbone_config=backbone,
         backbone_channel_list=[128, 64, 32, 16],
         backbone_feature_sizes=[
-            [side // 4, side // 4], [side // 8, side // 8], [side // 16, side // 16]
+            [side // 4, side // 4],
+            [side // 8, side // 8],
+            [side // 16, side // 16],
         ],
         fpn_hidden_size=32,
     )
