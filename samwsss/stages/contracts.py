@@ -302,16 +302,6 @@ class Masker(Stage, Protocol):
 
 
 @runtime_checkable
-class TextSegmenter(Stage, Protocol):
-    """Images + queries -> detections with masks in one stage (replaces boxer + masker)."""
-
-    def detect(
-        self,
-        images: ImageBatch,
-        queries: Sequence[Sequence[Query]],
-        *,
-        prompt_mode: str | None = None,
-        max_rows: int | None = None,
-    ) -> list[Detections]:
-        """One ``Detections`` with ``masks`` and ``mask_scores`` per image."""
-        ...
+class TextSegmenter(Boxer, Protocol):
+    """Images + queries -> detections with masks in one stage (replaces boxer + masker):
+    :meth:`Boxer.detect`'s call, whose ``Detections`` carry ``masks`` and ``mask_scores``."""
