@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from samwsss.checks import check_count
 from samwsss.detections import Detections
 from samwsss.mapping import ClassMapping, load_mapping
 from samwsss.pipeline.batching import BatchPlan
@@ -129,6 +128,7 @@ class Pipeline:
         batch_size: int = 8,
         config: PipelineConfig | None = None,
     ) -> None:
+        self.plan = BatchPlan.for_device(batch_size, "cpu")  # checks batch_size first
         self.mapping = mapping
         self.boxer = boxer
         self.masker = masker
@@ -141,7 +141,6 @@ class Pipeline:
         self.mapper = mapper
         self.config = config
         self.device = torch.device("cpu")
-        self.plan = BatchPlan.for_device(check_count("batch_size", batch_size), self.device.type)
 
     @property
     def batch_size(self) -> int:
