@@ -190,7 +190,7 @@ def test_not_a_sam_checkpoint_raises(tmp_path: Path) -> None:
         SamMasker.from_pretrained(other)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="is not a SAM checkpoint: torch.load failed"):
         SamMasker.from_pretrained(garbage)
 
 

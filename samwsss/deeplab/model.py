@@ -19,12 +19,13 @@ import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from samwsss.checkpoints import load_checkpoint, tensor_state
 
 logger = logging.getLogger(__name__)
 
@@ -253,14 +254,12 @@ def load_local_weights(model: DeepLabV2, path: str | os.PathLike[str]) -> None:
     the shapes match (same class count) and left at its fresh initialisation otherwise
     (logged), so a checkpoint trained on one dataset can seed another.
     """
-    loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
-    state = loaded.get("model", loaded) if isinstance(loaded, Mapping) else None
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise ValueError(
-            f"{path}: expected a state dict (or a dict with a 'model' state dict) of tensors"
-        )
+    expected = (
+        "a torchvision ResNet state dict, or a samwsss DeepLabV2 checkpoint "
+        "(model_final.pt, checkpoints/last.pt)"
+    )
+    loaded = load_checkpoint(path, kind="DeepLabV2 or ResNet", expected=expected)
+    state = tensor_state(loaded, path, kind="DeepLabV2 or ResNet", expected=expected)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith("backbone.") for k in state):
         backbone_state = {

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
 from samwsss.data.base import SegmentationDataset
 from samwsss.deeplab.config import DeepLabConfig, config_from_dict
 from samwsss.deeplab.model import DeepLabV2, build_deeplab, upsample_logits
@@ -34,6 +34,7 @@ from samwsss.deeplab.prediction_folder import (
     state_dict_sha256,
 )
 from samwsss.deeplab.transforms import normalize_batch
+from samwsss.workers import exit_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +98,11 @@ def load_checkpoint_model(
         ValueError: the file is missing or not a samwsss DeepLabV2 checkpoint.
     """
     target = Path(path)
-    if not target.is_file():
-        raise ValueError(f"checkpoint {str(target)!r} does not exist")
-    try:
-        state: Any = torch.load(target, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ValueError(
-            f"{target} is not a samwsss DeepLabV2 checkpoint ({type(error).__name__}: {error}); "
-            "pass model_final.pt or checkpoints/last.pt of a train-deeplab run"
-        ) from None
+    expected = "model_final.pt or checkpoints/last.pt of a train-deeplab run"
+    state = load_checkpoint(target, kind="samwsss DeepLabV2", expected=expected)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{target}: not a samwsss DeepLabV2 checkpoint (no format={CHECKPOINT_FORMAT!r}); "
-            "use model_final.pt or checkpoints/last.pt from a train-deeplab run"
+        raise not_a_checkpoint(
+            target, "samwsss DeepLabV2", f"no format={CHECKPOINT_FORMAT!r} tag", expected
         )
     config = config_from_dict(state["config"])
     class_names = tuple(state["class_names"])
@@ -256,6 +249,7 @@ def iterate_images(
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
+        worker_init_fn=exit_with_parent,
         collate_fn=_as_list,
     )
     yield from loader

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from samwsss.atomic import atomic_open
+from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
 from samwsss.deeplab.config import RESUME_MUTABLE, DeepLabConfig, config_from_dict
 from samwsss.deeplab.predict import CHECKPOINT_FORMAT
 
@@ -122,9 +123,12 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
     Raises:
         ValueError: the file is not a samwsss checkpoint or has no optimiser state.
     """
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != CHECKPOINT_FORMAT or "optimizer" not in state:
-        raise ValueError(f"{path} is not a full samwsss training checkpoint")
+    expected = "checkpoints/last.pt of a train-deeplab run (with its optimiser state)"
+    state = load_checkpoint(path, kind="samwsss training", expected=expected)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise not_a_checkpoint(path, "samwsss training", "no samwsss format tag", expected)
+    if "optimizer" not in state:
+        raise not_a_checkpoint(path, "samwsss training", "no optimiser state", expected)
     return state
 
 

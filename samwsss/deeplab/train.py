@@ -86,6 +86,7 @@ from samwsss.deeplab.state import (
     seed_host_rngs,
 )
 from samwsss.deeplab.transforms import TrainAugmentation
+from samwsss.workers import exit_with_parent
 
 __all__ = [
     "LOG_COLUMNS",
@@ -330,6 +331,7 @@ class Trainer:
             data,
             batch_sampler=stream,
             num_workers=cfg.workers,
+            worker_init_fn=exit_with_parent,
             pin_memory=device.type == "cuda",
             persistent_workers=False,
         )

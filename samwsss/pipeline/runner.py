@@ -37,6 +37,7 @@ from samwsss.pipeline.run_folder import (
     run_identity,
 )
 from samwsss.pipeline.writers import OutputSpec, write_outputs
+from samwsss.workers import exit_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +308,7 @@ def _load(
         _DecodeDataset(dataset, ids),
         batch_sampler=positions,
         num_workers=workers,
+        worker_init_fn=exit_with_parent,
         collate_fn=_collate,
         prefetch_factor=4 if workers else None,
     )

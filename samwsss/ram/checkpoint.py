@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from samwsss.checkpoints import CheckpointError, load_checkpoint, tensor_state
 from samwsss.ram.config import RAMConfig
 from samwsss.ram.model import RAMModel
 
@@ -85,10 +85,6 @@ _HEAD_LAYER = {
     "output.dense": "feed_forward.fc2",
     "output.LayerNorm": "feed_forward.norm",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model; the message lists the offending keys."""
 
 
 class WeightsUnavailableError(OSError):
@@ -181,35 +177,11 @@ def read_checkpoint(
     Raises:
         CheckpointError: unreadable file, or no state dict inside.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} not found: give the path of a .pth file")
-    weights_only = not allow_pickle
-    try:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error):
-                raise
-            loaded = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{path}: the safe reader (torch.load weights_only=True) refused the file ({error}). "
-            "If it comes from a source you trust, pass allow_pickle=True"
-        ) from error
-    except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
-    state = loaded.get("model", loaded) if isinstance(loaded, Mapping) else loaded
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        top = (
-            ", ".join(map(str, list(loaded)[:10])) if isinstance(loaded, Mapping) else type(loaded)
-        )
-        raise CheckpointError(
-            f"{path}: expected {{'model': state_dict}} or a state dict of tensors, found {top}"
-        )
-    return dict(state)
+    expected = "an official RAM / RAM++ .pth (a state dict, or one under 'model')"
+    loaded = load_checkpoint(
+        path, kind="RAM", expected=expected, allow_pickle=allow_pickle, mmap=True
+    )
+    return tensor_state(loaded, path, kind="RAM", expected=expected)
 
 
 def detect_swin_layout(model: RAMModel) -> str:

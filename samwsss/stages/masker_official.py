@@ -14,7 +14,6 @@ with ``strict=True`` in both cases.
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from samwsss.checkpoints import load_checkpoint, tensor_state
 from samwsss.stages.masker_backend import Features, SamBackend, decode_each_image
 from samwsss.stages.masker_transforms import InputGeometry, NormalizeFn
 
@@ -278,22 +278,13 @@ def load_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of an official SAM ``.pth`` (flat, or under ``"model"``/``"state_dict"``).
 
     Raises:
-        ValueError: the file holds no SAM state dict.
+        CheckpointError (a ``ValueError``): the file holds no SAM state dict.
     """
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {error}") from error
-    if isinstance(loaded, dict) and "image_encoder.patch_embed.proj.weight" not in loaded:
-        for key in ("model", "state_dict"):
-            if isinstance(loaded.get(key), dict):
-                loaded = loaded[key]
-                break
-    if not isinstance(loaded, dict) or not all(
-        isinstance(value, torch.Tensor) for value in loaded.values()
-    ):
-        raise ValueError(f"{path} does not hold a SAM state dict (a dict of tensors)")
-    return loaded
+    expected = (
+        "an official segment-anything .pth (sam_vit_h_4b8939.pth, ...: a state dict of tensors)"
+    )
+    loaded = load_checkpoint(path, kind="SAM", expected=expected)
+    return tensor_state(loaded, path, kind="SAM", expected=expected, nested=("model", "state_dict"))
 
 
 def load_official_sam(
