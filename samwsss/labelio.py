@@ -16,8 +16,13 @@ from PIL import Image
 
 from samwsss.atomic import atomic_write_bytes
 from samwsss.classes import voc_palette
+from samwsss.data.images import ImageReadError
 
 _PALETTE = voc_palette()
+
+
+class LabelReadError(ImageReadError):
+    """A label PNG that cannot be opened or decoded (corrupt, truncated, too large)."""
 
 
 def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
@@ -32,22 +37,30 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
     Raises:
         ValueError: if the file is an RGB/RGBA colour image or a 16-bit PNG, which cannot be
             read as indices without guessing; the message says how to convert it.
+        LabelReadError (a ``ValueError``): the file is not an image, truncated or too large.
         FileNotFoundError: if ``path`` does not exist.
     """
-    with Image.open(path) as image:
-        mode = image.mode
-        if mode in ("P", "L"):
-            return np.array(image, dtype=np.uint8)
-        if mode in ("I;16", "I;16B", "I", "I;16L"):
-            array = np.array(image)
-            if array.size and int(array.max()) > 255:
-                raise ValueError(
-                    f"{path}: 16-bit label PNG with values up to {int(array.max())}; "
-                    "label maps must hold class indices 0..255 in an 8-bit PNG"
-                )
-            return array.astype(np.uint8)
-        if mode == "1":
-            return np.array(image, dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in ("P", "L"):
+                return np.array(image, dtype=np.uint8)
+            if mode in ("I;16", "I;16B", "I", "I;16L"):
+                array = np.array(image)
+                if array.size and int(array.max()) > 255:
+                    raise ValueError(
+                        f"{path}: 16-bit label PNG with values up to {int(array.max())}; "
+                        "label maps must hold class indices 0..255 in an 8-bit PNG"
+                    )
+                return array.astype(np.uint8)
+            if mode == "1":
+                return np.array(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise LabelReadError(f"{path}: label PNG too large to decode safely ({error})") from error
+    except (OSError, SyntaxError, EOFError) as error:  # UnidentifiedImageError is an OSError
+        raise LabelReadError(f"{path}: cannot decode label PNG ({error})") from error
     raise ValueError(
         f"{path}: label PNG has mode {mode!r}; expected a palette ('P') or 8-bit grayscale "
         "('L') PNG of class indices, not a colour rendering"

@@ -105,7 +105,8 @@ def test_text_input_on_voc_writes_every_output(voc_run: Path) -> None:
             assert mask.max() >= 1  # something was segmented
     assert len(list((voc_run / "overlays").glob("*.jpg"))) == 2
     manifest = json.loads((voc_run / "manifest.json").read_text())
-    assert manifest["counts"] == {"images": 3, "skipped_complete": 0, "processed": 3, "failed": 0}
+    assert manifest["counts"] == {"images": 3, "complete": 3, "failed": 0, "remaining": 0}
+    assert manifest["last_invocation"] == {"skipped_complete": 0, "processed": 3, "failed": 0}
     assert manifest["environment"]["device"] == "cpu"
     assert manifest["config"]["pipeline"]["box_threshold"] == 0.2
     config = yaml.safe_load((voc_run / "config.yaml").read_text())
@@ -175,11 +176,12 @@ def test_shards_together_equal_one_run(
     assert (out / "manifest-shard-0-of-2.json").is_file() and (
         out / "manifest-shard-1-of-2.json"
     ).is_file()
-    shard0 = json.loads((out / "manifest-shard-0-of-2.json").read_text())["counts"]["processed"]
-    shard1 = json.loads((out / "manifest-shard-1-of-2.json").read_text())["counts"]["processed"]
+    shard0 = json.loads((out / "manifest-shard-0-of-2.json").read_text())["counts"]["complete"]
+    shard1 = json.loads((out / "manifest-shard-1-of-2.json").read_text())["counts"]["complete"]
     assert (shard0, shard1) == (2, 1)
     merged = json.loads((out / "manifest.json").read_text())
-    assert merged["shards"] == 2 and merged["counts"]["processed"] == 3 and 0 <= merged["miou"] <= 1
+    assert merged["shards"] == 2 and merged["counts"]["complete"] == 3 and 0 <= merged["miou"] <= 1
+    assert merged["last_invocation"]["processed"] == 3
 
 
 def test_a_different_run_in_the_output_folder_is_refused(

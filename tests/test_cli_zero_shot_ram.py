@@ -110,4 +110,4 @@ def test_zero_shot_with_ram_checkpoint(
         labels = set(np.unique(mask).tolist()) - {0, 255}
         assert labels <= {voc.index_of(name) for name in expected_sources}
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["processed"] == len(SIZES) and manifest["counts"]["failed"] == 0
+    assert manifest["counts"]["complete"] == len(SIZES) and manifest["counts"]["failed"] == 0

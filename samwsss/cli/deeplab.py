@@ -430,16 +430,23 @@ def predict_command(
         click.echo(
             f"wrote {summary.written} predictions to {summary.out_dir} ({summary.skipped} existed)"
         )
+        if summary.failed:
+            click.echo(
+                f"{len(summary.failed)} images could not be read and got no prediction "
+                f"(first: {next(iter(summary.failed.values()))})",
+                err=True,
+            )
         if dataset.has_gt and not no_eval:
-            _evaluate_predictions(out, dataset)
+            _evaluate_predictions(out, dataset, count_missing=bool(summary.failed))
 
 
-def _evaluate_predictions(out: Path, dataset: SegmentationDataset) -> None:
+def _evaluate_predictions(out: Path, dataset: SegmentationDataset, count_missing: bool) -> None:
     """Evaluate the ``<id>.png`` in ``out`` against ``dataset``'s GT: write the report and
-    its IoU chart beside them, echo the table."""
+    its IoU chart beside them, echo the table. With ``count_missing`` (some images were
+    unreadable), images without a prediction count as all background."""
     from samwsss.evaluation import evaluate_folder
 
-    report = evaluate_folder(out, dataset)
+    report = evaluate_folder(out, dataset, missing="background" if count_missing else "error")
     report.to_json(out / REPORT_NAME)
     report.plot(out / PLOT_NAME)
     click.echo(report.format_table())

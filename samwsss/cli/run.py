@@ -251,6 +251,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
     from samwsss.data import open_dataset
     from samwsss.pipeline.config import preset
     from samwsss.pipeline.pipeline import Pipeline
+    from samwsss.pipeline.run_folder import FAILURES_DIR
     from samwsss.pipeline.runner import RunOptions, Shard, run_dataset
 
     pipeline_settings, run = _resolve_settings(route, options)
@@ -308,6 +309,11 @@ def _run(route: str, options: dict[str, Any]) -> None:
     click.echo(
         f"{route}: {summary.processed} images processed, {summary.skipped} already done, "
         f"{summary.failed} unreadable, {summary.images_per_second:.2f} images/s -> {run_options.out}"
+    )
+    remaining = summary.total - summary.complete - summary.failed_total
+    click.echo(
+        f"the run so far: {summary.complete} of {summary.total} images complete, "
+        f"{summary.failed_total} unreadable (listed in {FAILURES_DIR}/), {remaining} to run"
     )
     if summary.report_table is not None:
         click.echo(summary.report_table)

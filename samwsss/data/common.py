@@ -189,15 +189,18 @@ def read_gt(path: Path, image_id: str, num_classes: int) -> np.ndarray:
         ``(H, W)`` uint8 label map; values are ``0..num_classes-1`` or 255 (ignore).
 
     Raises:
+        LabelReadError (an ``ImageReadError``): the file cannot be opened or decoded.
         DatasetError: the file is missing, not a label PNG, or holds a value that is not a
             class index of this dataset.
     """
-    from samwsss.labelio import read_label_png
+    from samwsss.labelio import LabelReadError, read_label_png
 
     try:
         label = read_label_png(path)
     except FileNotFoundError as error:
         raise DatasetError(f"ground truth of {image_id!r} not found: {path}") from error
+    except LabelReadError as error:  # an image-open error: callers may skip the image
+        raise LabelReadError(f"cannot read ground truth of {image_id!r}: {error}") from error
     except (OSError, ValueError, SyntaxError) as error:
         raise DatasetError(f"cannot read ground truth of {image_id!r} ({path}): {error}") from error
     bad = (label >= num_classes) & (label != IGNORE_INDEX)

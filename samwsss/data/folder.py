@@ -55,6 +55,9 @@ _SEPARATORS = re.compile(r"[;|]")
 def scan_image_folder(folder: Path) -> list[str]:
     """File names of the images directly in ``folder``, sorted.
 
+    Every entry with an image suffix counts, also one that is not a readable file (a
+    dangling symbolic link, a folder named ``x.jpg``): the run logs it as a failure.
+
     Raises:
         DatasetError: not a folder, no images in it (subfolders with images are named),
             or two images with the same stem.
@@ -67,10 +70,12 @@ def scan_image_folder(folder: Path) -> list[str]:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
-                subfolders.append(entry.name)
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+            if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                # kept even when not a readable file (a dangling link, a folder named
+                # x.jpg): decoding then logs it as a failure with the reason
                 names.append(entry.name)
+            elif entry.is_dir():
+                subfolders.append(entry.name)
     if not names:
         hint = (
             f"; subfolders are not searched: point at one of {format_some(sorted(subfolders))}"

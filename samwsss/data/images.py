@@ -25,6 +25,10 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
         ImageReadError: the file is missing, not an image, truncated or corrupt.
     """
     target = Path(path)
+    if target.is_symlink() and not target.exists():
+        raise ImageReadError(f"{target}: dangling symbolic link (to {os.readlink(target)})")
+    if target.is_dir():
+        raise ImageReadError(f"{target}: is a folder, not an image file")
     try:
         with Image.open(target) as image:
             image.load()

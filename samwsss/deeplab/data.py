@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from samwsss.data.base import SegmentationDataset
+from samwsss.data.images import ImageReadError
 from samwsss.deeplab.transforms import TrainAugmentation
 
 logger = logging.getLogger(__name__)
@@ -206,15 +207,31 @@ class AugmentedSegmentationData(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.augmentation = augmentation
         self.seed = seed
         self.num_classes = dataset.num_classes
+        self._reported: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented sample of ``key``; an image or mask that cannot be read is logged
+        and replaced by the next readable one in dataset order (the same in every run)."""
         index, position = key
-        image_id = self.dataset.ids[index]
-        image = self.dataset.load_image(image_id)
-        label = self.dataset.gt(image_id)
+        count = len(self.dataset)
+        for step in range(count):
+            image_id = self.dataset.ids[(index + step) % count]
+            try:
+                image = self.dataset.load_image(image_id)
+                label = self.dataset.gt(image_id)
+                break
+            except ImageReadError as error:
+                if image_id not in self._reported:
+                    self._reported.add(image_id)
+                    logger.warning("skipped %s in training: %s", image_id, error)
+        else:
+            raise ValueError(
+                f"no image of the dataset ({count}) and its mask could be read; see the "
+                "warnings above for the reasons"
+            )
         if label is None:
             raise ValueError(f"image {image_id!r} has no ground truth / mask")
         ignore = self.augmentation.ignore_index

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
 from samwsss.data.base import SegmentationDataset
+from samwsss.data.images import ImageReadError
 from samwsss.deeplab.config import DeepLabConfig, config_from_dict
 from samwsss.deeplab.model import DeepLabV2, build_deeplab, upsample_logits
 from samwsss.deeplab.prediction_folder import (
@@ -217,8 +218,9 @@ def predict_labels(
     return [r for r in results if r is not None]
 
 
-class _ImageItems(torch.utils.data.Dataset[tuple[str, np.ndarray]]):
-    """Decode dataset images by id in DataLoader workers."""
+class _ImageItems(torch.utils.data.Dataset[tuple[str, np.ndarray | None, str | None]]):
+    """Decode dataset images by id in DataLoader workers; an unreadable image becomes
+    ``(id, None, reason)`` rather than an exception."""
 
     def __init__(self, dataset: SegmentationDataset, ids: Sequence[str]) -> None:
         self.dataset = dataset
@@ -227,19 +229,33 @@ class _ImageItems(torch.utils.data.Dataset[tuple[str, np.ndarray]]):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> tuple[str, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[str, np.ndarray | None, str | None]:
         image_id = self.ids[index]
-        return image_id, self.dataset.load_image(image_id)
+        try:
+            return image_id, self.dataset.load_image(image_id), None
+        except ImageReadError as error:
+            return image_id, None, str(error)
 
 
-def _as_list(batch: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+def _as_list(
+    batch: list[tuple[str, np.ndarray | None, str | None]],
+) -> list[tuple[str, np.ndarray | None, str | None]]:
     return batch
 
 
 def iterate_images(
-    dataset: SegmentationDataset, ids: Sequence[str], batch_size: int, workers: int
+    dataset: SegmentationDataset,
+    ids: Sequence[str],
+    batch_size: int,
+    workers: int,
+    failures: dict[str, str] | None = None,
 ) -> Iterator[list[tuple[str, np.ndarray]]]:
-    """Yield lists of ``(image id, (H, W, 3) uint8 image)``, decoded by ``workers`` processes."""
+    """Yield lists of ``(image id, (H, W, 3) uint8 image)``, decoded by ``workers`` processes.
+
+    An image that cannot be decoded is logged (warning), left out of its batch (a batch may
+    be short or, if all its images fail, not yielded) and recorded in ``failures``
+    (``{id: reason}``) when given.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
@@ -252,7 +268,17 @@ def iterate_images(
         worker_init_fn=exit_with_parent,
         collate_fn=_as_list,
     )
-    yield from loader
+    for items in loader:
+        good = []
+        for image_id, image, error in items:
+            if image is None:
+                logger.warning("skipped %s: %s", image_id, error)
+                if failures is not None:
+                    failures[image_id] = str(error)
+            else:
+                good.append((image_id, image))
+        if good:
+            yield good
 
 
 def check_class_names(model_classes: Sequence[str], dataset: SegmentationDataset) -> None:
@@ -274,11 +300,13 @@ def check_class_names(model_classes: Sequence[str], dataset: SegmentationDataset
 
 @dataclass
 class PredictionSummary:
-    """What :func:`predict_dataset` did: ``written`` new files, ``skipped`` existing ones."""
+    """What :func:`predict_dataset` did: ``written`` new files, ``skipped`` existing ones,
+    and ``failed``: ``{image id: reason}`` for images that could not be decoded."""
 
     out_dir: Path
     written: int
     skipped: int
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def predict_dataset(
@@ -340,7 +368,8 @@ def predict_dataset(
             folder,
         )
     written = 0
-    for batch in iterate_images(dataset, todo, batch_size, workers):
+    failed: dict[str, str] = {}
+    for batch in iterate_images(dataset, todo, batch_size, workers, failed):
         labels = predict_labels(
             loaded.model,
             [image for _, image in batch],
@@ -352,7 +381,7 @@ def predict_dataset(
             write_label_png(folder / f"{image_id}.png", label, palette=palette)
             written += 1
         logger.info("predicted %d / %d", written, len(todo))
-    return PredictionSummary(folder, written, skipped)
+    return PredictionSummary(folder, written, skipped, failed)
 
 
 def evaluate_model(
@@ -385,7 +414,11 @@ def evaluate_model(
                 model, [image for _, image in batch], mean=mean, std=std, options=options
             )
             for (image_id, _), label in zip(batch, labels, strict=True):
-                gt = dataset.gt(image_id)
+                try:
+                    gt = dataset.gt(image_id)
+                except ImageReadError as error:
+                    logger.warning("left %s out of the evaluation: %s", image_id, error)
+                    continue
                 if gt is not None:
                     matrix.update(label, gt, image_id=image_id)
     finally:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from samwsss.data.base import SegmentationDataset
+from samwsss.data.images import ImageReadError
 from samwsss.evaluation.confusion import ConfusionMatrix
 from samwsss.evaluation.report import EvaluationReport
 from samwsss.labelio import read_label_png
@@ -186,13 +187,23 @@ def evaluate_folder(
         pool,
     )
     if num_workers <= 1 or len(chunks) == 1:
-        for chunk_ids, chunk_paths in chunks:
-            counts, count = _count_chunk(dataset, chunk_ids, chunk_paths, len(class_names))
-            matrix.add_counts(counts, count)
+        partials = [
+            _count_chunk(dataset, chunk_ids, chunk_paths, len(class_names))
+            for chunk_ids, chunk_paths in chunks
+        ]
     else:
         partials = _run_parallel(dataset, chunks, len(class_names), num_workers, pool)
-        for counts, count in partials:
-            matrix.add_counts(counts, count)
+    unreadable: list[tuple[str, str]] = []
+    for counts, count, bad in partials:
+        matrix.add_counts(counts, count)
+        unreadable.extend(bad)
+    if unreadable:
+        logger.warning(
+            "%d images were left out of the evaluation because a mask could not be read "
+            "(first: %s)",
+            len(unreadable),
+            unreadable[0][1],
+        )
 
     elapsed = time.perf_counter() - started
     logger.info(
@@ -208,6 +219,7 @@ def evaluate_folder(
         missing_ids=tuple(missing_ids),
         missing_policy=missing,
         extra_predictions=extra,
+        unreadable=tuple(unreadable),
         elapsed_s=round(elapsed, 4),
     )
 
@@ -223,16 +235,26 @@ def _prediction_files(folder: Path) -> dict[str, str]:
     return found
 
 
+_ChunkCounts = tuple[np.ndarray, int, list[tuple[str, str]]]
+"""One chunk's ``(C, C)`` counts, images counted and ``[(id, reason)]`` left out."""
+
+
 def _count_chunk(
     dataset: SegmentationDataset,
     ids: Sequence[str],
     paths: Sequence[str | None],
     num_classes: int,
-) -> tuple[np.ndarray, int]:
-    """Decode and count one chunk; returns ``((C, C) int64 counts, images counted)``."""
+) -> _ChunkCounts:
+    """Decode and count one chunk; returns ``((C, C) int64 counts, images counted,
+    [(id, reason)] of images left out because their GT or prediction cannot be read)``."""
     matrix = ConfusionMatrix(num_classes)
+    unreadable: list[tuple[str, str]] = []
     for image_id, path in zip(ids, paths, strict=True):
-        gt = dataset.gt(image_id)
+        try:
+            gt = dataset.gt(image_id)
+        except ImageReadError as error:
+            unreadable.append((image_id, str(error)))
+            continue
         if gt is None:
             raise ValueError(f"image {image_id!r} has no ground truth in {dataset!r}")
         gt = np.asarray(gt)
@@ -242,6 +264,9 @@ def _count_chunk(
         else:
             try:
                 pred = read_label_png(path)
+            except ImageReadError as error:
+                unreadable.append((image_id, f"prediction: {error}"))
+                continue
             except (OSError, ValueError) as error:
                 raise ValueError(
                     f"image {image_id!r}: cannot read prediction {path} ({error})"
@@ -253,7 +278,7 @@ def _count_chunk(
                     "must be at the image's original size"
                 )
         matrix.update(pred, gt, image_id=image_id)
-    return matrix.counts, matrix.num_images
+    return matrix.counts, matrix.num_images, unreadable
 
 
 _WORKER_DATASET: SegmentationDataset | None = None
@@ -266,7 +291,7 @@ def _init_worker(dataset: SegmentationDataset) -> None:
 
 def _count_chunk_in_worker(
     ids: Sequence[str], paths: Sequence[str | None], num_classes: int
-) -> tuple[np.ndarray, int]:
+) -> _ChunkCounts:
     if _WORKER_DATASET is None:  # pragma: no cover - initializer always runs first
         raise RuntimeError("evaluation worker was started without its dataset")
     return _count_chunk(_WORKER_DATASET, ids, paths, num_classes)
@@ -278,7 +303,7 @@ def _run_parallel(
     num_classes: int,
     workers: int,
     backend: Literal["thread", "process"],
-) -> list[tuple[np.ndarray, int]]:
+) -> list[_ChunkCounts]:
     executor: concurrent.futures.Executor
     if backend == "thread":
         executor = concurrent.futures.ThreadPoolExecutor(
@@ -298,7 +323,7 @@ def _run_parallel(
             executor.submit(_count_chunk_in_worker, ids, paths, num_classes)
             for ids, paths in chunks
         ]
-    results: list[tuple[np.ndarray, int]] = []
+    results: list[_ChunkCounts] = []
     try:
         for future in futures:
             results.append(future.result())

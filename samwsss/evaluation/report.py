@@ -33,6 +33,8 @@ class EvaluationReport:
         missing_ids: image ids with no prediction file (all of them, in dataset order).
         missing_policy: ``"error"`` or ``"background"`` (how missing files were treated).
         extra_predictions: PNG files in ``pred_dir`` whose stem is not a dataset id.
+        unreadable: ``(image id, reason)`` of images left out because their ground truth
+            or prediction could not be read (not counted in ``num_images``).
         elapsed_s: wall time of the evaluation in seconds.
     """
 
@@ -45,6 +47,7 @@ class EvaluationReport:
     missing_ids: tuple[str, ...] = ()
     missing_policy: str = "error"
     extra_predictions: int = 0
+    unreadable: tuple[tuple[str, str], ...] = ()
     elapsed_s: float | None = None
 
     @property
@@ -71,6 +74,8 @@ class EvaluationReport:
         line = f"{what}: {self.num_images} images"
         if self.missing_ids:
             line += f" ({self.num_missing} missing, counted as background)"
+        if self.unreadable:
+            line += f" ({len(self.unreadable)} unreadable, left out)"
         return line
 
     def format_table(self) -> str:
@@ -122,6 +127,7 @@ class EvaluationReport:
             "num_missing": self.num_missing,
             "missing_ids": list(self.missing_ids),
             "extra_predictions": self.extra_predictions,
+            "unreadable": [{"image_id": i, "reason": r} for i, r in self.unreadable],
             "elapsed_s": self.elapsed_s,
             **self.metrics.to_dict(),
         }
@@ -166,6 +172,10 @@ class EvaluationReport:
                 missing_ids=tuple(data.get("missing_ids") or ()),
                 missing_policy=data.get("missing_policy", "error"),
                 extra_predictions=int(data.get("extra_predictions", 0)),
+                unreadable=tuple(
+                    (str(entry["image_id"]), str(entry["reason"]))
+                    for entry in data.get("unreadable") or ()
+                ),
                 elapsed_s=data.get("elapsed_s"),
             )
         except (KeyError, TypeError) as error:

@@ -40,8 +40,13 @@ def write_manifest(
         "batch_size": pipeline.batch_size,
         "shard": f"{options.shard.index}/{options.shard.count}",
         "environment": environment(pipeline),
-        "counts": {
+        "counts": {  # the whole run in this folder (this shard's images)
             "images": summary.total,
+            "complete": summary.complete,
+            "failed": summary.failed_total,
+            "remaining": summary.total - summary.complete - summary.failed_total,
+        },
+        "last_invocation": {
             "skipped_complete": summary.skipped,
             "processed": summary.processed,
             "failed": summary.failed,
@@ -105,16 +110,17 @@ def merge_shard_manifests(out: Path, count: int, miou: float) -> None:
         path = out / f"manifest{Shard(index, count).suffix}.json"
         if path.is_file():
             shards.append(json.loads(path.read_text(encoding="utf-8")))
-    totals: dict[str, int] = {}
+    totals: dict[str, dict[str, int]] = {"counts": {}, "last_invocation": {}}
     for manifest in shards:
-        for key, value in manifest.get("counts", {}).items():
-            totals[key] = totals.get(key, 0) + int(value)
+        for section, sums in totals.items():
+            for key, value in manifest.get(section, {}).items():
+                sums[key] = sums.get(key, 0) + int(value)
     atomic_write_json(
         out / "manifest.json",
         {
             "config": shards[0]["config"] if shards else None,
             "shards": count,
-            "counts": totals,
+            **totals,
             "miou": miou,
             "seconds_per_shard": [m.get("timing", {}).get("seconds") for m in shards],
             "shard_manifests": shards,

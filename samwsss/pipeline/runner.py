@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_WORKERS",
+    "OutputFolderError",
     "RunConflictError",
     "RunOptions",
     "RunSummary",
@@ -99,13 +101,20 @@ class RunOptions:
 
 @dataclass
 class RunSummary:
-    """What a run did: counts, timing and (when evaluated) the mIoU."""
+    """What a run did: counts, timing and (when evaluated) the mIoU.
+
+    ``skipped``, ``processed`` and ``failed`` count this invocation; ``complete`` and
+    ``failed_total`` describe the whole run in this folder so far (this shard's images):
+    images with every output, and images recorded as failed that have none.
+    """
 
     total: int
     skipped: int
     processed: int
     failed: int
     seconds: float
+    complete: int = 0
+    failed_total: int = 0
     miou: float | None = None
     report_table: str | None = None
 
@@ -167,6 +176,7 @@ def run_dataset(
         Counts, timing and the mIoU when the run finished the dataset and had ground truth.
 
     Raises:
+        OutputFolderError: ``options.out`` cannot be created or written to.
         RunConflictError: ``options.out`` holds a different run.
         ValueError: text input over a dataset without image-level labels.
     """
@@ -178,6 +188,7 @@ def run_dataset(
             "text-input needs image-level labels, and this dataset has none: give a labels "
             "file (--labels) or use the zero-shot route"
         )
+    _check_writable(options.out)
     identity = run_identity(pipeline, options, data)
     mine = options.shard.select(ids)
     prepare_folder(options, identity, set(mine))
@@ -206,11 +217,37 @@ def run_dataset(
         processed = _run_batches(pipeline, dataset, options, spec, batches, pending, failures)
     finally:
         failures.close()
-    summary = RunSummary(len(mine), len(complete), processed, failures.count, time.time() - started)
+    complete_now = spec.complete_ids(mine)
+    failed_total = len((set(read_failures(options.out)) & set(mine)) - complete_now)
+    summary = RunSummary(
+        len(mine), len(complete), processed, failures.count, time.time() - started,
+        complete=len(complete_now), failed_total=failed_total,
+    )  # fmt: skip
     write_manifest(pipeline, options, identity, summary, started, failures_path)
     if options.evaluate and dataset.has_gt:
         evaluate_if_complete(spec, dataset, options, summary)
     return summary
+
+
+class OutputFolderError(ValueError):
+    """The run's output folder cannot be created or written to."""
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` and check that files can be made in it.
+
+    Raises:
+        OutputFolderError: naming the folder, the OS error and what to do.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", delete=True)
+        probe.close()
+    except OSError as error:
+        raise OutputFolderError(
+            f"cannot write the output folder {out} ({type(error).__name__}: {error}); choose "
+            "another --out, or make that folder writable"
+        ) from error
 
 
 def _run_batches(
