@@ -70,16 +70,17 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
 def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     """A compute dtype from a torch dtype or a name (``"bf16"``, ``"float32"``, ...).
 
-    Returns ``None`` for ``None`` (the stage picks: bfloat16 on CUDA, float32 elsewhere).
+    Returns ``None`` for ``None`` or ``"auto"`` (the stage picks: bfloat16 on CUDA, float32
+    elsewhere).
 
     Raises:
         ValueError: another dtype or name; the message lists the valid names.
     """
-    if dtype is None:
+    if dtype is None or dtype == "auto":
         return None
     import torch
 
-    valid = ", ".join(DTYPES + tuple(DTYPE_ALIASES))
+    valid = ", ".join(("auto", *DTYPES, *DTYPE_ALIASES))
     if isinstance(dtype, torch.dtype):
         if str(dtype).replace("torch.", "") not in DTYPES:
             raise ValueError(f"dtype must be bfloat16, float16 or float32, got {dtype}")

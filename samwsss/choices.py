@@ -18,6 +18,13 @@ TAG_MATCHES = ("exact", "paper")
 MULTIMASK = ("single", "best")
 #: Compute dtypes a stage accepts by name (``None`` = the stage's default for its device).
 DTYPES = ("bfloat16", "float16", "float32")
+#: A pipeline's precision choice: ``auto`` (bfloat16 autocast on CUDA, float32 elsewhere)
+#: or one dtype for every stage.
+PIPELINE_DTYPES = ("auto", *DTYPES)
+#: How stages resize images for their models: ``torch`` (antialiased torchvision resize on
+#: the model's device, fast) or ``pil`` (Pillow on the CPU with each model's original
+#: filter and size rounding, bit for bit as the survey authors' code).
+IMAGE_RESIZES = ("torch", "pil")
 #: Short names accepted for :data:`DTYPES`.
 DTYPE_ALIASES = {
     "bf16": "bfloat16",

@@ -29,6 +29,9 @@ class Detections:
         prompts: ``N`` prompt texts each detection came from.
         masks: ``(N, H, W)`` bool masks at original resolution, or ``None`` before the masker.
         mask_scores: ``(N,)`` float32 mask quality (SAM's predicted IoU), or ``None``.
+        prompt_boxes: ``(N, 4)`` float32 xyxy pixels SAM is prompted with when they differ
+            from ``boxes``: the detector's boxes before clipping (they may pass the image
+            border), as the survey authors prompt SAM; ``None``: SAM gets ``boxes``.
     """
 
     image_size: tuple[int, int]
@@ -38,6 +41,7 @@ class Detections:
     prompts: tuple[str, ...]
     masks: torch.Tensor | None = None
     mask_scores: torch.Tensor | None = None
+    prompt_boxes: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         height, width = (int(v) for v in self.image_size)
@@ -95,6 +99,19 @@ class Detections:
                 )
         if self.mask_scores is not None:
             self._check_vector("mask_scores", self.mask_scores, count, floating=True)
+        if self.prompt_boxes is not None:
+            prompt = self.prompt_boxes
+            if not isinstance(prompt, torch.Tensor) or tuple(prompt.shape) != (count, 4):
+                raise ValueError(
+                    f"prompt_boxes must be a ({count}, 4) tensor, got {_describe(prompt)}"
+                )
+            if not prompt.is_floating_point():
+                raise ValueError(f"prompt_boxes must be floating point, got {prompt.dtype}")
+
+    @property
+    def sam_boxes(self) -> torch.Tensor:
+        """``(N, 4)`` xyxy pixels to prompt SAM with: ``prompt_boxes`` if set, else ``boxes``."""
+        return self.boxes if self.prompt_boxes is None else self.prompt_boxes
 
     @staticmethod
     def _check_vector(name: str, value: Any, count: int, floating: bool) -> None:
@@ -140,6 +157,7 @@ class Detections:
         if any(with_masks) and not all(with_masks):
             raise ValueError("cannot concatenate detections with and without masks")
         with_mask_scores = [p.mask_scores is not None for p in parts]
+        with_prompt_boxes = any(p.prompt_boxes is not None for p in parts)
         return cls(
             image_size=size,
             boxes=torch.cat([p.boxes for p in parts]),
@@ -150,6 +168,7 @@ class Detections:
             mask_scores=torch.cat([p.mask_scores for p in parts])  # type: ignore[misc]
             if all(with_mask_scores)
             else None,
+            prompt_boxes=torch.cat([p.sam_boxes for p in parts]) if with_prompt_boxes else None,
         )
 
     # -- access -------------------------------------------------------------------------
@@ -193,6 +212,7 @@ class Detections:
             prompts=tuple(self.prompts[i] for i in positions),
             masks=self.masks[take] if self.masks is not None else None,
             mask_scores=self.mask_scores[take] if self.mask_scores is not None else None,
+            prompt_boxes=self.prompt_boxes[take] if self.prompt_boxes is not None else None,
         )
 
     def with_masks(self, masks: torch.Tensor, mask_scores: torch.Tensor) -> Detections:
@@ -208,6 +228,7 @@ class Detections:
             class_ids=self.class_ids.to(device),
             masks=self.masks.to(device) if self.masks is not None else None,
             mask_scores=self.mask_scores.to(device) if self.mask_scores is not None else None,
+            prompt_boxes=self.prompt_boxes.to(device) if self.prompt_boxes is not None else None,
         )
 
     def cpu(self) -> Detections:

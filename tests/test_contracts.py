@@ -24,10 +24,10 @@ from samwsss.stages.contracts import Boxer, ImageBatch, Masker, ModelSource, Sta
 
 
 def test_parse_dtype_accepts_names_and_dtypes_once() -> None:
-    assert parse_dtype(None) is None
+    assert parse_dtype(None) is None and parse_dtype("auto") is None
     assert parse_dtype("bf16") is torch.bfloat16 and parse_dtype("FP16") is torch.float16
     assert parse_dtype("float32") is torch.float32 and parse_dtype(torch.bfloat16) is torch.bfloat16
-    with pytest.raises(ValueError, match="one of bfloat16, float16, float32, bf16"):
+    with pytest.raises(ValueError, match="one of auto, bfloat16, float16, float32, bf16"):
         parse_dtype("int8")
     with pytest.raises(ValueError, match="got torch.int64"):
         parse_dtype(torch.int64)
@@ -94,8 +94,10 @@ def test_built_stages_satisfy_their_protocols(
     )
     pipe = Pipeline.from_config(config, device="cpu")
     assert isinstance(pipe.boxer, Boxer) and isinstance(pipe.masker, Masker)
-    assert isinstance(pipe.tagger, Tagger) and all(
-        isinstance(s, Stage) for s in pipe.stages.values()
+    assert (
+        pipe.tagger is None
+        and isinstance(pipe.require_tagger(), Tagger)
+        and all(isinstance(s, Stage) for s in pipe.stages.values())
     )
     assert pipe.boxer.source == ModelSource(str(tiny_gdino_small_dir))
     assert pipe.masker.source == ModelSource(str(tiny_sam_session_dir))

@@ -96,7 +96,7 @@ def test_released_specs_match_the_official_builders(model_type: str) -> None:
 
 
 def test_loads_through_from_pretrained(checkpoint: Path) -> None:
-    masker = SamMasker.from_pretrained(checkpoint, device="cpu")
+    masker = SamMasker.from_pretrained(checkpoint, decoder_num_heads=8, device="cpu")
     assert masker.backend.family == "official"
     assert type(masker.model).__name__ == "Sam"
     assert masker.backend.geometry.pad_size == (256, 256)
@@ -105,7 +105,7 @@ def test_loads_through_from_pretrained(checkpoint: Path) -> None:
 @pytest.mark.parametrize("multimask", ["single", "best"])
 def test_equals_sam_predictor(checkpoint: Path, predictor: SamPredictor, multimask: str) -> None:
     masker = SamMasker.from_pretrained(
-        checkpoint, multimask=multimask, device="cpu", max_images_per_batch=4
+        checkpoint, multimask=multimask, device="cpu", max_images_per_batch=4, decoder_num_heads=8
     )
     sizes = [(200, 300), (97, 140), (300, 180)]
     counts = [3, 0, 5]
@@ -130,7 +130,7 @@ def test_equals_sam_predictor(checkpoint: Path, predictor: SamPredictor, multima
 def test_equals_set_image_when_no_resize_is_needed(
     checkpoint: Path, predictor: SamPredictor, size: tuple[int, int]
 ) -> None:
-    masker = SamMasker.from_pretrained(checkpoint, device="cpu")
+    masker = SamMasker.from_pretrained(checkpoint, decoder_num_heads=8, device="cpu")
     image = random_image(size, 4)
     det = make_detections(size, random_boxes(size, 4, 4))
     result = masker([image], [det])[0]
@@ -161,7 +161,7 @@ def test_torch_resize_is_within_one_level_of_the_pil_resize(predictor: SamPredic
 
 def test_batched_equals_one_at_a_time(checkpoint: Path) -> None:
     masker = SamMasker.from_pretrained(
-        checkpoint, device="cpu", max_boxes_per_chunk=3, max_images_per_batch=4
+        checkpoint, device="cpu", max_boxes_per_chunk=3, max_images_per_batch=4, decoder_num_heads=8
     )
     sizes = [(120, 90), (64, 64), (90, 120)]
     images = [random_image(size, 20 + i) for i, size in enumerate(sizes)]
@@ -178,9 +178,9 @@ def test_batched_equals_one_at_a_time(checkpoint: Path) -> None:
 
 def test_model_type_contradicting_the_weights_raises(checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="model_type 'vit_h' does not match sam_tiny.pth"):
-        SamMasker.from_pretrained(checkpoint, model_type="vit_h")
+        SamMasker.from_pretrained(checkpoint, decoder_num_heads=8, model_type="vit_h")
     with pytest.raises(ValueError, match="unknown segment-anything model type 'vit_x'"):
-        SamMasker.from_pretrained(checkpoint, model_type="vit_x")
+        SamMasker.from_pretrained(checkpoint, decoder_num_heads=8, model_type="vit_x")
 
 
 def test_not_a_sam_checkpoint_raises(tmp_path: Path) -> None:
@@ -199,7 +199,14 @@ def test_missing_package_says_how_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "segment_anything", None)
     with pytest.raises(ImportError, match=r"pip install 'samwsss\[segment-anything\]'"):
-        SamMasker.from_pretrained(checkpoint)
+        SamMasker.from_pretrained(checkpoint, decoder_num_heads=8)
+
+
+def test_a_custom_size_needs_the_decoder_head_count(checkpoint: Path) -> None:
+    with pytest.raises(ValueError, match="pass decoder_num_heads"):
+        SamMasker.from_pretrained(checkpoint, device="cpu")
+    with pytest.raises(ValueError, match="only applies"):
+        SamMasker.from_pretrained("facebook/sam-vit-base", decoder_num_heads=8)
 
 
 def test_registered_official_names() -> None:
@@ -226,11 +233,54 @@ def test_released_names_download_once_into_the_torch_hub_cache(
     path = resolve_official_checkpoint("sam_vit_b_01ec64.pth")
     assert path == tmp_path / "hub" / "checkpoints" / "sam_vit_b_01ec64.pth"
     assert downloads == ["https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"]
-    masker = SamMasker.from_pretrained("sam-vit-base-official", device="cpu")  # cached now
+    masker = SamMasker.from_pretrained(
+        "sam-vit-base-official", device="cpu", decoder_num_heads=8
+    )  # cached now
     assert downloads == ["https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"]
     assert masker.backend.family == "official"
 
 
 def test_transformers_options_rejected_for_official_checkpoints(checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="apply to transformers checkpoints only"):
-        SamMasker.from_pretrained(checkpoint, revision="main")
+        SamMasker.from_pretrained(checkpoint, decoder_num_heads=8, revision="main")
+
+
+@pytest.mark.parametrize("size", [(200, 300), (97, 140), (300, 181), (1000, 333)])
+def test_pil_resize_with_unclipped_boxes_equals_set_image_bit_for_bit(
+    checkpoint: Path, predictor: SamPredictor, size: tuple[int, int]
+) -> None:
+    """The paper preset's masker: SamPredictor.set_image (PIL bilinear) + predict_torch
+    with the detector's boxes as they are, some past the image border."""
+    from dataclasses import replace
+
+    masker = SamMasker.from_pretrained(
+        checkpoint, decoder_num_heads=8, device="cpu", image_resize="pil"
+    )
+    height, width = size
+    image = random_image(size, 7)
+    edges = torch.tensor(
+        [
+            [-5.5, -3.25, 0.4 * width, 0.5 * height],
+            [0.6 * width, 0.3 * height, width + 7.5, height + 4],
+        ]
+    )  # past the border by a few pixels, as real Grounding DINO boxes often are
+    overshoot = torch.cat([random_boxes(size, 3, 11), edges])
+    limit = torch.tensor([width, height, width, height], dtype=torch.float32)
+    det = replace(
+        make_detections(size, torch.minimum(overshoot.clamp(min=0), limit)),
+        prompt_boxes=overshoot,
+    )
+    assert bool((overshoot < 0).any() | (overshoot > limit).any())
+    result = masker([image], [det])[0]
+    predictor.set_image(image)
+    with torch.no_grad():
+        masks, scores, _ = predictor.predict_torch(
+            None,
+            None,
+            boxes=predictor.transform.apply_boxes_torch(overshoot, size),
+            multimask_output=False,
+        )
+    assert torch.equal(result.masks, masks[:, 0]), int((result.masks != masks[:, 0]).sum())
+    torch.testing.assert_close(result.mask_scores, scores[:, 0], rtol=0, atol=1e-6)
+    clipped = masker([image], [replace(det, prompt_boxes=None)])[0]
+    assert not torch.equal(clipped.masks, result.masks)  # the unclipped box reached SAM

@@ -14,8 +14,10 @@ import click
 
 from samwsss.choices import (
     DEFAULT_WORKERS,
+    IMAGE_RESIZES,
     MERGE_RULES,
     MULTIMASK,
+    PIPELINE_DTYPES,
     PRESET_NAMES,
     PROMPT_MODES,
     TAG_MATCHES,
@@ -93,6 +95,26 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             help="Class-wise NMS IoU on boxes (default: none).",
         ),
         click.option("--multimask", type=click.Choice(MULTIMASK), default=None),
+        click.option(
+            "--dtype",
+            type=click.Choice(PIPELINE_DTYPES),
+            default=None,
+            help="Compute precision of every stage: auto (bfloat16 on CUDA, float32 on CPU) "
+            "or one dtype [preset: default auto, paper float32].",
+        ),
+        click.option(
+            "--image-resize",
+            type=click.Choice(IMAGE_RESIZES),
+            default=None,
+            help="torch: fast antialiased resizes on the device; pil: each model's original "
+            "PIL resize, as the authors' code [preset: default torch, paper pil].",
+        ),
+        click.option(
+            "--clip-boxes/--no-clip-boxes",
+            default=None,
+            help="Clip Grounding DINO's boxes to the image before SAM [preset: default clip, "
+            "paper no clip].",
+        ),
         click.option("--merge-rule", type=click.Choice(MERGE_RULES), default=None),
         click.option(
             "--uncertain-margin",
@@ -279,6 +301,8 @@ def _run(route: str, options: dict[str, Any]) -> None:
 
         torch.set_num_threads(check_count("--threads", run["threads"]))
     pipe = Pipeline.from_config(config, device=device, with_tagger=route == "zero-shot")
+    if route == "zero-shot":
+        pipe.require_tagger()  # load it now: a missing download fails before the run starts
     run_options = RunOptions(
         route=route,
         out=Path(run["out"]),

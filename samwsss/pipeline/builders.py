@@ -20,13 +20,23 @@ def build_boxer(config: PipelineConfig) -> Boxer:
         prompt_mode=config.prompt_mode,
         nms_iou=config.nms_iou,
         max_batch_rows=boxer_rows(config.batch_size),
+        dtype=config.dtype,
+        image_resize=config.image_resize,
+        clip_boxes=config.clip_boxes,
     )
     return boxer
 
 
 def build_masker(config: PipelineConfig) -> Masker:
     """SAM masker from ``config.masker`` (transformers or official checkpoint)."""
-    masker: Masker = create("masker", config.masker, multimask=config.multimask, device="cpu")
+    masker: Masker = create(
+        "masker",
+        config.masker,
+        multimask=config.multimask,
+        device="cpu",
+        dtype=config.dtype,
+        image_resize=config.image_resize,
+    )
     return masker
 
 
@@ -52,5 +62,7 @@ def build_tagger(config: PipelineConfig, mapping: ClassMapping, boxer: Boxer) ->
             thresholds=config.ram_thresholds,
             threshold=config.tag_threshold,
             mapping=mapping,
+            dtype=config.dtype,
+            image_resize=config.image_resize,
         )
     return tagger

@@ -7,7 +7,15 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from samwsss.checks import check_choice, check_count, check_fraction, check_optional_fraction
-from samwsss.choices import MERGE_RULES, MULTIMASK, PROMPT_MODES, TAG_MATCHES
+from samwsss.choices import (
+    DTYPE_ALIASES,
+    IMAGE_RESIZES,
+    MERGE_RULES,
+    MULTIMASK,
+    PIPELINE_DTYPES,
+    PROMPT_MODES,
+    TAG_MATCHES,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,13 @@ class PipelineConfig:
         ram_vocabulary: local ``ram_tag_list.txt`` (default: fetched once and cached).
         ram_thresholds: local ``ram_tag_list_threshold.txt`` (default: fetched with the list).
         batch_size: images per GPU batch.
+        clip_boxes: prompt SAM with Grounding DINO's boxes clipped to the image (``False``,
+            the paper: as the detector gave them; the boxes written out are clipped either
+            way).
+        image_resize: ``"torch"`` (antialiased resize on the device) or ``"pil"`` (each
+            model's original PIL resize and size rounding, as the authors' code).
+        dtype: ``"auto"`` (bfloat16 autocast on CUDA, float32 elsewhere), or
+            ``"float32"`` / ``"bfloat16"`` / ``"float16"`` for every stage.
     """
 
     mapping: str = "voc"
@@ -52,6 +67,9 @@ class PipelineConfig:
     ram_vocabulary: str | None = None
     ram_thresholds: str | None = None
     batch_size: int = 8
+    clip_boxes: bool = True
+    image_resize: str = "torch"
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
@@ -65,6 +83,12 @@ class PipelineConfig:
         check_optional_fraction("uncertain_margin", self.uncertain_margin)
         check_count("batch_size", self.batch_size)
         check_count("min_area", self.min_area, minimum=0)
+        check_choice("image_resize", self.image_resize, IMAGE_RESIZES)
+        if not isinstance(self.clip_boxes, bool):
+            raise ValueError(f"clip_boxes must be True or False, got {self.clip_boxes!r}")
+        dtype = DTYPE_ALIASES.get(str(self.dtype).lower(), str(self.dtype).lower())
+        check_choice("dtype", dtype, PIPELINE_DTYPES)
+        object.__setattr__(self, "dtype", dtype)  # one spelling in run identities
 
     def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with ``changes`` applied (unknown names rejected)."""
@@ -84,7 +108,8 @@ class PipelineConfig:
 PRESETS: dict[str, PipelineConfig] = {  # names: samwsss.choices.PRESET_NAMES
     "default": PipelineConfig(),
     # The survey authors' protocol: Grounding DINO Swin-T per-class prompts at 0.3/0.25,
-    # SAM ViT-H single mask, max-class-index merge, substring tag matching, RAM Swin-L 14M.
+    # SAM ViT-H single mask, max-class-index merge, substring tag matching, RAM Swin-L 14M;
+    # unclipped boxes into SAM, each model's PIL resize, float32 (their scripts' choices).
     "paper": PipelineConfig(
         boxer="grounding-dino-tiny",
         masker="sam-vit-huge",
@@ -99,6 +124,9 @@ PRESETS: dict[str, PipelineConfig] = {  # names: samwsss.choices.PRESET_NAMES
         min_area=0,
         tag_match="paper",
         tag_threshold=None,
+        clip_boxes=False,
+        image_resize="pil",
+        dtype="float32",
     ),
 }
 

@@ -103,6 +103,8 @@ class Pipeline:
         merger: a :class:`MaskMerger` (default: score rule).
         tagger: a :class:`~samwsss.stages.contracts.Tagger` for the zero-shot route, or
             ``None``.
+        tagger_factory: builds the tagger when the zero-shot route first needs it (so a
+            text-input user never loads RAM); ignored when ``tagger`` is given.
         mapper: tag -> class mapper for the zero-shot route (default: exact matching).
         batch_size: images per forward batch; halved automatically on CUDA out-of-memory.
             The batch plan (:class:`~samwsss.pipeline.batching.BatchPlan`) derived from it
@@ -127,6 +129,7 @@ class Pipeline:
         mapper: Any | None = None,
         batch_size: int = 8,
         config: PipelineConfig | None = None,
+        tagger_factory: Callable[[], Tagger] | None = None,
     ) -> None:
         self.plan = BatchPlan.for_device(batch_size, "cpu")  # checks batch_size first
         self.mapping = mapping
@@ -134,6 +137,7 @@ class Pipeline:
         self.masker = masker
         self.merger = merger if merger is not None else MaskMerger()
         self.tagger = tagger
+        self._tagger_factory = tagger_factory
         if mapper is None:
             from samwsss.stages.mapper import TagMapper
 
@@ -149,7 +153,8 @@ class Pipeline:
 
     @property
     def stages(self) -> dict[str, Stage]:
-        """The model stages by role (``tagger``, ``boxer``, ``masker``), those present."""
+        """The model stages by role (``tagger``, ``boxer``, ``masker``), those present (a
+        tagger built on first use appears once built)."""
         found = {"tagger": self.tagger, "boxer": self.boxer, "masker": self.masker}
         return {role: stage for role, stage in found.items() if stage is not None}
 
@@ -166,7 +171,8 @@ class Pipeline:
         Args:
             config: the settings.
             device: where to run; default CUDA when available, else CPU.
-            with_tagger: build the zero-shot tagger too (skip it for text-input runs).
+            with_tagger: give the pipeline the zero-shot tagger, built when the zero-shot
+                route first runs (or on :meth:`require_tagger`); ``False``: text input only.
         """
         from samwsss.pipeline.builders import build_boxer, build_masker, build_tagger
         from samwsss.stages.mapper import TagMapper
@@ -174,16 +180,15 @@ class Pipeline:
         mapping = load_mapping(config.mapping)
         boxer = build_boxer(config)
         masker = build_masker(config)
-        tagger = build_tagger(config, mapping, boxer) if with_tagger else None
         pipe = cls(
             mapping=mapping,
             boxer=boxer,
             masker=masker,
             merger=MaskMerger(config.merge_rule, config.uncertain_margin, config.min_area),
-            tagger=tagger,
             mapper=TagMapper(mapping, mode=config.tag_match),
             batch_size=config.batch_size,
             config=config,
+            tagger_factory=(lambda: build_tagger(config, mapping, boxer)) if with_tagger else None,
         )
         return pipe.to(device)
 
@@ -214,6 +219,22 @@ class Pipeline:
         for stage in self.stages.values():
             stage.to(self.device)
         return self
+
+    def require_tagger(self) -> Tagger:
+        """The zero-shot tagger, built now if the pipeline builds it on first use.
+
+        Raises:
+            ValueError: the pipeline has no tagger and no way to build one.
+        """
+        if self.tagger is None and self._tagger_factory is not None:
+            self.tagger = self._tagger_factory()
+            self.tagger.to(self.device)
+        if self.tagger is None:
+            raise ValueError(
+                "this pipeline has no tagger, so it cannot run zero-shot: build it with "
+                "with_tagger=True or give labels to text_input"
+            )
+        return self.tagger
 
     # -- routes -------------------------------------------------------------------------
     @_Route
@@ -263,11 +284,8 @@ class Pipeline:
                 (the semantic mask, boxes and scores still come back), saving a copy of
                 ``N x H x W`` per image when nothing needs them.
         """
-        if class_ids is None and self.tagger is None:
-            raise ValueError(
-                "this pipeline has no tagger, so it cannot run zero-shot: build it with "
-                "with_tagger=True or give labels to text_input"
-            )
+        if class_ids is None:
+            self.require_tagger()
         results: list[PipelineResult] = []
         start = 0
         while start < len(images):
@@ -352,12 +370,7 @@ class Pipeline:
     ]:
         """Zero-shot: the classes of each image, its tags, the tags behind each class, and
         the detections a tagger already found (``None`` where the boxer must run)."""
-        if self.tagger is None:
-            raise ValueError(
-                "this pipeline has no tagger, so it cannot run zero-shot: build it with "
-                "with_tagger=True or give labels to text_input"
-            )
-        tags = self.tagger.tag(batch)
+        tags = self.require_tagger().tag(batch)
         class_ids: list[tuple[int, ...]] = []
         sources: list[dict[int, tuple[str, ...]]] = []
         for result in tags:

@@ -188,6 +188,8 @@ def run_dataset(
             "text-input needs image-level labels, and this dataset has none: give a labels "
             "file (--labels) or use the zero-shot route"
         )
+    if options.route == "zero-shot":
+        pipeline.require_tagger()  # before anything is written; its source is recorded
     _check_writable(options.out)
     identity = run_identity(pipeline, options, data)
     mine = options.shard.select(ids)

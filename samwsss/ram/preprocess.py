@@ -1,8 +1,10 @@
 """RAM input preprocessing: RGB uint8 images -> (B, 3, S, S) normalised float tensors.
 
-As the authors' transform: resize to S x S ignoring the aspect ratio (bilinear with
-antialiasing, on uint8 like PIL — torchvision's uint8 path matches PIL within one grey
-level), scale to [0, 1], subtract the ImageNet mean and divide by its std.
+Resize to S x S ignoring the aspect ratio (bilinear with antialiasing on uint8, within one
+grey level of PIL bilinear), scale to [0, 1], subtract the ImageNet mean and divide by its
+std. This is the fast default; the authors resize with ``image.resize((S, S))`` (Pillow's
+bicubic) first, which ``RAMTagger(image_resize="pil")`` reproduces exactly
+(:class:`samwsss.stages.pil_resize.PilResize`), then normalise as here.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from samwsss import registry
-from samwsss.checks import check_count
+from samwsss.checks import check_choice, check_count, parse_dtype
+from samwsss.choices import IMAGE_RESIZES
 from samwsss.mapping import ClassMapping
 from samwsss.ram.checkpoint import (
     OFFICIAL_WEIGHTS,
@@ -33,10 +34,11 @@ from samwsss.ram.checkpoint import (
 from samwsss.ram.config import VARIANTS, RAMConfig
 from samwsss.ram.infer import infer_config
 from samwsss.ram.model import RAMModel
-from samwsss.ram.preprocess import preprocess_images
+from samwsss.ram.preprocess import normalize, preprocess_images
 from samwsss.ram.thresholds import mapping_tag_thresholds, resolve_thresholds
 from samwsss.ram.vocabulary import RAMVocabulary, load_vocabulary, read_thresholds
 from samwsss.stages.contracts import ImageBatch, ModelSource, TagResult
+from samwsss.stages.pil_resize import BICUBIC, PilResize
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,11 @@ class RAMTagger:
             :func:`samwsss.ram.thresholds.mapping_tag_thresholds` for a mapping file's.
         batch_size: images per forward pass (larger inputs are split).
         name: registry name or checkpoint path (for logs and run manifests).
+        image_resize: ``"torch"`` (bilinear with antialiasing on uint8, within one grey
+            level of PIL bilinear) or ``"pil"``: the authors' ``image.resize((S, S))``
+            (Pillow's default filter, bicubic) before the official normalisation.
+        dtype: autocast dtype (``"bfloat16"``, ``"float16"``, ``"float32"``); ``None`` or
+            ``"auto"``: bfloat16 on CUDA, float32 elsewhere.
     """
 
     def __init__(
@@ -68,6 +75,8 @@ class RAMTagger:
         tag_thresholds: Mapping[int, float] | None = None,
         batch_size: int = 16,
         name: str = "ram",
+        image_resize: str = "torch",
+        dtype: torch.dtype | str | None = None,
     ) -> None:
         if len(vocabulary) != model.config.num_tags:
             raise ValueError(
@@ -78,6 +87,9 @@ class RAMTagger:
         self.vocabulary = vocabulary
         self.batch_size = check_count("batch_size", batch_size)
         self.name = name
+        self.image_resize = check_choice("image_resize", image_resize, IMAGE_RESIZES)
+        self.pil_resize = PilResize("ram", "square", model.config.image_size, resample=BICUBIC)
+        self._dtype = parse_dtype(dtype)
         self._thresholds = np.zeros(0, dtype=np.float32)
         self.set_thresholds(threshold, tag_thresholds)
 
@@ -101,6 +113,13 @@ class RAMTagger:
         """Move the model to ``device``; returns ``self``."""
         self.model.to(device)
         return self
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Autocast dtype: the given ``dtype``, else bfloat16 on CUDA, float32 elsewhere."""
+        if self._dtype is not None:
+            return self._dtype
+        return torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
     @property
     def source(self) -> ModelSource:
@@ -143,17 +162,27 @@ class RAMTagger:
             raise ValueError(
                 "images must be a list of (H, W, 3) arrays, got a single array: wrap it in a list"
             )
+        if self.image_resize == "pil":
+            return self._preprocess_resized([self.pil_resize(image) for image in images])
         return preprocess_images(list(images), self.image_size, self.device)
+
+    def _preprocess_resized(self, resized: Sequence[np.ndarray]) -> torch.Tensor:
+        """``(S, S, 3)`` uint8 images resized on the host -> normalised ``(B, 3, S, S)``."""
+        stacked = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
+        return normalize(stacked.to(self.device, non_blocking=True))
 
     @torch.inference_mode()
     def logits(self, images: ImagesInput) -> torch.Tensor:
-        """(B, T) float32 logits on the CPU (bf16 autocast on CUDA, float32 elsewhere)."""
-        pixels = self.preprocess(images)
+        """(B, T) float32 logits on the CPU (autocast to :attr:`compute_dtype`)."""
+        return self._logits(self.preprocess(images))
+
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
         device = pixels.device
+        dtype = self.compute_dtype
         outputs = []
         for start in range(0, pixels.shape[0], self.batch_size):
             chunk = pixels[start : start + self.batch_size]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 outputs.append(self.model(chunk).float().cpu())
         return torch.cat(outputs)
 
@@ -173,6 +202,12 @@ class RAMTagger:
     def tag(self, images: ImageBatch) -> list[TagResult]:
         """:meth:`__call__` on a checked batch; images are resized on the CPU, as uploaded
         384x384 inputs cost less than full images."""
+        if self.image_resize == "pil":
+            pixels = self._preprocess_resized(
+                [images.resized(i, self.pil_resize) for i in range(len(images))]
+            )
+            with torch.inference_mode():
+                return self._tag_rows(torch.sigmoid(self._logits(pixels)).numpy())
         arrays = [image.numpy() for image in images.host]
         return self._tag_rows(self.probabilities(arrays).numpy())
 
@@ -199,6 +234,8 @@ class RAMTagger:
         batch_size: int = 16,
         cache_dir: str | os.PathLike[str] | None = None,
         allow_pickle: bool = False,
+        image_resize: str = "torch",
+        dtype: torch.dtype | str | None = None,
     ) -> RAMTagger:
         """Build a tagger from an official checkpoint.
 
@@ -226,6 +263,7 @@ class RAMTagger:
             cache_dir: cache root for the downloads (weights: Hugging Face cache layout;
                 vocabulary: ``<cache_dir>/<commit>/``).
             allow_pickle: read the checkpoint with full unpickling (trusted files only).
+            image_resize, dtype: see :class:`RAMTagger`.
 
         Raises:
             ValueError: unknown name, missing file, variant or size mismatches, bad checkpoint
@@ -294,6 +332,8 @@ class RAMTagger:
             tag_thresholds=tag_thresholds or None,
             batch_size=batch_size,
             name=name,
+            image_resize=image_resize,
+            dtype=dtype,
         )
         if device is not None:
             tagger.to(device)

@@ -38,10 +38,14 @@ from samwsss.checks import (
     check_optional_fraction,
     parse_dtype,
 )
-from samwsss.choices import PROMPT_MODES
+from samwsss.choices import IMAGE_RESIZES, PROMPT_MODES
 from samwsss.detections import Detections
 from samwsss.stages.boxer_backbone import backbone_module, shared_backbone
-from samwsss.stages.boxer_preprocess import PreprocessSettings, preprocess_image
+from samwsss.stages.boxer_preprocess import (
+    PreprocessSettings,
+    normalize_resized,
+    preprocess_image,
+)
 from samwsss.stages.boxer_text import (
     EncodedCaption,
     assign_spans,
@@ -50,6 +54,7 @@ from samwsss.stages.boxer_text import (
     pack_captions,
 )
 from samwsss.stages.contracts import ImageBatch, ModelSource, Query
+from samwsss.stages.pil_resize import BILINEAR, PilResize
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +117,16 @@ class GroundingDinoBoxer:
     * ``nms_iou``: if set, class-wise NMS (``torchvision.ops.batched_nms``) per image with
       that IoU; ``None`` (the paper) keeps every box.
 
+    Images and boxes:
+
+    * ``image_resize="torch"`` (default) resizes like transformers' processor with an
+      antialiased torchvision resize on the device; ``"pil"`` is GroundingDINO's own
+      transform, as the survey authors run it: the size rounded as its ``RandomResize``
+      does, PIL bilinear, ``/ 255``.
+    * ``clip_boxes=False`` keeps each box as the detector gave it (it may pass the border
+      by a few pixels) in ``Detections.prompt_boxes``, computed as the authors' demo does,
+      so SAM is prompted with it; ``boxes`` are clipped either way.
+
     Precision: on CUDA, bf16 autocast by default (``dtype`` may be ``"fp16"``/``"fp32"``);
     on CPU fp32 unless ``dtype`` says otherwise. ``max_batch_rows`` bounds the caption rows
     of one forward (memory); ``share_backbone`` runs the Swin backbone once per image of a
@@ -131,6 +146,8 @@ class GroundingDinoBoxer:
         dtype: torch.dtype | str | None = None,
         max_batch_rows: int = 8,
         share_backbone: bool = True,
+        image_resize: str = "torch",
+        clip_boxes: bool = True,
         checkpoint: str | None = None,
         revision: str | None = None,
     ) -> None:
@@ -146,6 +163,8 @@ class GroundingDinoBoxer:
         self.prompt_mode = check_choice("prompt_mode", prompt_mode, PROMPT_MODES)
         self.nms_iou = check_optional_fraction("nms_iou", nms_iou, include_low=False)
         self.max_batch_rows = check_count("max_batch_rows", max_batch_rows)
+        self.image_resize = check_choice("image_resize", image_resize, IMAGE_RESIZES)
+        self.clip_boxes = bool(clip_boxes)
         self.model = model.eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -153,6 +172,13 @@ class GroundingDinoBoxer:
         self.tokenizer = processor.tokenizer
         self.preprocess_settings = PreprocessSettings.from_image_processor(
             processor.image_processor
+        )
+        self.pil_resize = PilResize(
+            "grounding-dino",
+            "short-side",
+            self.preprocess_settings.shortest_edge,
+            self.preprocess_settings.longest_edge,
+            BILINEAR,
         )
         self.share_backbone = bool(share_backbone) and backbone_module(model) is not None
         self.checkpoint = checkpoint
@@ -175,6 +201,8 @@ class GroundingDinoBoxer:
         dtype: torch.dtype | str | None = None,
         max_batch_rows: int = 8,
         share_backbone: bool = True,
+        image_resize: str = "torch",
+        clip_boxes: bool = True,
         **load_kwargs: Any,
     ) -> GroundingDinoBoxer:
         """Load a Grounding DINO checkpoint and its processor.
@@ -212,6 +240,8 @@ class GroundingDinoBoxer:
             dtype=dtype,
             max_batch_rows=max_batch_rows,
             share_backbone=share_backbone,
+            image_resize=image_resize,
+            clip_boxes=clip_boxes,
             checkpoint=checkpoint,
             revision=load_kwargs.get("revision"),
         )
@@ -287,9 +317,16 @@ class GroundingDinoBoxer:
         rows = self._plan_rows(normalized, mode)
         pixels: dict[int, torch.Tensor] = {}
         for image_index in sorted({row.image for row in rows}):
-            pixels[image_index] = preprocess_image(
-                pictures[image_index], self.preprocess_settings, self._device
-            )
+            if self.image_resize == "pil":
+                pixels[image_index] = normalize_resized(
+                    images.resized(image_index, self.pil_resize),
+                    self.preprocess_settings,
+                    self._device,
+                )
+            else:
+                pixels[image_index] = preprocess_image(
+                    pictures[image_index], self.preprocess_settings, self._device
+                )
         buckets: dict[tuple[int, int], list[_Row]] = {}
         for row in rows:
             size = tuple(pixels[row.image].shape[1:])
@@ -422,12 +459,18 @@ class GroundingDinoBoxer:
             [image_queries[q][0] for q in chosen], dtype=torch.int64, device=logits.device
         )
         height, width = int(image_size[0]), int(image_size[1])
+        if self.clip_boxes:
+            pixel_boxes, prompt_boxes = cxcywh_to_pixels(boxes[kept], height, width), None
+        else:
+            prompt_boxes = authors_pixel_boxes(boxes[kept], height, width)
+            pixel_boxes = clip_to_image(prompt_boxes, height, width)
         return Detections(
             image_size=(height, width),
-            boxes=cxcywh_to_pixels(boxes[kept], height, width),
+            boxes=pixel_boxes,
             box_scores=scores[kept],
             class_ids=class_ids,
             prompts=tuple(image_queries[q][1] for q in chosen),
+            prompt_boxes=prompt_boxes,
         )
 
     def _nms(self, detections: Detections) -> Detections:
@@ -488,9 +531,22 @@ def cxcywh_to_pixels(boxes: torch.Tensor, height: int, width: int) -> torch.Tens
     cx, cy, w, h = boxes.float().unbind(-1)
     xyxy = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
     scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
-    xyxy = xyxy * scale
-    limit = scale.clone()
-    return torch.minimum(xyxy.clamp(min=0.0), limit)
+    return clip_to_image(xyxy * scale, height, width)
+
+
+def authors_pixel_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Normalised ``(N, 4)`` ``cx, cy, w, h`` -> float32 xyxy pixels, unclipped, with the
+    Grounded-SAM demo's arithmetic (scale first; ``x1 = cx - w / 2``; ``x2 = x1 + w``)."""
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
+    scaled = boxes.float() * scale
+    corner = scaled[:, :2] - scaled[:, 2:] / 2
+    return torch.cat((corner, corner + scaled[:, 2:]), dim=1)
+
+
+def clip_to_image(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(N, 4)`` xyxy pixels clipped to ``[0, width]`` x ``[0, height]``."""
+    limit = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
+    return torch.minimum(boxes.clamp(min=0.0), limit)
 
 
 def _check_queries(queries: Sequence[Sequence[Query]], count: int) -> list[list[Query]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvF
@@ -111,6 +112,30 @@ def preprocess_image(
     pixels = resized.float()
     if settings.do_rescale:
         pixels = pixels * settings.rescale_factor
+    if settings.do_normalize:
+        mean = torch.tensor(settings.image_mean, device=pixels.device).view(3, 1, 1)
+        std = torch.tensor(settings.image_std, device=pixels.device).view(3, 1, 1)
+        pixels = (pixels - mean) / std
+    return pixels
+
+
+def normalize_resized(
+    resized: np.ndarray, settings: PreprocessSettings, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Normalise an image already resized on the host (``image_resize="pil"``) as
+    GroundingDINO's ``ToTensor`` + ``Normalize`` do: ``x / 255``, then mean/std.
+
+    Args:
+        resized: ``(h, w, 3)`` uint8 RGB (from :class:`~samwsss.stages.pil_resize.PilResize`).
+        settings: the processor's settings (mean, std, rescale factor).
+        device: where to compute; only the uint8 pixels cross to it.
+
+    Returns:
+        ``(3, h, w)`` float32 normalised pixels.
+    """
+    pixels = torch.from_numpy(resized).to(device).permute(2, 0, 1).float()
+    if settings.do_rescale:
+        pixels = pixels / round(1 / settings.rescale_factor)
     if settings.do_normalize:
         mean = torch.tensor(settings.image_mean, device=pixels.device).view(3, 1, 1)
         std = torch.tensor(settings.image_std, device=pixels.device).view(3, 1, 1)

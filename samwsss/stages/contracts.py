@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import torch
 
     from samwsss.detections import Detections
+    from samwsss.stages.pil_resize import PilResize
 
 #: One query: ``(class id 1..C, prompt text)``.
 Query = tuple[int, str]
@@ -136,6 +137,10 @@ class ImageBatch:
         images: ``(H, W, 3)`` uint8 RGB numpy arrays or torch tensors (any device).
         device: where the stages run.
 
+        prepared: per image, PIL resizes already computed (``{PilResize.key: (h, w, 3)
+            uint8}``, e.g. by a dataset run's decode workers); a stage that needs one that
+            is missing computes it (see :meth:`resized`).
+
     Attributes:
         host: the images as ``(H, W, 3)`` uint8 CPU tensors (no copy for numpy input).
         device: the stages' device.
@@ -145,7 +150,12 @@ class ImageBatch:
             names the position, what it got and what to pass.
     """
 
-    def __init__(self, images: Sequence[Any], device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        images: Sequence[Any],
+        device: torch.device | str = "cpu",
+        prepared: Sequence[dict[str, np.ndarray]] | None = None,
+    ) -> None:
         import torch
 
         if isinstance(images, (np.ndarray, torch.Tensor)) or not isinstance(images, Sequence):
@@ -156,6 +166,16 @@ class ImageBatch:
         self.device = torch.device(device)
         self._given = tuple(check_image(image, i) for i, image in enumerate(images))
         self.host = tuple(image.cpu() for image in self._given)
+        if prepared is not None and len(prepared) != len(self.host):
+            raise ValueError(f"{len(prepared)} prepared entries for {len(self.host)} images")
+        self._prepared = [dict(p) for p in prepared] if prepared else [{} for _ in self.host]
+
+    def resized(self, index: int, resize: PilResize) -> np.ndarray:
+        """Image ``index`` after ``resize``: ``(h, w, 3)`` uint8, computed once per batch."""
+        cache = self._prepared[index]
+        if resize.key not in cache:
+            cache[resize.key] = resize(self.host[index])
+        return cache[resize.key]
 
     def __len__(self) -> int:
         return len(self.host)
@@ -179,6 +199,7 @@ class ImageBatch:
         subset.device = self.device
         subset._given = tuple(self._given[i] for i in positions)
         subset.host = tuple(self.host[i] for i in positions)
+        subset._prepared = [self._prepared[i] for i in positions]
         if "on_device" in self.__dict__:
             subset.__dict__["on_device"] = tuple(self.on_device[i] for i in positions)
         return subset
@@ -191,7 +212,7 @@ class ImageBatch:
         if isinstance(images, ImageBatch) and images.device == torch.device(device):
             return images
         if isinstance(images, ImageBatch):
-            return cls(images.host, device)
+            return cls(images.host, device, images._prepared)
         return cls(images, device)
 
 

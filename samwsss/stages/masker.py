@@ -20,6 +20,12 @@ How a call runs:
 Precision: the image encoder runs under bfloat16 autocast on CUDA by default (float32 on
 CPU); the prompt encoder and mask decoder always run in float32.
 
+Resizing: ``image_resize="torch"`` (default) resizes on the device with torchvision's
+antialiased bilinear, as transformers' processors do; ``"pil"`` resizes with PIL bilinear
+on the host (:class:`~samwsss.stages.pil_resize.PilResize`), as segment-anything's
+``SamPredictor.set_image`` does (the authors' call). Boxes are
+``Detections.sam_boxes``: the detector's unclipped boxes when the boxer kept them.
+
 ``multimask="single"`` (default, the paper): ``multimask_output=False``.
 ``multimask="best"``: the three multimask outputs, keeping the one with the highest
 predicted IoU.
@@ -38,12 +44,13 @@ import torch
 
 from samwsss import registry
 from samwsss.checks import check_choice, check_count, parse_dtype
-from samwsss.choices import MULTIMASK
+from samwsss.choices import IMAGE_RESIZES, MULTIMASK
 from samwsss.detections import Detections
 from samwsss.stages.contracts import ImageBatch, ModelSource
 from samwsss.stages.masker_backend import SamBackend
 from samwsss.stages.masker_official import OFFICIAL_CHECKPOINTS, OFFICIAL_DOWNLOAD_ROOT
 from samwsss.stages.masker_transforms import scale_boxes, upscale_mask_logits
+from samwsss.stages.pil_resize import BILINEAR, PilResize
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +83,7 @@ class SamMasker:
             autocast on any device; ``torch.float32`` disables autocast. Weights stay
             float32, and the prompt encoder / mask decoder always run in float32 (they
             cost ~0.1% of the encoder per box; float32 keeps box encoding exact).
+        image_resize: ``"torch"`` or ``"pil"`` (see the module docstring).
     """
 
     def __init__(
@@ -86,8 +94,16 @@ class SamMasker:
         max_boxes_per_chunk: int = 64,
         max_images_per_batch: int | None = None,
         dtype: torch.dtype | str | None = None,
+        image_resize: str = "torch",
     ) -> None:
         check_choice("multimask", multimask, MULTIMASK)
+        self.image_resize = check_choice("image_resize", image_resize, IMAGE_RESIZES)
+        geometry = backend.geometry
+        self.pil_resize = (
+            PilResize("sam", "longest-side", geometry.longest_edge, resample=BILINEAR)
+            if geometry.mode == "longest"
+            else PilResize("sam", "square", geometry.pad_size[0], resample=BILINEAR)
+        )
         self.backend = backend
         self.multimask: Multimask = multimask
         self.max_boxes_per_chunk = check_count("max_boxes_per_chunk", max_boxes_per_chunk)
@@ -111,6 +127,8 @@ class SamMasker:
         dtype: torch.dtype | str | None = None,
         model_type: str | None = None,
         hq_token_only: bool = False,
+        image_resize: str = "torch",
+        decoder_num_heads: int | None = None,
         **hub_kwargs: Any,
     ) -> SamMasker:
         """Load a SAM masker.
@@ -122,11 +140,14 @@ class SamMasker:
                 SAM-HQ or SAM 2, detected from ``config.json``), or an official
                 checkpoint (``.pth`` path, released file name such as
                 ``"sam_vit_h_4b8939.pth"``, or URL).
-            multimask, max_boxes_per_chunk, max_images_per_batch, dtype: see the class.
+            multimask, max_boxes_per_chunk, max_images_per_batch, dtype, image_resize: see
+                the class.
             device: where to run; default CUDA when available, else CPU.
             model_type: official checkpoints only: ``"vit_h"``/``"vit_l"``/``"vit_b"``
                 (inferred from the weights when None).
             hq_token_only: SAM-HQ only: the HQ mask alone instead of SAM + HQ.
+            decoder_num_heads: official checkpoints of a custom size only: the mask
+                decoder's head count (no weight reveals it; released models use 8).
             hub_kwargs: for transformers ``from_pretrained`` (``revision``, ``cache_dir``,
                 ``local_files_only`` ...).
 
@@ -138,7 +159,11 @@ class SamMasker:
         check_choice("multimask", multimask, MULTIMASK)
         source = registry.weights_of("masker", name_or_path)
         backend = _load_backend(
-            source, model_type=model_type, hq_token_only=hq_token_only, **hub_kwargs
+            source,
+            model_type=model_type,
+            hq_token_only=hq_token_only,
+            decoder_num_heads=decoder_num_heads,
+            **hub_kwargs,
         )
         backend.revision = hub_kwargs.get("revision")
         masker = cls(
@@ -147,6 +172,7 @@ class SamMasker:
             max_boxes_per_chunk=max_boxes_per_chunk,
             max_images_per_batch=max_images_per_batch,
             dtype=dtype,
+            image_resize=image_resize,
         )
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -242,9 +268,14 @@ class SamMasker:
         pictures = images.on_device
         for start in range(0, len(pending), step):
             batch = pending[start : start + step]
-            masks = self._segment_batch(
-                [pictures[i] for i in batch], [detections[i] for i in batch]
-            )
+            if self.image_resize == "pil":
+                inputs = [
+                    torch.from_numpy(images.resized(i, self.pil_resize)).to(self.device)
+                    for i in batch
+                ]
+            else:
+                inputs = [pictures[i] for i in batch]
+            masks = self._segment_batch(inputs, [detections[i] for i in batch])
             for position, (mask, score) in zip(batch, masks, strict=True):
                 det = detections[position]
                 results[position] = det.with_masks(mask.to(det.device), score.to(det.device))
@@ -259,7 +290,11 @@ class SamMasker:
     def _segment_batch(
         self, images: Sequence[torch.Tensor], detections: Sequence[Detections]
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Masks ``(N_i, H_i, W_i)`` bool and scores ``(N_i,)`` for one encoder batch."""
+        """Masks ``(N_i, H_i, W_i)`` bool and scores ``(N_i,)`` for one encoder batch.
+
+        ``images`` are ``(H, W, 3)`` uint8 on the device: the originals, or already resized
+        to the model's input size (PIL resize), which the backend then does not resize.
+        """
         backend = self.backend
         device = self.device
         tensors = [image.permute(2, 0, 1) for image in images]
@@ -272,7 +307,11 @@ class SamMasker:
             features = tuple(feature.float() for feature in features)
             boxes = torch.cat(
                 [
-                    scale_boxes(det.boxes.detach().to("cpu", torch.float64), det.image_size, size)
+                    # scaled in the reference's dtype: float64 like SamProcessor (numpy),
+                    # float32 like segment-anything's apply_boxes_torch
+                    scale_boxes(
+                        det.sam_boxes.detach().to("cpu", backend.box_dtype), det.image_size, size
+                    )
                     for det, size in zip(detections, resized_sizes, strict=True)
                 ]
             ).to(device=device, dtype=backend.box_dtype)
@@ -372,7 +411,12 @@ def _check_detections(batch: ImageBatch, detections: Sequence[Detections]) -> li
 
 
 def _load_backend(
-    source: str, *, model_type: str | None, hq_token_only: bool, **hub_kwargs: Any
+    source: str,
+    *,
+    model_type: str | None,
+    hq_token_only: bool,
+    decoder_num_heads: int | None = None,
+    **hub_kwargs: Any,
 ) -> SamBackend:
     """Pick the backend for ``source``: official ``.pth`` files/URLs or transformers."""
     from samwsss.stages import masker_official
@@ -390,10 +434,17 @@ def _load_backend(
                 f"options {sorted(hub_kwargs)} apply to transformers checkpoints only; "
                 f"{source!r} is an official segment-anything checkpoint"
             )
-        return masker_official.load_official_backend(source, model_type=model_type)
-    if model_type is not None:
+        return masker_official.load_official_backend(
+            source, model_type=model_type, decoder_num_heads=decoder_num_heads
+        )
+    given = [
+        f"{name}={value!r}"
+        for name, value in (("model_type", model_type), ("decoder_num_heads", decoder_num_heads))
+        if value is not None
+    ]
+    if given:
         raise ValueError(
-            f"model_type={model_type!r} only applies to official .pth checkpoints; "
+            f"{' and '.join(given)} only applies to official .pth checkpoints; "
             f"{source!r} is loaded through transformers, which reads its config"
         )
     if path.is_dir() and not (path / "config.json").is_file():

@@ -291,6 +291,7 @@ def load_official_sam(
     checkpoint: str | Path,
     model_type: str | None = None,
     spec: OfficialSamSpec | None = None,
+    decoder_num_heads: int | None = None,
 ) -> tuple[torch.nn.Module, OfficialSamSpec]:
     """Build the segment-anything ``Sam`` of ``checkpoint`` and load its weights.
 
@@ -299,15 +300,26 @@ def load_official_sam(
         model_type: ``"vit_h"`` / ``"vit_l"`` / ``"vit_b"``; inferred from the state dict
             when None. Given for a checkpoint of another size, it raises.
         spec: explicit sizes (overrides ``model_type`` and inference).
+        decoder_num_heads: the mask decoder's head count, which no weight reveals: needed
+            for a checkpoint whose sizes are not a released model's (every released one
+            has 8).
 
     Raises:
-        ValueError: unknown model type, a type that contradicts the weights, or weights
-            that do not fit the architecture.
+        ValueError: unknown model type, a type that contradicts the weights, weights that
+            do not fit the architecture, or a custom architecture without
+            ``decoder_num_heads``.
     """
     path = resolve_official_checkpoint(checkpoint)
     state = load_official_state_dict(path)
     if spec is None:
-        spec = OfficialSamSpec.from_state_dict(state)
+        spec = OfficialSamSpec.from_state_dict(state, decoder_num_heads=decoder_num_heads or 8)
+        if spec.released_type() is None and decoder_num_heads is None:
+            raise ValueError(
+                f"{path.name} holds a SAM of sizes no released model has "
+                f"({spec.encoder_embed_dim}-d encoder, {spec.encoder_depth} blocks), and the "
+                "mask decoder's head count is not in the weights: pass decoder_num_heads "
+                "(8 in every released SAM) to SamMasker.from_pretrained"
+            )
         if model_type is not None:
             expected = OfficialSamSpec.released(model_type)
             if spec != expected:
@@ -375,8 +387,13 @@ class OfficialSamBackend(SamBackend):
 
 
 def load_official_backend(
-    checkpoint: str | Path, model_type: str | None = None, spec: OfficialSamSpec | None = None
+    checkpoint: str | Path,
+    model_type: str | None = None,
+    spec: OfficialSamSpec | None = None,
+    decoder_num_heads: int | None = None,
 ) -> OfficialSamBackend:
     """:func:`load_official_sam` wrapped as a masker backend."""
-    model, _ = load_official_sam(checkpoint, model_type=model_type, spec=spec)
+    model, _ = load_official_sam(
+        checkpoint, model_type=model_type, spec=spec, decoder_num_heads=decoder_num_heads
+    )
     return OfficialSamBackend(model, source=str(checkpoint))
