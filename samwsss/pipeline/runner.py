@@ -36,6 +36,7 @@ from samwsss.pipeline.run_folder import (
     read_failures,
     run_identity,
 )
+from samwsss.pipeline.run_lock import RunLockedError, hold_run_lock
 from samwsss.pipeline.writers import OutputSpec, write_outputs
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_WORKERS",
     "RunConflictError",
+    "RunLockedError",
     "RunOptions",
     "RunSummary",
     "Shard",
@@ -167,8 +169,18 @@ def run_dataset(
 
     Raises:
         RunConflictError: ``options.out`` holds a different run.
+        RunLockedError: a live run (of this shard, or of another shard count) uses
+            ``options.out``; a dead run's lock is taken over (see :mod:`run_lock`).
         ValueError: text input over a dataset without image-level labels.
     """
+    with hold_run_lock(options.out, options.shard):
+        return _run_dataset_locked(pipeline, dataset, options, data)
+
+
+def _run_dataset_locked(
+    pipeline: Pipeline, dataset: SegmentationDataset, options: RunOptions, data: dict[str, Any]
+) -> RunSummary:
+    """:func:`run_dataset` with this shard's lock held."""
     ids = list(dataset.ids)
     if not ids:
         raise ValueError("the dataset has no images: check --data and --split")
