@@ -274,7 +274,8 @@ def _run(route: str, options: dict[str, Any]) -> None:
     from samwsss.pipeline.config import preset
     from samwsss.pipeline.pipeline import Pipeline
     from samwsss.pipeline.run_folder import FAILURES_DIR
-    from samwsss.pipeline.runner import RunOptions, Shard, run_dataset
+    from samwsss.pipeline.run_lock import RunLock
+    from samwsss.pipeline.runner import RunOptions, Shard, check_writable, run_dataset
 
     pipeline_settings, run = _resolve_settings(route, options)
     if not run.get("data"):
@@ -295,6 +296,10 @@ def _run(route: str, options: dict[str, Any]) -> None:
     pipeline_settings.setdefault("mapping", _mapping_of(dataset))
     config = preset(run["preset"], **pipeline_settings)
     shard = Shard.parse(run.get("shard"))
+    # a folder a live run holds is refused now, not after minutes of loading weights
+    # (run_dataset takes the lock for the run itself)
+    check_writable(Path(run["out"]))
+    RunLock.acquire(Path(run["out"]), shard).release()
     device = _device_for_rank(run.get("device"))
     if run.get("threads") is not None:
         import torch

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 #: Folder of the failure logs (one ``failures<shard suffix>.jsonl`` per shard).
 FAILURES_DIR = "failures"
+#: Folder of the run locks (one ``shard-<i>-of-<n>.json`` per live shard; see run_lock).
+LOCK_DIR = ".lock"
 
 
 class RunConflictError(ValueError):
@@ -51,6 +53,9 @@ def run_identity(pipeline: Pipeline, options: RunOptions, data: dict[str, Any]) 
 def prepare_folder(options: RunOptions, identity: dict[str, Any], own_ids: set[str]) -> None:
     """Make ``options.out`` ready for this run: refuse a different run's folder (unless
     ``overwrite``/``resume``), delete this shard's temporaries, save the identity.
+
+    The caller holds this shard's run lock (:func:`samwsss.pipeline.run_lock.hold_run_lock`):
+    no other live shard uses the folder when an unsharded ``overwrite`` wipes it.
 
     Raises:
         RunConflictError: the folder holds another run or other files.
@@ -82,8 +87,8 @@ def prepare_folder(options: RunOptions, identity: dict[str, Any], own_ids: set[s
                     "settings): choose another --out, pass --overwrite to delete its outputs, or "
                     "--resume to continue it with the new settings"
                 )
-    elif out.exists() and any(out.iterdir()) and not (options.overwrite or options.resume):
-        entries = sorted(p.name for p in out.iterdir())[:5]
+    elif _entries(out) and not (options.overwrite or options.resume):
+        entries = _entries(out)[:5]
         raise RunConflictError(
             f"{out} is not empty and holds no samwsss run ({', '.join(entries)} ...): "
             "choose an empty or new --out folder, or pass --overwrite / --resume"
@@ -91,6 +96,13 @@ def prepare_folder(options: RunOptions, identity: dict[str, Any], own_ids: set[s
     out.mkdir(parents=True, exist_ok=True)
     remove_own_temporaries(out, own_ids)
     atomic_write_text(config_path, yaml.safe_dump(identity, sort_keys=False))
+
+
+def _entries(out: Path) -> list[str]:
+    """The names in ``out`` besides the run locks (none when it does not exist)."""
+    if not out.is_dir():
+        return []
+    return sorted(entry.name for entry in out.iterdir() if entry.name != LOCK_DIR)
 
 
 def remove_own_temporaries(out: Path, own_ids: set[str]) -> None:

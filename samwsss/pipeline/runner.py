@@ -37,6 +37,7 @@ from samwsss.pipeline.run_folder import (
     read_failures,
     run_identity,
 )
+from samwsss.pipeline.run_lock import RunLockedError, hold_run_lock
 from samwsss.pipeline.writers import OutputSpec, write_outputs
 from samwsss.workers import exit_with_parent
 
@@ -45,7 +46,9 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_WORKERS",
     "OutputFolderError",
+    "check_writable",
     "RunConflictError",
+    "RunLockedError",
     "RunOptions",
     "RunSummary",
     "Shard",
@@ -178,8 +181,19 @@ def run_dataset(
     Raises:
         OutputFolderError: ``options.out`` cannot be created or written to.
         RunConflictError: ``options.out`` holds a different run.
+        RunLockedError: a live run (of this shard, or of another shard count) uses
+            ``options.out``; a dead run's lock is taken over (see :mod:`run_lock`).
         ValueError: text input over a dataset without image-level labels.
     """
+    check_writable(options.out)
+    with hold_run_lock(options.out, options.shard):
+        return _run_dataset_locked(pipeline, dataset, options, data)
+
+
+def _run_dataset_locked(
+    pipeline: Pipeline, dataset: SegmentationDataset, options: RunOptions, data: dict[str, Any]
+) -> RunSummary:
+    """:func:`run_dataset` with this shard's lock held."""
     ids = list(dataset.ids)
     if not ids:
         raise ValueError("the dataset has no images: check --data and --split")
@@ -190,7 +204,6 @@ def run_dataset(
         )
     if options.route == "zero-shot":
         pipeline.require_tagger()  # before anything is written; its source is recorded
-    _check_writable(options.out)
     identity = run_identity(pipeline, options, data)
     mine = options.shard.select(ids)
     prepare_folder(options, identity, set(mine))
@@ -235,7 +248,7 @@ class OutputFolderError(ValueError):
     """The run's output folder cannot be created or written to."""
 
 
-def _check_writable(out: Path) -> None:
+def check_writable(out: Path) -> None:
     """Create ``out`` and check that files can be made in it.
 
     Raises:
