@@ -6,6 +6,9 @@ times, over one folder of synthetic JPEGs and in the same process:
 * ``ours-w0``: :func:`samwsss.pipeline.runner.run_dataset` with ``workers=0`` (decoding in
   the main process), palette PNG masks written atomically: the whole call;
 * ``ours-w2``: the same with 2 DataLoader workers decoding ahead;
+* ``pil-w0`` / ``pil-w2``: the same with ``image_resize="pil"`` (the paper preset's PIL
+  resizes for every model: in the main process with 0 workers, in the decode workers with
+  2), to price matching the authors' resizes against ``ours-w0`` / ``ours-w2``;
 * ``loop``: the authors' style with the same models and thresholds: per image, decode;
   (zero-shot) tag the one image; per class, one Grounding DINO call with one image and one
   prompt; SAM embeds the image once and decodes each class's boxes in its own call (the
@@ -54,10 +57,12 @@ import torch
 from benchmarks import _measure
 
 ROUTES = ("text-input", "zero-shot")
-STYLES = ("ours-w0", "ours-w2", "loop")
+STYLES = ("ours-w0", "ours-w2", "pil-w0", "pil-w2", "loop")
 STYLE_LABELS = {
     "ours-w0": "ours run_dataset workers=0",
     "ours-w2": "ours run_dataset workers=2",
+    "pil-w0": "ours image_resize=pil workers=0",
+    "pil-w2": "ours image_resize=pil workers=2",
     "loop": "authors' loop",
 }
 #: VOC-like original sizes (H, W), used round-robin.
@@ -367,11 +372,26 @@ def style_call(setup: Setup, route: str, style: str) -> Callable[[], None]:
         if style == "loop":
             loop.run_folder(setup.dataset, out)
             return
-        workers = 0 if style == "ours-w0" else 2
+        workers = 0 if style.endswith("w0") else 2
         options = RunOptions(route=route, out=out, workers=workers, evaluate=False)
-        run_dataset(pipe, setup.dataset, options, data)
+        with image_resize(pipe, "pil" if style.startswith("pil") else "torch"):
+            run_dataset(pipe, setup.dataset, options, data)
 
     return call
+
+
+@contextlib.contextmanager
+def image_resize(pipe: Any, mode: str) -> Any:
+    """Switch every stage of ``pipe`` to ``image_resize=mode`` for a block."""
+    stages = [s for s in (pipe.boxer, pipe.masker, pipe.tagger) if hasattr(s, "image_resize")]
+    before = [stage.image_resize for stage in stages]
+    for stage in stages:
+        stage.image_resize = mode
+    try:
+        yield
+    finally:
+        for stage, value in zip(stages, before, strict=True):
+            stage.image_resize = value
 
 
 def warm_up(setup: Setup, route: str) -> None:

@@ -177,3 +177,47 @@ def test_text_input_builds_no_tagger(
     assert pipe.tagger is None and "tagger" not in pipe.stages
     with pytest.raises(ValueError, match="unreachable"):
         pipe.zero_shot(_image(40, 60))
+
+
+def test_a_paper_run_resizes_in_the_decode_workers_with_the_same_masks(
+    tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from samwsss.cli import cli
+    from samwsss.data import open_dataset
+    from samwsss.labelio import read_label_png
+    from samwsss.pipeline.pipeline import Pipeline
+    from samwsss.pipeline.runner import _DecodeDataset
+    from tests.data_fixtures import make_voc_tree
+
+    voc = make_voc_tree(tmp_path)
+    models = [
+        "--boxer", str(tiny_gdino_small_dir), "--masker", str(tiny_sam_session_dir),
+        "--box-threshold", "0.2", "--text-threshold", "0", "--device", "cpu",
+        "--batch-size", "2", "--preset", "paper", "--threads", "1",
+    ]  # fmt: skip
+    masks = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"run{workers}"
+        result = CliRunner().invoke(
+            cli,
+            ["text-input", "--data", str(voc), "--split", "train_aug", "--out", str(out),
+             "--workers", workers, *models],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        masks[workers] = {p.name: p.read_bytes() for p in sorted((out / "masks").glob("*.png"))}
+    assert masks["0"] == masks["2"] and len(masks["0"]) == 3
+    pipe = Pipeline.from_preset(
+        "paper", device="cpu", boxer=str(tiny_gdino_small_dir),
+        masker=str(tiny_sam_session_dir), box_threshold=0.2, text_threshold=0.0, batch_size=2,
+    )  # fmt: skip
+    resizes = pipe.host_resizes("text-input")
+    assert {r.key for r in resizes} == {"grounding-dino", "sam"}
+    dataset = open_dataset(voc, "train_aug")
+    item = _DecodeDataset(dataset, dataset.ids, resizes)[0]
+    assert set(item["prepared"]) == {"grounding-dino", "sam"}
+    for image_id in dataset.ids:
+        direct = pipe.text_input(dataset.load_image(image_id), list(dataset.labels(image_id)))
+        written = read_label_png(tmp_path / "run2" / "masks" / f"{image_id}.png")
+        assert np.array_equal(direct.mask, written), image_id

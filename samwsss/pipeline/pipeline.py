@@ -31,6 +31,7 @@ from samwsss.stages.contracts import (
     TextSegmenter,
 )
 from samwsss.stages.merger import MaskMerger
+from samwsss.stages.pil_resize import PilResize
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,20 @@ class Pipeline:
             stage.to(self.device)
         return self
 
+    def host_resizes(self, route: str) -> tuple[PilResize, ...]:
+        """The PIL resizes the stages of ``route`` compute on the host
+        (``image_resize="pil"``): a dataset run has its decode workers compute them ahead
+        (see :class:`~samwsss.stages.contracts.ImageBatch` ``prepared``)."""
+        stages: list[Any] = [self.boxer, self.masker]
+        if route == "zero-shot":
+            stages.append(self.require_tagger())
+        found = {
+            stage.pil_resize.key: stage.pil_resize
+            for stage in stages
+            if getattr(stage, "image_resize", None) == "pil"
+        }
+        return tuple(found.values())
+
     def require_tagger(self) -> Tagger:
         """The zero-shot tagger, built now if the pipeline builds it on first use.
 
@@ -272,6 +287,7 @@ class Pipeline:
         images: Sequence[ImageLike],
         class_ids: list[tuple[int, ...]] | None,
         keep_masks: bool = True,
+        prepared: Sequence[dict[str, np.ndarray]] | None = None,
     ) -> list[PipelineResult]:
         """Run a route in batches of ``batch_size``; a CUDA out-of-memory halves the batch
         size for good and retries.
@@ -283,6 +299,7 @@ class Pipeline:
             keep_masks: return the instance masks; ``False`` leaves them on the device
                 (the semantic mask, boxes and scores still come back), saving a copy of
                 ``N x H x W`` per image when nothing needs them.
+            prepared: per image, PIL resizes computed ahead (:meth:`host_resizes`).
         """
         if class_ids is None:
             self.require_tagger()
@@ -294,7 +311,10 @@ class Pipeline:
                 batch = [to_rgb_array(image) for image in images[start:stop]]
                 results.extend(
                     self.run_batch(
-                        batch, None if class_ids is None else class_ids[start:stop], keep_masks
+                        batch,
+                        None if class_ids is None else class_ids[start:stop],
+                        keep_masks,
+                        None if prepared is None else prepared[start:stop],
                     )
                 )
             except torch.cuda.OutOfMemoryError:
@@ -316,15 +336,16 @@ class Pipeline:
         images: list[np.ndarray],
         class_ids: list[tuple[int, ...]] | None,
         keep_masks: bool = True,
+        prepared: Sequence[dict[str, np.ndarray]] | None = None,
     ) -> list[PipelineResult]:
         """One forward batch through every stage (no splitting).
 
         Args:
             images: ``(H, W, 3)`` uint8 RGB arrays, checked and uploaded here once.
             class_ids: per-image class ids (text input), or ``None`` to tag (zero-shot).
-            keep_masks: see :meth:`run_arrays`.
+            keep_masks, prepared: see :meth:`run_arrays`.
         """
-        batch = ImageBatch(images, self.device)
+        batch = ImageBatch(images, self.device, prepared)
         tags: list[TagResult] = [TagResult() for _ in images]
         sources: list[dict[int, tuple[str, ...]]] = [{} for _ in images]
         found: list[Detections | None] = [None] * len(images)

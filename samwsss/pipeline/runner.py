@@ -39,6 +39,7 @@ from samwsss.pipeline.run_folder import (
 )
 from samwsss.pipeline.run_lock import RunLockedError, hold_run_lock
 from samwsss.pipeline.writers import OutputSpec, write_outputs
+from samwsss.stages.pil_resize import PilResize
 from samwsss.workers import exit_with_parent
 
 logger = logging.getLogger(__name__)
@@ -130,9 +131,15 @@ class RunSummary:
 class _DecodeDataset(torch.utils.data.Dataset):
     """Decodes images in DataLoader workers; a bad file becomes an error record, not a crash."""
 
-    def __init__(self, dataset: SegmentationDataset, ids: list[str]) -> None:
+    def __init__(
+        self,
+        dataset: SegmentationDataset,
+        ids: list[str],
+        resizes: tuple[PilResize, ...] = (),
+    ) -> None:
         self.dataset = dataset
         self.ids = ids
+        self.resizes = resizes
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -149,6 +156,8 @@ class _DecodeDataset(torch.utils.data.Dataset):
             "image": image,
             "error": error,
             "labels": self.dataset.labels(image_id),
+            # the stages' PIL resizes, computed here in parallel ahead of the models
+            "prepared": {} if image is None else {r.key: r(image) for r in self.resizes},
         }
 
 
@@ -282,7 +291,8 @@ def _run_batches(
     show_progress = "RANK" not in os.environ or os.environ.get("RANK") == "0"
     with ThreadPoolExecutor(2) as writer:
         in_flight: deque[Future[None]] = deque()
-        for batch in _load(dataset, batches, options.workers, show_progress):
+        resizes = pipeline.host_resizes(options.route)
+        for batch in _load(dataset, batches, options.workers, show_progress, resizes):
             good = [item for item in batch if _readable(item, options.route, failures)]
             if not good:
                 continue
@@ -290,7 +300,9 @@ def _run_batches(
             labels = (
                 [tuple(item["labels"]) for item in good] if options.route == "text-input" else None
             )
-            results = pipeline.run_arrays(images, labels, keep_masks=spec.instances)
+            results = pipeline.run_arrays(
+                images, labels, keep_masks=spec.instances, prepared=[i["prepared"] for i in good]
+            )
             for item, result in zip(good, results, strict=True):
                 if item["image_id"] not in pending:
                     continue  # finished by an earlier run; ran only to keep the batch as it was
@@ -344,9 +356,14 @@ def _size_reader(dataset: SegmentationDataset) -> Any:
 
 
 def _load(
-    dataset: SegmentationDataset, batches: list[list[str]], workers: int, show_progress: bool
+    dataset: SegmentationDataset,
+    batches: list[list[str]],
+    workers: int,
+    show_progress: bool,
+    resizes: tuple[PilResize, ...] = (),
 ) -> Iterator[list[dict[str, Any]]]:
-    """Decode the planned batches in DataLoader workers, in order, with a progress bar."""
+    """Decode the planned batches in DataLoader workers, in order, with a progress bar;
+    the workers also compute ``resizes`` of each image."""
     if not batches:
         return
     from tqdm.auto import tqdm
@@ -357,7 +374,7 @@ def _load(
         positions.append(list(range(start, start + len(batch))))
         start += len(batch)
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(dataset, ids),
+        _DecodeDataset(dataset, ids, resizes),
         batch_sampler=positions,
         num_workers=workers,
         worker_init_fn=exit_with_parent,
