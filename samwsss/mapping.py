@@ -375,7 +375,9 @@ def load_mapping(name_or_path: str | os.PathLike[str]) -> ClassMapping:
         MappingError: the file is missing or malformed (the message says what to fix).
     """
     text_name = str(name_or_path)
-    if text_name.lower() in BUILTIN_MAPPINGS and not Path(text_name).exists():
+    # a built-in name wins over a folder of that name (a dataset folder "voc" beside the
+    # run); only a file of that name is read as the user's mapping
+    if text_name.lower() in BUILTIN_MAPPINGS and not Path(text_name).is_file():
         path = builtin_mapping_path(text_name.lower())
     else:
         path = Path(name_or_path)

@@ -371,3 +371,11 @@ def test_mapping_from_names() -> None:
     assert mapping.class_of_tag("Hot Dog") == 2
     with pytest.raises(MappingError, match="repeats"):
         mapping_from_names(["dog", "Dog"])
+
+
+def test_a_folder_named_like_a_builtin_mapping_does_not_hide_it(tmp_path, monkeypatch) -> None:
+    from samwsss.mapping import load_mapping
+
+    (tmp_path / "voc").mkdir()  # e.g. the dataset folder next to the run
+    monkeypatch.chdir(tmp_path)
+    assert load_mapping("voc").class_names[1] == "aeroplane"
