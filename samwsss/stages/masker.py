@@ -15,7 +15,9 @@ How a call runs:
    most ``max_boxes_per_chunk`` (memory stays bounded for any box count). No padding
    boxes are used, so a batched call gives the one-at-a-time results.
 3. Low-resolution logits are upsampled exactly like ``SamProcessor.post_process_masks``
-   (to the padded input, crop, to the original size) and thresholded at 0.
+   (to the padded input, crop, to the original size) and thresholded at 0, a few masks
+   at a time under ``UPSCALE_BUDGET_PIXELS`` (one at a time on a 48-megapixel image), into
+   the preallocated ``(N, H, W)`` bool masks.
 
 Precision: the image encoder runs under bfloat16 autocast on CUDA by default (float32 on
 CPU); the prompt encoder and mask decoder always run in float32.
@@ -49,7 +51,7 @@ from samwsss.detections import Detections
 from samwsss.stages.contracts import ImageBatch, ModelSource
 from samwsss.stages.masker_backend import SamBackend
 from samwsss.stages.masker_official import OFFICIAL_CHECKPOINTS, OFFICIAL_DOWNLOAD_ROOT
-from samwsss.stages.masker_transforms import scale_boxes, upscale_mask_logits
+from samwsss.stages.masker_transforms import InputGeometry, scale_boxes, upscale_mask_logits
 from samwsss.stages.pil_resize import BILINEAR, PilResize
 
 logger = logging.getLogger(__name__)
@@ -58,8 +60,10 @@ Multimask = Literal["single", "best"]
 _CHECKPOINT_SUFFIXES = (".pth", ".pt")
 
 
-#: At most this many full-resolution mask logits (float32) exist at once (512 MiB).
-UPSCALE_BUDGET_PIXELS = 2**27
+#: At most this many full-resolution mask logits (float32) exist at once (256 MiB), and
+#: at least one mask's: a 48-megapixel image is upscaled one mask at a time, a VOC-sized
+#: image with up to ~350 boxes in one go (see :func:`threshold_upscaled`).
+UPSCALE_BUDGET_PIXELS = 2**26
 
 
 class SamMasker:
@@ -335,24 +339,45 @@ class SamMasker:
                 )
                 logits, scores = _select(logits.float(), scores.float(), self.multimask)
                 for image, first, last in _segments(offsets, start, stop):
-                    size = detections[image].image_size
-                    # full-resolution float logits are the largest tensor here: upscale a
-                    # few masks at a time so a huge image cannot exhaust the memory
-                    step = max(1, UPSCALE_BUDGET_PIXELS // (size[0] * size[1]))
-                    for low in range(first, last, step):
-                        high = min(low + step, last)
-                        upscaled = upscale_mask_logits(
-                            logits[low - start : high - start],
-                            backend.geometry,
-                            resized_sizes[image],
-                            size,
-                        )
-                        outputs[image][0][low - offsets[image] : high - offsets[image]] = (
-                            upscaled > 0.0
-                        )
                     local = slice(first - offsets[image], last - offsets[image])
+                    threshold_upscaled(
+                        logits[first - start : last - start],
+                        backend.geometry,
+                        resized_sizes[image],
+                        outputs[image][0][local],
+                    )
                     outputs[image][1][local] = scores[first - start : last - start]
         return outputs
+
+
+def threshold_upscaled(
+    logits: torch.Tensor,
+    geometry: InputGeometry,
+    resized_size: tuple[int, int],
+    out: torch.Tensor,
+) -> None:
+    """Upscale low-resolution logits and write ``logits > 0`` into ``out``, a few at a time.
+
+    The full-resolution float32 logits are the largest temporaries of the masker (4 bytes
+    per pixel and mask): they are made for ``max(1, UPSCALE_BUDGET_PIXELS // (H * W))``
+    masks at a time and thresholded straight into ``out``, so a huge image needs one
+    mask's float logits on top of its bool masks, while a small image is done in one go.
+    Interpolation treats every mask of a batch on its own, so the bits do not depend on
+    the piece size.
+
+    Args:
+        logits: ``(n, h0, w0)`` float low-resolution mask logits.
+        geometry: the backend's input geometry.
+        resized_size: the image's ``(h, w)`` inside the model input.
+        out: ``(n, H, W)`` bool, contiguous, written in place.
+    """
+    count, height, width = out.shape
+    step = max(1, UPSCALE_BUDGET_PIXELS // max(1, height * width))
+    for low in range(0, count, step):
+        high = min(low + step, count)
+        upscaled = upscale_mask_logits(logits[low:high], geometry, resized_size, (height, width))
+        torch.gt(upscaled, 0.0, out=out[low:high])
+        del upscaled  # free before the next piece is made
 
 
 def _select(
