@@ -164,12 +164,16 @@ def test_oom_halves_the_batch(pipe: Pipeline, monkeypatch: pytest.MonkeyPatch) -
     original = Pipeline.run_batch
 
     def flaky(
-        self: Pipeline, images: list, class_ids: list | None, keep_masks: bool = True
+        self: Pipeline,
+        images: list,
+        class_ids: list | None,
+        keep_masks: bool = True,
+        prepared: list | None = None,
     ) -> list:
         calls.append(len(images))
         if len(images) > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return original(self, images, class_ids, keep_masks)
+        return original(self, images, class_ids, keep_masks, prepared)
 
     monkeypatch.setattr(Pipeline, "run_batch", flaky)
     monkeypatch.setattr(pipe, "plan", BatchPlan.for_device(3, "cpu"))
@@ -196,6 +200,7 @@ def test_presets_paper_matches_the_authors_protocol() -> None:
         "single",
         None,
     )
+    assert (paper.clip_boxes, paper.image_resize, paper.dtype) == (False, "pil", "float32")
     default = preset("default")
     assert (default.merge_rule, default.tag_match, default.tagger) == (
         "score",
