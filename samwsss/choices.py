@@ -37,7 +37,9 @@ DTYPE_ALIASES = {
 ROUTES = ("text-input", "zero-shot")
 #: Tagger name that reuses the pipeline's Grounding DINO instead of RAM.
 GROUNDING_TAGGER = "grounding"
+#: Tagger name that reuses the pipeline's SAM 3 segmenter: its presence score per class.
+PRESENCE_TAGGER = "sam3-presence"
 #: Pipeline presets (:data:`samwsss.pipeline.config.PRESETS`).
-PRESET_NAMES = ("default", "paper")
+PRESET_NAMES = ("default", "paper", "sam3")
 #: DataLoader worker processes decoding images ahead of the models in a dataset run.
 DEFAULT_WORKERS = 4

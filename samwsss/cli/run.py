@@ -85,6 +85,19 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             default=None,
             help="SAM: registry name, hub id, local folder or official .pth.",
         ),
+        click.option(
+            "--segmenter",
+            type=str,
+            default=None,
+            help="A text-prompted segmenter replacing --boxer/--masker: sam3, "
+            "sam3-litetext-s0|s1|l, a hub id or a local folder (preset sam3 sets it).",
+        ),
+        click.option(
+            "--segment-threshold",
+            type=float,
+            default=None,
+            help="The segmenter's instance score threshold [its own default].",
+        ),
         click.option("--box-threshold", type=float, default=None),
         click.option("--text-threshold", type=float, default=None),
         click.option("--prompt-mode", type=click.Choice(PROMPT_MODES), default=None),
@@ -202,7 +215,8 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
                 "--tagger",
                 type=str,
                 default=None,
-                help="RAM registry name or checkpoint path, or 'grounding'.",
+                help="RAM registry name or checkpoint path, 'grounding' (Grounding DINO on "
+                "every class) or 'sam3-presence' (the segmenter's presence scores).",
             ),
             click.option("--tag-match", type=click.Choice(TAG_MATCHES), default=None),
             click.option(

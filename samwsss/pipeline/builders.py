@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from samwsss.choices import GROUNDING_TAGGER
+from samwsss.choices import GROUNDING_TAGGER, PRESENCE_TAGGER
 from samwsss.mapping import ClassMapping
 from samwsss.pipeline.batching import boxer_rows
 from samwsss.pipeline.config import PipelineConfig
 from samwsss.registry import create
-from samwsss.stages.contracts import Boxer, Masker, Tagger
+from samwsss.stages.contracts import Boxer, Masker, Tagger, TextSegmenter
 
 
 def build_boxer(config: PipelineConfig) -> Boxer:
@@ -40,12 +40,34 @@ def build_masker(config: PipelineConfig) -> Masker:
     return masker
 
 
+def build_segmenter(config: PipelineConfig) -> TextSegmenter:
+    """The text-prompted segmenter ``config.segmenter`` (SAM 3), which replaces boxer and
+    masker; its score threshold is the config's ``segment_threshold`` when set."""
+    options: dict[str, object] = {
+        "dtype": config.dtype,
+        "max_batch_rows": boxer_rows(config.batch_size),
+    }
+    if config.segment_threshold is not None:
+        options["score_threshold"] = config.segment_threshold
+    segmenter: TextSegmenter = create("segmenter", str(config.segmenter), **options)
+    return segmenter
+
+
 def build_tagger(config: PipelineConfig, mapping: ClassMapping, boxer: Boxer) -> Tagger:
     """The zero-shot tagger: RAM/RAM++ (``config.tagger`` name or checkpoint path, with the
     mapping's per-tag thresholds), or ``"grounding"``, which reuses ``boxer`` on every class
-    of the mapping with joint captions (a few forwards per image instead of one per class)."""
+    of the mapping with joint captions (a few forwards per image instead of one per class),
+    or ``"sam3-presence"``, which reuses the segmenter passed as ``boxer``."""
     tagger: Tagger
-    if config.tagger == GROUNDING_TAGGER:
+    if config.tagger == PRESENCE_TAGGER:
+        tagger = create(
+            "tagger",
+            PRESENCE_TAGGER,
+            segmenter=boxer,
+            mapping=mapping,
+            threshold=config.tag_threshold,
+        )
+    elif config.tagger == GROUNDING_TAGGER:
         tagger = create(
             "tagger",
             GROUNDING_TAGGER,

@@ -13,6 +13,7 @@ from samwsss.choices import (
     MERGE_RULES,
     MULTIMASK,
     PIPELINE_DTYPES,
+    PRESENCE_TAGGER,
     PROMPT_MODES,
     TAG_MATCHES,
 )
@@ -26,7 +27,13 @@ class PipelineConfig:
         mapping: class mapping: ``"voc"``, ``"coco"`` or a YAML path.
         boxer: Grounding DINO registry name, hub id or local folder.
         masker: SAM registry name, hub id, local folder or official ``.pth`` file.
-        tagger: RAM registry name or checkpoint path, or ``"grounding"`` (zero-shot only).
+        segmenter: a text-prompted segmenter (``"sam3"``, ``"sam3-litetext-s0"``, a hub
+            id or folder) that replaces boxer + masker, or ``None``.
+        segment_threshold: the segmenter's instance score threshold, or ``None`` for the
+            segmenter's own default.
+        tagger: RAM registry name or checkpoint path, ``"grounding"`` (Grounding DINO on
+            every class) or ``"sam3-presence"`` (the segmenter's presence score on every
+            class) (zero-shot only).
         box_threshold: Grounding DINO box threshold (max sigmoid over prompt tokens).
         text_threshold: Grounding DINO text threshold.
         prompt_mode: ``"per-class"`` (one prompt per image and class, the paper) or
@@ -53,6 +60,8 @@ class PipelineConfig:
     mapping: str = "voc"
     boxer: str = "grounding-dino-tiny"
     masker: str = "sam-vit-huge"
+    segmenter: str | None = None
+    segment_threshold: float | None = None
     tagger: str = "ram-plus-swin-large-14m"
     box_threshold: float = 0.3
     text_threshold: float = 0.25
@@ -79,6 +88,12 @@ class PipelineConfig:
         check_fraction("box_threshold", self.box_threshold)
         check_fraction("text_threshold", self.text_threshold)
         check_optional_fraction("tag_threshold", self.tag_threshold)
+        check_optional_fraction("segment_threshold", self.segment_threshold)
+        if self.tagger == PRESENCE_TAGGER and self.segmenter is None:
+            raise ValueError(
+                f"tagger {PRESENCE_TAGGER!r} reads a segmenter's presence scores: set "
+                "segmenter (e.g. 'sam3', or the preset 'sam3'), or choose another tagger"
+            )
         check_optional_fraction("nms_iou", self.nms_iou, include_low=False)
         check_optional_fraction("uncertain_margin", self.uncertain_margin)
         check_count("batch_size", self.batch_size)
@@ -128,11 +143,18 @@ PRESETS: dict[str, PipelineConfig] = {  # names: samwsss.choices.PRESET_NAMES
         image_resize="pil",
         dtype="float32",
     ),
+    # SAM 3 segments each class prompt directly (boxer + masker in one model) and its
+    # presence score tags the zero-shot route: no Grounding DINO, SAM 1 or RAM weights.
+    "sam3": PipelineConfig(
+        segmenter="sam3",
+        tagger=PRESENCE_TAGGER,
+        merge_rule="score",
+    ),
 }
 
 
 def preset(name: str, **overrides: Any) -> PipelineConfig:
-    """A named preset (``"default"`` or ``"paper"``) with ``overrides`` applied."""
+    """A named preset (``"default"``, ``"paper"`` or ``"sam3"``) with ``overrides`` applied."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides)

@@ -154,9 +154,11 @@ class Pipeline:
 
     @property
     def stages(self) -> dict[str, Stage]:
-        """The model stages by role (``tagger``, ``boxer``, ``masker``), those present (a
-        tagger built on first use appears once built)."""
-        found = {"tagger": self.tagger, "boxer": self.boxer, "masker": self.masker}
+        """The model stages by role (``tagger``, ``boxer``, ``masker``; ``segmenter`` for a
+        text segmenter without masker), those present (a tagger built on first use appears
+        once built)."""
+        boxer_role = "boxer" if self.masker is not None else "segmenter"
+        found = {"tagger": self.tagger, boxer_role: self.boxer, "masker": self.masker}
         return {role: stage for role, stage in found.items() if stage is not None}
 
     # -- construction -------------------------------------------------------------------
@@ -175,12 +177,21 @@ class Pipeline:
             with_tagger: give the pipeline the zero-shot tagger, built when the zero-shot
                 route first runs (or on :meth:`require_tagger`); ``False``: text input only.
         """
-        from samwsss.pipeline.builders import build_boxer, build_masker, build_tagger
+        from samwsss.pipeline.builders import (
+            build_boxer,
+            build_masker,
+            build_segmenter,
+            build_tagger,
+        )
         from samwsss.stages.mapper import TagMapper
 
         mapping = load_mapping(config.mapping)
-        boxer = build_boxer(config)
-        masker = build_masker(config)
+        boxer: Boxer | TextSegmenter
+        masker: Masker | None
+        if config.segmenter is not None:
+            boxer, masker = build_segmenter(config), None
+        else:
+            boxer, masker = build_boxer(config), build_masker(config)
         pipe = cls(
             mapping=mapping,
             boxer=boxer,
