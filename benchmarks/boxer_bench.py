@@ -17,9 +17,16 @@ threshold of the paper, 0.3. Reported: median seconds per batch, images/s, peak 
 growth (CUDA: max allocated; CPU: resident set, sampled) and the speed-up over the loop.
 On CPU the full model runs batch 1 only (a forward takes tens of seconds).
 
+``--families`` picks the architecture: ``grounding-dino`` (default) and/or
+``mm-grounding-dino`` (MM-Grounding-DINO / LLMDet: the same sizes as an
+``MMGroundingDinoConfig``, its class-head bias set to -1 so that some boxes pass the
+threshold; written by :func:`samwsss.testing.gdino.build_tiny_mm_grounding_dino` with the
+real 800/1333 resize).
+
 Run from the repository root::
 
     python -m benchmarks.boxer_bench --sizes tiny full --device cpu --threads 1
+    python -m benchmarks.boxer_bench --sizes tiny --families grounding-dino mm-grounding-dino
 """
 
 from __future__ import annotations
@@ -38,21 +45,31 @@ import torch
 from benchmarks import _measure
 
 SIZES = ("tiny", "full")
+FAMILIES = ("grounding-dino", "mm-grounding-dino")
 PROMPTS = ("cat", "dog", "person", "wild bird", "dining table", "car")
 CLASSES_PER_IMAGE = 2
 IMAGE_SIZE = (480, 640)
 
 
-def load_boxer(size: str, directory: Path, device: torch.device) -> Any:
-    """Write a seeded random Grounding DINO of ``size`` (untempered logits) and load it."""
-    from transformers import GroundingDinoConfig
+def load_boxer(
+    size: str, directory: Path, device: torch.device, family: str = "grounding-dino"
+) -> Any:
+    """Write a seeded random model of ``family`` and ``size`` (Grounding DINO: untempered
+    logits) and load it with the paper's box threshold 0.3."""
+    from transformers import GroundingDinoConfig, MMGroundingDinoConfig
 
     from samwsss.registry import create
-    from samwsss.testing.gdino import build_tiny_grounding_dino
+    from samwsss.testing.gdino import build_tiny_grounding_dino, build_tiny_mm_grounding_dino
 
-    config = None if size == "tiny" else GroundingDinoConfig()
-    build_tiny_grounding_dino(directory, seed=0, config=config)
-    return create("boxer", directory, box_threshold=0.3, device=device)
+    if family == "mm-grounding-dino":
+        mm_config = None if size == "tiny" else MMGroundingDinoConfig()
+        build_tiny_mm_grounding_dino(
+            directory, seed=0, shortest_edge=800, longest_edge=1333, config=mm_config
+        )
+    else:
+        config = None if size == "tiny" else GroundingDinoConfig()
+        build_tiny_grounding_dino(directory, seed=0, config=config)
+    return create("boxer", directory, box_threshold=0.3, text_threshold=0.25, device=device)
 
 
 def random_images(count: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
@@ -106,16 +123,20 @@ def queries_for(batch: int) -> list[list[tuple[int, str]]]:
 
 
 def run(
-    device: torch.device, sizes: Sequence[str], batch_sizes: Sequence[int], repeats: int | None
+    device: torch.device,
+    sizes: Sequence[str],
+    batch_sizes: Sequence[int],
+    repeats: int | None,
+    families: Sequence[str] = ("grounding-dino",),
 ) -> list[list[str]]:
-    """Time the loop and the batched boxer; one table row per (size, batch, style).
+    """Time the loop and the batched boxer; one table row per (family, size, batch, style).
 
     ``repeats`` defaults to 5, or 1 for the full model on CPU.
     """
     rows: list[list[str]] = []
-    for size in sizes:
+    for family, size in [(f, s) for f in families for s in sizes]:
         with tempfile.TemporaryDirectory(prefix="samwsss-bench-gdino-") as folder:
-            boxer = load_boxer(size, Path(folder), device)
+            boxer = load_boxer(size, Path(folder), device, family)
         full_on_cpu = size == "full" and device.type == "cpu"
         here = [b for b in batch_sizes if not full_on_cpu or b <= 1] or [min(batch_sizes)]
         count = repeats if repeats is not None else (1 if full_on_cpu else 5)
@@ -135,6 +156,7 @@ def run(
                 loop = None if style == "loop" else results["loop"].median
                 rows.append(
                     [
+                        family,
                         size,
                         str(device),
                         dtype,
@@ -157,10 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _measure.parser(__doc__.split("\n")[0], repeats=None)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
+    parser.add_argument(
+        "--families", nargs="+", default=[FAMILIES[0]], choices=FAMILIES, help="architectures"
+    )
     args = parser.parse_args(argv)
     device = _measure.resolve_device(args)
-    rows = run(device, args.sizes, args.batch_sizes, args.repeats)
+    rows = run(device, args.sizes, args.batch_sizes, args.repeats, args.families)
     header = [
+        "family",
         "size",
         "device",
         "dtype",

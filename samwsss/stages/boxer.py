@@ -13,9 +13,16 @@ with the prompt's class. :class:`GroundingDinoBoxer` gives the same results but 
   captions when longer than the model's ``max_text_len``). Each kept query goes to the class
   whose prompt's token span holds its largest probability — never to the decoded phrase.
 
-Registry names: ``grounding-dino-tiny`` (IDEA-Research/grounding-dino-tiny, the paper's
-Swin-T trained on O365+GoldG+Cap4M) and ``grounding-dino-base``
-(IDEA-Research/grounding-dino-base, Swin-B). Any other string is a hub id or local folder.
+Any checkpoint of the Grounding DINO family runs through the same paths: the original
+(``model_type`` ``grounding-dino``) and MM-Grounding-DINO / LLMDet (``mm-grounding-dino``);
+the model class is picked by ``model_type`` (:mod:`samwsss.stages.boxer_family`), other
+architectures are refused by name. Default thresholds depend on the family (0.3 / 0.25 for
+the original, 0.4 / 0.3 for MM-Grounding-DINO and LLMDet); :func:`family_defaults` tells them.
+
+Registry names (:data:`MODELS`): ``grounding-dino-tiny`` (IDEA-Research/grounding-dino-tiny,
+the paper's Swin-T trained on O365+GoldG+Cap4M), ``grounding-dino-base`` (Swin-B),
+``mm-grounding-dino-tiny|base|large`` (openmmlab-community) and ``llmdet-tiny|base|large``
+(iSEE-Laboratory). Any other string is a hub id or local folder.
 """
 
 from __future__ import annotations
@@ -41,6 +48,16 @@ from samwsss.checks import (
 from samwsss.choices import IMAGE_RESIZES, PROMPT_MODES
 from samwsss.detections import Detections
 from samwsss.stages.boxer_backbone import backbone_module, shared_backbone
+from samwsss.stages.boxer_family import (
+    GROUNDING_DINO,
+    MM_GROUNDING_DINO,
+    BoxerFamily,
+    cached_model_type,
+    family_of_model,
+    family_of_type,
+    folder_model_type,
+    hub_model_type,
+)
 from samwsss.stages.boxer_preprocess import (
     PreprocessSettings,
     normalize_resized,
@@ -58,21 +75,68 @@ from samwsss.stages.pil_resize import BILINEAR, PilResize
 
 logger = logging.getLogger(__name__)
 
-#: The released Grounding DINO weights this boxer loads by name.
-MODELS = (
-    registry.ModelCard(
-        "boxer",
+#: Released checkpoints by name: ``(name, hub id, family, description)``. The LLMDet
+#: repositories were first published as ``rziga/llmdet_*`` (transformers' docs still link
+#: there); their model cards now live under iSEE-Laboratory, the authors' organisation.
+_RELEASED: tuple[tuple[str, str, BoxerFamily, str], ...] = (
+    (
         "grounding-dino-tiny",
         "IDEA-Research/grounding-dino-tiny",
+        GROUNDING_DINO,
         "Grounding DINO Swin-T (O365, GoldG, Cap4M): the paper's boxer",
     ),
-    registry.ModelCard(
-        "boxer",
+    (
         "grounding-dino-base",
         "IDEA-Research/grounding-dino-base",
+        GROUNDING_DINO,
         "Grounding DINO Swin-B: larger, more accurate boxer",
     ),
+    (
+        "mm-grounding-dino-tiny",
+        "openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det",
+        MM_GROUNDING_DINO,
+        "MM-Grounding-DINO Swin-T (O365, GoldG, V3Det): 50.6 COCO zero-shot AP",
+    ),
+    (
+        "mm-grounding-dino-base",
+        "openmmlab-community/mm_grounding_dino_base_o365v1_goldg_v3det",
+        MM_GROUNDING_DINO,
+        "MM-Grounding-DINO Swin-B (O365, GoldG, V3Det): 52.5 COCO zero-shot AP",
+    ),
+    (
+        "mm-grounding-dino-large",
+        "openmmlab-community/mm_grounding_dino_large_o365v2_oiv6_goldg",
+        MM_GROUNDING_DINO,
+        "MM-Grounding-DINO Swin-L (O365v2, OpenImagesV6, GoldG): 53.0 COCO zero-shot AP",
+    ),
+    (
+        "llmdet-tiny",
+        "iSEE-Laboratory/llmdet_tiny",
+        MM_GROUNDING_DINO,
+        "LLMDet Swin-T: MM-Grounding-DINO co-trained with an LLM (GroundingCap-1M)",
+    ),
+    (
+        "llmdet-base",
+        "iSEE-Laboratory/llmdet_base",
+        MM_GROUNDING_DINO,
+        "LLMDet Swin-B: MM-Grounding-DINO co-trained with an LLM (GroundingCap-1M)",
+    ),
+    (
+        "llmdet-large",
+        "iSEE-Laboratory/llmdet_large",
+        MM_GROUNDING_DINO,
+        "LLMDet Swin-L: MM-Grounding-DINO co-trained with an LLM (GroundingCap-1M)",
+    ),
 )
+
+#: The released Grounding DINO family weights this boxer loads by name; each card's
+#: ``defaults`` are its family's thresholds.
+MODELS = tuple(
+    registry.ModelCard("boxer", name, weights, description, defaults=family.defaults)
+    for name, weights, family, description in _RELEASED
+)
+#: Registry name -> family.
+CARD_FAMILIES: dict[str, BoxerFamily] = {name: family for name, _, family, _ in _RELEASED}
 DEFAULT_MODEL = "grounding-dino-tiny"
 
 
@@ -87,7 +151,8 @@ class _Row:
 
 
 class GroundingDinoBoxer:
-    """Boxes for (image, class prompt) queries with transformers' Grounding DINO.
+    """Boxes for (image, class prompt) queries with a transformers Grounding DINO family model
+    (``GroundingDinoForObjectDetection`` or ``MMGroundingDinoForObjectDetection``).
 
     Call ``boxer(images, queries)``:
 
@@ -105,11 +170,11 @@ class GroundingDinoBoxer:
     order, then by Grounding DINO query index (not by score). Tensors are on the model's
     device.
 
-    Thresholds:
+    Thresholds (``None``: the family's default, see :func:`family_defaults`):
 
-    * ``box_threshold`` (0.3): a query is kept when its score (max sigmoid over all real
+    * ``box_threshold`` (0.3; MM-Grounding-DINO / LLMDet 0.4): a query is kept when its score (max sigmoid over all real
       text tokens of its caption: ``[CLS]``, words, ``"."``, ``[SEP]``) is ``>`` it.
-    * ``text_threshold`` (0.25): in the paper it only selects the tokens of the phrase
+    * ``text_threshold`` (0.25; MM-Grounding-DINO / LLMDet 0.3): in the paper it only selects the tokens of the phrase
       string, which the authors then discard; so in ``per-class`` mode it changes nothing.
       In ``joint`` mode a kept query is also required to have its assigned class's span
       maximum ``>`` ``text_threshold``, i.e. the class would appear in the paper's phrase
@@ -138,8 +203,8 @@ class GroundingDinoBoxer:
         model: Any,
         processor: Any,
         *,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float | None = None,
+        text_threshold: float | None = None,
         prompt_mode: str = "per-class",
         nms_iou: float | None = None,
         device: torch.device | str | None = None,
@@ -151,15 +216,26 @@ class GroundingDinoBoxer:
         checkpoint: str | None = None,
         revision: str | None = None,
     ) -> None:
-        """Wrap a loaded ``GroundingDinoForObjectDetection`` and its ``GroundingDinoProcessor``.
+        """Wrap a loaded Grounding DINO family model and its ``GroundingDinoProcessor``.
+
+        The family is read off ``model.config.model_type``; thresholds left ``None`` take
+        its defaults.
 
         Raises:
-            ValueError: a threshold outside [0, 1], an unknown ``prompt_mode`` or ``dtype``,
+            ValueError: a model whose ``model_type`` is not of the Grounding DINO family, a
+                threshold outside [0, 1], an unknown ``prompt_mode`` or ``dtype``,
                 ``nms_iou`` outside (0, 1], ``max_batch_rows`` < 1, or a processor that does
                 not resize by shortest/longest edge.
         """
-        self.box_threshold = check_fraction("box_threshold", box_threshold)
-        self.text_threshold = check_fraction("text_threshold", text_threshold)
+        self.family = family_of_model(model)
+        self.box_threshold = check_fraction(
+            "box_threshold",
+            self.family.box_threshold if box_threshold is None else box_threshold,
+        )
+        self.text_threshold = check_fraction(
+            "text_threshold",
+            self.family.text_threshold if text_threshold is None else text_threshold,
+        )
         self.prompt_mode = check_choice("prompt_mode", prompt_mode, PROMPT_MODES)
         self.nms_iou = check_optional_fraction("nms_iou", nms_iou, include_low=False)
         self.max_batch_rows = check_count("max_batch_rows", max_batch_rows)
@@ -180,7 +256,11 @@ class GroundingDinoBoxer:
             self.preprocess_settings.longest_edge,
             BILINEAR,
         )
-        self.share_backbone = bool(share_backbone) and backbone_module(model) is not None
+        self.share_backbone = (
+            bool(share_backbone)
+            and self.family.share_backbone
+            and backbone_module(model) is not None
+        )
         self.checkpoint = checkpoint
         self.revision = revision
         self._dtype = parse_dtype(dtype)
@@ -193,8 +273,8 @@ class GroundingDinoBoxer:
         cls,
         name_or_path: str = DEFAULT_MODEL,
         *,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float | None = None,
+        text_threshold: float | None = None,
         prompt_mode: str = "per-class",
         nms_iou: float | None = None,
         device: torch.device | str | None = None,
@@ -205,30 +285,49 @@ class GroundingDinoBoxer:
         clip_boxes: bool = True,
         **load_kwargs: Any,
     ) -> GroundingDinoBoxer:
-        """Load a Grounding DINO checkpoint and its processor.
+        """Load a Grounding DINO family checkpoint and its processor.
+
+        The model class comes from the checkpoint's family: a registry name's card, else the
+        ``model_type`` of its ``config.json`` (``grounding-dino`` ->
+        ``GroundingDinoForObjectDetection``; ``mm-grounding-dino``, also LLMDet ->
+        ``MMGroundingDinoForObjectDetection``). Only the config is read before refusing
+        another architecture.
 
         Args:
-            name_or_path: ``grounding-dino-tiny`` / ``grounding-dino-base`` (registry names,
-                resolved to IDEA-Research hub ids first), or any hub id or local folder
-                holding a transformers Grounding DINO (``config.json``, weights, processor
-                and tokenizer files).
+            name_or_path: a registry name (:data:`MODELS`: ``grounding-dino-tiny``,
+                ``mm-grounding-dino-base``, ``llmdet-large``..., resolved to hub ids first),
+                or any hub id or local folder holding a transformers Grounding DINO family
+                model (``config.json``, weights, processor and tokenizer files).
+            box_threshold, text_threshold: ``None`` takes the family's defaults
+                (:func:`family_defaults`).
             load_kwargs: passed to both ``from_pretrained`` calls (``revision``,
                 ``cache_dir``, ``local_files_only``, ``token``...).
 
         The other arguments are those of :class:`GroundingDinoBoxer`.
+
+        Raises:
+            ValueError: an unknown name, a folder without ``config.json``, or a checkpoint
+                whose ``model_type`` is not of the Grounding DINO family (named, with the
+                supported types).
         """
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+        from transformers import AutoProcessor
 
         if not isinstance(name_or_path, str) or not name_or_path:
             raise ValueError(
                 f"name_or_path must be a registry name ({', '.join(_names())}), a hub id or "
                 f"a local folder, got {name_or_path!r}"
             )
-        _check_source(name_or_path)
+        family = _source_family(name_or_path, load_kwargs)
         checkpoint = registry.weights_of("boxer", name_or_path)
-        logger.info("loading Grounding DINO from %s", checkpoint)
+        logger.info("loading %s (%s) from %s", family.label, family.model_class, checkpoint)
         processor = AutoProcessor.from_pretrained(checkpoint, **load_kwargs)
-        model = GroundingDinoForObjectDetection.from_pretrained(checkpoint, **load_kwargs)
+        model = family.load_class().from_pretrained(checkpoint, **load_kwargs)
+        loaded = family_of_model(model)
+        if loaded is not family:
+            raise ValueError(
+                f"{checkpoint} was expected to hold a {family.model_type!r} model but holds "
+                f"a {loaded.model_type!r} one: load it by its hub id or folder instead"
+            )
         return cls(
             model,
             processor,
@@ -485,44 +584,81 @@ class GroundingDinoBoxer:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(checkpoint={self.checkpoint!r}, prompt_mode={self.prompt_mode!r}, "
+            f"{type(self).__name__}(checkpoint={self.checkpoint!r}, "
+            f"family={self.family.model_type!r}, prompt_mode={self.prompt_mode!r}, "
             f"box_threshold={self.box_threshold}, text_threshold={self.text_threshold}, "
             f"nms_iou={self.nms_iou}, device={str(self._device)!r})"
         )
 
 
-def _check_source(name_or_path: str) -> None:
-    """Reject what cannot be a Grounding DINO before transformers tries the network.
+def _source_family(name_or_path: str, load_kwargs: dict[str, Any]) -> BoxerFamily:
+    """The family of what ``name_or_path`` names, checked before any weights are loaded.
+
+    A registered name gives its card's family; a folder its ``config.json`` ``model_type``;
+    a hub id ``owner/name`` the ``model_type`` of its config (fetched alone).
 
     Raises:
-        ValueError: a folder without a Grounding DINO ``config.json``, or a string that is
-            neither a registered name, nor an existing folder, nor a hub id ``owner/name``.
+        ValueError: a folder without ``config.json``, a ``model_type`` outside the Grounding
+            DINO family, or a string that is neither a registered name, nor an existing
+            folder, nor a hub id ``owner/name``.
     """
-    import json
-
-    if name_or_path in _names():
-        return
+    if name_or_path in CARD_FAMILIES:
+        return CARD_FAMILIES[name_or_path]
     path = Path(name_or_path).expanduser()
     if path.exists():
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise ValueError(
-                f"{path} has no config.json: give a folder written by save_pretrained, a hub "
-                f"id or one of {', '.join(_names())}"
-            )
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-        if model_type != "grounding-dino":
-            raise ValueError(
-                f"{path} holds a {model_type!r} model, not Grounding DINO (model_type "
-                "'grounding-dino'): check --boxer"
-            )
-        return
-    parts = name_or_path.split("/")
-    if len(parts) != 2 or not all(parts) or name_or_path.startswith((".", "~")):
+        return family_of_type(_folder_type(path), str(path))
+    _check_hub_id(name_or_path)
+    return family_of_type(hub_model_type(name_or_path, load_kwargs), name_or_path)
+
+
+def _folder_type(path: Path) -> object:
+    if not (path / "config.json").is_file():
         raise ValueError(
-            f"boxer {name_or_path!r} is neither a registered name ({', '.join(_names())}), "
+            f"{path} has no config.json: give a folder written by save_pretrained, a hub "
+            f"id or one of {', '.join(_names())}"
+        )
+    return folder_model_type(path)
+
+
+def _check_hub_id(name: str) -> None:
+    parts = name.split("/")
+    if len(parts) != 2 or not all(parts) or name.startswith((".", "~")):
+        raise ValueError(
+            f"boxer {name!r} is neither a registered name ({', '.join(_names())}), "
             "nor an existing folder, nor a hub id like IDEA-Research/grounding-dino-tiny"
         )
+
+
+def family_defaults(name_or_path: str | Path) -> dict[str, float]:
+    """Default ``box_threshold`` / ``text_threshold`` of the checkpoint ``name_or_path`` names.
+
+    For callers that pass thresholds explicitly (the pipeline passes its config's) and want
+    the family's values when the user gave none: ``{"box_threshold": 0.3,
+    "text_threshold": 0.25}`` for the original Grounding DINO, ``0.4`` / ``0.3`` for
+    MM-Grounding-DINO and LLMDet (see :mod:`samwsss.stages.boxer_family` for why). Reads no
+    weights and never touches the network.
+
+    Args:
+        name_or_path: a registry name (its card's family), a ``save_pretrained`` folder (its
+            ``config.json`` ``model_type``) or a hub id (its cached ``config.json``, if any).
+
+    Returns:
+        The family's thresholds, or ``{}`` for a hub id whose config is not cached (the
+        family cannot be known offline; the caller keeps its own values).
+
+    Raises:
+        ValueError: a folder without ``config.json`` or holding another architecture, or a
+            string that is neither a registered name, a folder nor a hub id.
+    """
+    name = str(name_or_path)
+    if name in CARD_FAMILIES:
+        return CARD_FAMILIES[name].defaults
+    path = Path(name).expanduser()
+    if path.exists():
+        return family_of_type(_folder_type(path), str(path)).defaults
+    _check_hub_id(name)
+    model_type = cached_model_type(name)
+    return {} if model_type is None else family_of_type(model_type, name).defaults
 
 
 def cxcywh_to_pixels(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:

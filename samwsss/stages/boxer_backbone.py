@@ -8,6 +8,11 @@ row per distinct image and the backbone features (and their position embeddings)
 expanded to the caption rows afterwards. Everything after the backbone (text encoder,
 feature enhancer, decoder) still runs per row. The module tree and state dict are untouched;
 the hooks are removed when the context exits.
+
+The same holds for ``MMGroundingDinoForObjectDetection`` (MM-Grounding-DINO, LLMDet): its
+``model.backbone`` (``MMGroundingDinoConvModel``) has the same inputs and outputs and its
+forward is the original's; only the class heads after the decoder differ. The boxer's tests
+check that both families give the same boxes with and without sharing.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import torch
 
 
 def backbone_module(model: Any) -> torch.nn.Module | None:
-    """The ``GroundingDinoConvModel`` of a ``GroundingDinoForObjectDetection``, or ``None``."""
+    """The ``GroundingDinoConvModel`` (or ``MMGroundingDinoConvModel``) of a Grounding DINO
+    family detector, or ``None``."""
     inner = getattr(model, "model", None)
     backbone = getattr(inner, "backbone", None)
     if isinstance(backbone, torch.nn.Module) and hasattr(backbone, "conv_encoder"):

@@ -14,6 +14,10 @@ Grounding DINO hard-codes 101/102/1012/1029 as phrase delimiters), has every ASC
 and digit as a word and as a ``##`` piece (so any lower-case prompt tokenizes), and whole
 words for the VOC and COCO class names.
 
+:func:`build_tiny_mm_grounding_dino` does the same for MM-Grounding-DINO (``model_type``
+``mm-grounding-dino``, ``MMGroundingDinoForObjectDetection``; LLMDet checkpoints are of this
+type too): the same tiny sizes, vocabulary and processor, and a chosen class-head bias.
+
 :func:`write_grounding_dino` is the size-parametrised writer of the benchmarks: ``tiny`` or
 ``full`` (``GroundingDinoConfig()``: Swin-T + BERT-base, d_model 256, 900 queries, the
 grounding-dino-tiny architecture), with the class logits tempered so that a box threshold
@@ -81,10 +85,13 @@ def tiny_vocabulary() -> list[str]:
     return vocab
 
 
-def tiny_grounding_dino_config(vocab_size: int = VOCAB_SIZE) -> Any:
+def tiny_grounding_dino_config(vocab_size: int = VOCAB_SIZE, mm: bool = False) -> Any:
     """The tiny ``GroundingDinoConfig``: Swin embed 16 with one block per stage, BERT hidden
-    32 with one layer, d_model 32, one encoder and two decoder layers, 20 queries."""
-    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+    32 with one layer, d_model 32, one encoder and two decoder layers, 20 queries.
+
+    ``mm=True`` gives the same sizes as an ``MMGroundingDinoConfig``.
+    """
+    from transformers import BertConfig, GroundingDinoConfig, MMGroundingDinoConfig, SwinConfig
 
     swin: dict[str, Any] = {
         "embed_dim": 16,
@@ -101,7 +108,8 @@ def tiny_grounding_dino_config(vocab_size: int = VOCAB_SIZE) -> Any:
         intermediate_size=64,
         max_position_embeddings=64,
     )
-    return GroundingDinoConfig(
+    config_class = MMGroundingDinoConfig if mm else GroundingDinoConfig
+    return config_class(
         backbone_config=backbone,
         text_config=text,
         d_model=32,
@@ -140,12 +148,60 @@ def build_tiny_grounding_dino(
     Swin-T architecture; the vocabulary keeps bert-base-uncased's special-token ids, so it
     fits the full BERT embedding table too); ``prepare(model)`` runs before saving.
     """
-    from transformers import (
-        BertTokenizer,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
+    from transformers import GroundingDinoForObjectDetection
+
+    directory = _write_processor(directory, shortest_edge, longest_edge)
+    model = _seeded(GroundingDinoForObjectDetection, config or tiny_grounding_dino_config(), seed)
+    if prepare is not None:
+        prepare(model)
+    model.save_pretrained(directory)
+    return directory
+
+
+def build_tiny_mm_grounding_dino(
+    directory: str | Path,
+    seed: int = 0,
+    shortest_edge: int = 128,
+    longest_edge: int = 213,
+    class_bias: float | None = -1.0,
+    config: Any | None = None,
+) -> Path:
+    """Write a seeded tiny random MM-Grounding-DINO + processor into ``directory``; return it.
+
+    The folder is what ``save_pretrained`` writes for ``MMGroundingDinoForObjectDetection``
+    (``config.json`` with ``model_type`` ``mm-grounding-dino``) and the same
+    ``GroundingDinoProcessor`` as :func:`build_tiny_grounding_dino` (offline BERT
+    vocabulary; ``shortest_edge``/``longest_edge`` default to the fast 128/213). It loads
+    through ``AutoModelForZeroShotObjectDetection`` / ``AutoProcessor`` and so through
+    ``GroundingDinoBoxer.from_pretrained(dir)``. Same seed, same bytes.
+
+    MM-Grounding-DINO's class head is ``<query, token> / sqrt(d_model) + bias``; the bias is
+    initialised at ``-log(99)`` (every sigmoid near 0.01, so no threshold would keep a box
+    of a random model). ``class_bias`` overwrites the decoder's and the encoder's class-head
+    biases (default -1.0: scores spread over (0, 1), and a loader that dropped the bias
+    would visibly score differently); ``None`` keeps the initialisation.
+
+    ``config`` replaces the tiny ``MMGroundingDinoConfig``
+    (:func:`tiny_grounding_dino_config` with ``mm=True``).
+    """
+    from transformers import MMGroundingDinoForObjectDetection
+
+    directory = _write_processor(directory, shortest_edge, longest_edge)
+    model = _seeded(
+        MMGroundingDinoForObjectDetection, config or tiny_grounding_dino_config(mm=True), seed
     )
+    if class_bias is not None:
+        heads = [*model.class_embed, model.model.encoder_output_class_embed]
+        with torch.no_grad():
+            for head in heads:
+                head.bias.fill_(class_bias)
+    model.save_pretrained(directory)
+    return directory
+
+
+def _write_processor(directory: str | Path, shortest_edge: int, longest_edge: int) -> Path:
+    """Save the test ``GroundingDinoProcessor`` (offline vocabulary) into ``directory``."""
+    from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -158,17 +214,18 @@ def build_tiny_grounding_dino(
     GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
         directory
     )
+    return directory
 
+
+def _seeded(model_class: Any, config: Any, seed: int) -> Any:
+    """``model_class(config)`` in eval mode, initialised under ``seed``; the global torch RNG
+    is restored afterwards."""
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = GroundingDinoForObjectDetection(config or tiny_grounding_dino_config()).eval()
+        return model_class(config).eval()
     finally:
         torch.random.set_rng_state(state)
-    if prepare is not None:
-        prepare(model)
-    model.save_pretrained(directory)
-    return directory
 
 
 def temper_class_logits(model: Any) -> None:
