@@ -373,3 +373,26 @@ def test_registered_mm_names_load_the_mm_class_with_the_card_thresholds(
     )
     with pytest.raises(ValueError, match="expected to hold a 'mm-grounding-dino' model"):
         registry.create("boxer", "mm-grounding-dino-tiny")
+
+
+def test_a_pipeline_uses_the_family_thresholds_unless_the_config_sets_them(
+    mm_dir: Path, gd_dir: Path, tiny_sam_session_dir: Path, tmp_path: Path
+) -> None:
+    from samwsss.pipeline.pipeline import Pipeline
+    from samwsss.pipeline.run_folder import run_identity
+    from samwsss.pipeline.runner import RunOptions
+
+    options = RunOptions(route="text-input", out=tmp_path / "run")
+    expected = {str(mm_dir): (0.4, 0.3), str(gd_dir): (0.3, 0.25)}
+    for boxer, thresholds in expected.items():
+        pipe = Pipeline.from_preset(
+            "default", device="cpu", boxer=boxer, masker=str(tiny_sam_session_dir)
+        )
+        assert (pipe.boxer.box_threshold, pipe.boxer.text_threshold) == thresholds
+        identity = run_identity(pipe, options, {})["pipeline"]
+        assert (identity["box_threshold"], identity["text_threshold"]) == thresholds
+    chosen = Pipeline.from_preset(
+        "default", device="cpu", boxer=str(mm_dir), masker=str(tiny_sam_session_dir),
+        box_threshold=0.35,
+    )  # fmt: skip
+    assert (chosen.boxer.box_threshold, chosen.boxer.text_threshold) == (0.35, 0.3)

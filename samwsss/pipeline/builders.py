@@ -12,11 +12,18 @@ from samwsss.stages.contracts import Boxer, Masker, Tagger, TextSegmenter
 
 def build_boxer(config: PipelineConfig) -> Boxer:
     """Grounding DINO boxer from ``config.boxer`` with the config's thresholds and modes."""
+    thresholds = {  # None: the boxer family's default (stages.boxer.family_defaults)
+        name: value
+        for name, value in (
+            ("box_threshold", config.box_threshold),
+            ("text_threshold", config.text_threshold),
+        )
+        if value is not None
+    }
     boxer: Boxer = create(
         "boxer",
         config.boxer,
-        box_threshold=config.box_threshold,
-        text_threshold=config.text_threshold,
+        **thresholds,
         prompt_mode=config.prompt_mode,
         nms_iou=config.nms_iou,
         max_batch_rows=boxer_rows(config.batch_size),

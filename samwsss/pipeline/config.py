@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-from samwsss.checks import check_choice, check_count, check_fraction, check_optional_fraction
+from samwsss.checks import check_choice, check_count, check_optional_fraction
 from samwsss.choices import (
     DTYPE_ALIASES,
     IMAGE_RESIZES,
@@ -34,8 +34,11 @@ class PipelineConfig:
         tagger: RAM registry name or checkpoint path, ``"grounding"`` (Grounding DINO on
             every class) or ``"sam3-presence"`` (the segmenter's presence score on every
             class) (zero-shot only).
-        box_threshold: Grounding DINO box threshold (max sigmoid over prompt tokens).
-        text_threshold: Grounding DINO text threshold.
+        box_threshold: Grounding DINO box threshold (max sigmoid over prompt tokens), or
+            ``None`` for the boxer family's default (0.3 for Grounding DINO, the paper's;
+            0.4 for MM-Grounding-DINO / LLMDet; see ``stages.boxer.family_defaults``).
+        text_threshold: Grounding DINO text threshold, or ``None`` for the family's
+            default (0.25; MM-Grounding-DINO / LLMDet 0.3).
         prompt_mode: ``"per-class"`` (one prompt per image and class, the paper) or
             ``"joint"`` (all of an image's classes in one prompt).
         nms_iou: class-wise NMS IoU on boxes, or ``None`` (the paper: no NMS).
@@ -63,8 +66,8 @@ class PipelineConfig:
     segmenter: str | None = None
     segment_threshold: float | None = None
     tagger: str = "ram-plus-swin-large-14m"
-    box_threshold: float = 0.3
-    text_threshold: float = 0.25
+    box_threshold: float | None = None
+    text_threshold: float | None = None
     prompt_mode: str = "per-class"
     nms_iou: float | None = None
     multimask: str = "single"
@@ -85,8 +88,8 @@ class PipelineConfig:
         check_choice("merge_rule", self.merge_rule, MERGE_RULES)
         check_choice("tag_match", self.tag_match, TAG_MATCHES)
         check_choice("multimask", self.multimask, MULTIMASK)
-        check_fraction("box_threshold", self.box_threshold)
-        check_fraction("text_threshold", self.text_threshold)
+        check_optional_fraction("box_threshold", self.box_threshold)
+        check_optional_fraction("text_threshold", self.text_threshold)
         check_optional_fraction("tag_threshold", self.tag_threshold)
         check_optional_fraction("segment_threshold", self.segment_threshold)
         if self.tagger == PRESENCE_TAGGER and self.segmenter is None:

@@ -37,6 +37,9 @@ def run_identity(pipeline: Pipeline, options: RunOptions, data: dict[str, Any]) 
     config = pipeline.config.to_dict() if pipeline.config is not None else {}
     # batch size changes speed, not outputs: keep it out of the identity
     config.pop("batch_size", None)
+    for name in ("box_threshold", "text_threshold"):  # a family default, as resolved
+        if config.get(name) is None and hasattr(pipeline.boxer, name):
+            config[name] = getattr(pipeline.boxer, name)
     return {
         "route": options.route,
         "data": data,
