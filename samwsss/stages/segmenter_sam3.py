@@ -177,8 +177,8 @@ class ImageSettings:
         )
         pixels = resized.to(torch.float32)
         if self.do_rescale and self.do_normalize:
-            mean = torch.tensor(self.image_mean, device=device) * (1.0 / self.rescale_factor)
-            std = torch.tensor(self.image_std, device=device) * (1.0 / self.rescale_factor)
+            mean = torch.tensor(self.image_mean) * (1.0 / self.rescale_factor)
+            std = torch.tensor(self.image_std) * (1.0 / self.rescale_factor)
             return tvF.normalize(pixels, mean.tolist(), std.tolist())
         if self.do_rescale:
             pixels = pixels * self.rescale_factor

@@ -50,11 +50,14 @@ def tiny_clip_tokenizer() -> Any:
     return CLIPTokenizer(vocab=vocab, merges=[])
 
 
-def tiny_sam3_config(lite_text: bool = False) -> Any:
-    """The tiny ``Sam3Config`` (or ``Sam3LiteTextConfig`` when ``lite_text``)."""
+def tiny_sam3_config(lite_text: bool = False, image_size: int = TINY_SAM3_IMAGE_SIZE) -> Any:
+    """The tiny ``Sam3Config`` (or ``Sam3LiteTextConfig`` when ``lite_text``) for an input
+    of ``image_size`` pixels (a multiple of 14; 1008 is the released model's)."""
     from transformers.models.sam3.configuration_sam3 import Sam3VisionConfig, Sam3ViTConfig
 
-    side = TINY_SAM3_IMAGE_SIZE
+    if image_size % 14:
+        raise ValueError(f"image_size must be a multiple of the patch size 14, got {image_size}")
+    side = image_size
     patches = side // 14
     backbone = Sam3ViTConfig(
         hidden_size=32,
@@ -114,17 +117,24 @@ def tiny_sam3_config(lite_text: bool = False) -> Any:
     return Sam3Config(vision_config=vision, text_config=clip, **heads)
 
 
-def build_tiny_sam3(directory: str | Path, seed: int = 0, lite_text: bool = False) -> Path:
+def build_tiny_sam3(
+    directory: str | Path,
+    seed: int = 0,
+    lite_text: bool = False,
+    image_size: int = TINY_SAM3_IMAGE_SIZE,
+) -> Path:
     """Write a seeded tiny random SAM 3 (or SAM 3 LiteText) + processor; return the folder.
 
-    The folder holds ``config.json`` (``model_type`` ``sam3`` or ``sam3_lite_text``),
+    ``image_size`` is the processor's square input (112 by default; 1008, the released
+    model's, gives the real feature-map and mask sizes: 72 x 72 patches, 288 x 288 masks,
+    for benchmarks). The folder holds ``config.json`` (``model_type`` ``sam3`` or ``sam3_lite_text``),
     ``model.safetensors``, ``processor_config.json`` and the tokenizer files.
     """
     from transformers import Sam3ImageProcessor, Sam3Processor
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    side = TINY_SAM3_IMAGE_SIZE
+    side = image_size
     image_processor = Sam3ImageProcessor(size={"height": side, "width": side})
     Sam3Processor(image_processor=image_processor, tokenizer=tiny_clip_tokenizer()).save_pretrained(
         directory
@@ -135,13 +145,43 @@ def build_tiny_sam3(directory: str | Path, seed: int = 0, lite_text: bool = Fals
         if lite_text:
             from transformers import Sam3LiteTextModel
 
-            model: Any = Sam3LiteTextModel(tiny_sam3_config(lite_text=True))
+            model: Any = Sam3LiteTextModel(tiny_sam3_config(lite_text=True, image_size=side))
         else:
             from transformers import Sam3Model
 
-            model = Sam3Model(tiny_sam3_config())
+            model = Sam3Model(tiny_sam3_config(image_size=side))
     finally:
         torch.random.set_rng_state(state)
     randomize_parameters(model, seed)
     model.eval().save_pretrained(directory)
+    return directory
+
+
+def write_sam3(size: str, directory: str | Path, seed: int = 0) -> Path:
+    """Write a random SAM 3 + processor loadable by ``Sam3Segmenter.from_pretrained``, at the
+    released input size (1008 x 1008).
+
+    Args:
+        size: ``"tiny"`` (:func:`tiny_sam3_config` at 1008: the real feature-map and mask
+            sizes on a 2-layer, 32-wide model) or ``"full"`` (``Sam3Config()``: the released
+            ViT + CLIP-L architecture, transformers' own seeded initialisation, ~3.4 GB).
+        directory: created if missing.
+        seed: weight seed.
+    """
+    from samwsss.testing import check_size
+
+    check_size(size)
+    if size == "tiny":
+        return build_tiny_sam3(directory, seed=seed, image_size=1008)
+    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    Sam3Processor(
+        image_processor=Sam3ImageProcessor(), tokenizer=tiny_clip_tokenizer()
+    ).save_pretrained(directory)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Sam3Model(Sam3Config()).eval()
+    model.save_pretrained(directory)
     return directory
