@@ -24,7 +24,12 @@ from typing import Any
 PROVIDERS: dict[str, tuple[str, ...]] = {
     "boxer": ("samwsss.stages.boxer",),
     "masker": ("samwsss.stages.masker",),
-    "tagger": ("samwsss.ram.tagger", "samwsss.stages.grounding_tagger"),
+    "tagger": (
+        "samwsss.ram.tagger",
+        "samwsss.stages.grounding_tagger",
+        "samwsss.stages.presence_tagger",
+    ),
+    "segmenter": ("samwsss.stages.segmenter_sam3",),
 }
 
 #: ``loader(name_or_path, **kwargs) -> stage``.

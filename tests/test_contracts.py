@@ -115,8 +115,8 @@ def test_registry_route_builds_names_and_paths(tiny_sam_session_dir: Path) -> No
     assert masker.multimask == "best" and masker.source.weights == str(tiny_sam_session_dir)
     assert registry.weights_of("masker", "sam-vit-huge") == "facebook/sam-vit-huge"
     assert registry.card("masker", "no-such-model") is None
-    with pytest.raises(ValueError, match="unknown stage kind 'segmenter'"):
-        registry.create("segmenter", "x")
+    with pytest.raises(ValueError, match="unknown stage kind 'colorizer'"):
+        registry.create("colorizer", "x")
     official = registry.list_models("masker")["sam-vit-huge-official"].weights
     assert official == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"
 
