@@ -9,6 +9,10 @@ times, over one folder of synthetic JPEGs and in the same process:
 * ``pil-w0`` / ``pil-w2``: the same with ``image_resize="pil"`` (the paper preset's PIL
   resizes for every model: in the main process with 0 workers, in the decode workers with
   2), to price matching the authors' resizes against ``ours-w0`` / ``ours-w2``;
+* ``sam3-w0``: the ``sam3`` preset's pipeline on the same images and labels: one random
+  SAM 3 (tiny on CPU at its released 1008 input; full size on CUDA) replaces Grounding DINO
+  + SAM, and (zero-shot) its presence score replaces RAM++, calibrated to the same 1.5
+  classes per image; ``workers=0``;
 * ``loop``: the authors' style with the same models and thresholds: per image, decode;
   (zero-shot) tag the one image; per class, one Grounding DINO call with one image and one
   prompt; SAM embeds the image once and decodes each class's boxes in its own call (the
@@ -47,7 +51,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +61,13 @@ import torch
 from benchmarks import _measure
 
 ROUTES = ("text-input", "zero-shot")
-STYLES = ("ours-w0", "ours-w2", "pil-w0", "pil-w2", "loop")
+STYLES = ("ours-w0", "ours-w2", "pil-w0", "pil-w2", "sam3-w0", "loop")
 STYLE_LABELS = {
     "ours-w0": "ours run_dataset workers=0",
     "ours-w2": "ours run_dataset workers=2",
     "pil-w0": "ours image_resize=pil workers=0",
     "pil-w2": "ours image_resize=pil workers=2",
+    "sam3-w0": "SAM 3 segmenter workers=0",
     "loop": "authors' loop",
 }
 #: VOC-like original sizes (H, W), used round-robin.
@@ -272,9 +277,51 @@ class Setup:
     clock_modules: list[torch.nn.Module]
     scratch: Path
     build_seconds: float
+    sam3: dict[str, Any] = field(default_factory=dict)
 
 
-def build(routes: Sequence[str], images_count: int, device: torch.device, scratch: Path) -> Setup:
+def build_sam3(
+    size: str, base: Any, routes: Sequence[str], images: list[np.ndarray], scratch: Path
+) -> tuple[dict[str, Any], str, list[torch.nn.Module]]:
+    """The ``sam3`` pipelines of ``routes`` around one random SAM 3, the presence threshold
+    calibrated to :data:`CLASSES_PER_IMAGE` on ``images``."""
+    from samwsss.choices import PRESENCE_TAGGER
+    from samwsss.pipeline import Pipeline
+    from samwsss.registry import create
+    from samwsss.stages.contracts import ImageBatch
+    from samwsss.testing.sam3 import write_sam3
+
+    segmenter = create("segmenter", str(write_sam3(size, scratch / "sam3")), score_threshold=0.2)
+    segmenter.to(base.device)
+    pipelines = {
+        "text-input": Pipeline(
+            base.mapping, segmenter, None, merger=base.merger, batch_size=base.batch_size
+        )
+    }
+    note = "SAM 3 score threshold 0.2"
+    if "zero-shot" in routes:
+        queries = [[(c.index, c.prompt) for c in base.mapping.classes[1:]]] * len(images)
+        _, presence = segmenter.detect_with_presence(ImageBatch(images, base.device), queries)
+        values = np.sort(torch.cat(presence).float().cpu().numpy())[::-1]
+        keep = int(round(CLASSES_PER_IMAGE * len(images)))
+        threshold = _just_below(float(values[min(keep, len(values)) - 1]))
+        tagger = create("tagger", PRESENCE_TAGGER, segmenter=segmenter, mapping=base.mapping,
+                        threshold=threshold)  # fmt: skip
+        pipelines["zero-shot"] = Pipeline(
+            base.mapping, segmenter, None, merger=base.merger, tagger=tagger,
+            batch_size=base.batch_size,
+        )  # fmt: skip
+        note += f"; presence threshold {threshold:.4f} (target {CLASSES_PER_IMAGE} classes/image)"
+    return pipelines, note, [segmenter.model]
+
+
+def build(
+    routes: Sequence[str],
+    images_count: int,
+    device: torch.device,
+    scratch: Path,
+    with_sam3: bool = False,
+) -> Setup:
     """Write the images and models, build the pipelines, calibrate the thresholds."""
     from samwsss.data import FolderDataset
     from samwsss.data.images import load_rgb
@@ -340,7 +387,13 @@ def build(routes: Sequence[str], images_count: int, device: torch.device, scratc
             f"; RAM++ threshold {ram_threshold:.4f} -> {ram_classes:.2f} classes/image "
             f"(target {CLASSES_PER_IMAGE})"
         )
+    sam3: dict[str, Any] = {}
+    if with_sam3:
+        sam3, note, modules = build_sam3(size, base, routes, calibration_images, scratch)
+        calibration += f"; {note}"
+        clock_modules.extend(modules)
     return Setup(
+        sam3=sam3,
         device=device,
         size=size,
         edges=edges,
@@ -371,6 +424,10 @@ def style_call(setup: Setup, route: str, style: str) -> Callable[[], None]:
         out = setup.scratch / f"out-{route}-{style}-{next(counter)}"
         if style == "loop":
             loop.run_folder(setup.dataset, out)
+            return
+        if style == "sam3-w0":
+            options = RunOptions(route=route, out=out, workers=0, evaluate=False)
+            run_dataset(setup.sam3[route], setup.dataset, options, data)
             return
         workers = 0 if style.endswith("w0") else 2
         options = RunOptions(route=route, out=out, workers=workers, evaluate=False)
@@ -406,6 +463,8 @@ def warm_up(setup: Setup, route: str) -> None:
     options = RunOptions(route=route, out=out, workers=0, evaluate=False, max_images=2)
     run_dataset(pipe, setup.dataset, options, {"data": str(setup.dataset.root)})
     shutil.rmtree(out, ignore_errors=True)
+    if route in setup.sam3:
+        setup.sam3[route].run_arrays(setup.images[:2], labels)
 
 
 def measure(
@@ -464,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch = _measure.scratch_directory()
     total = time.perf_counter()
     try:
-        setup = build(args.routes, images, device, scratch)
+        setup = build(args.routes, images, device, scratch, with_sam3="sam3-w0" in args.styles)
         text = setup.pipelines["text-input"]
         dtypes = (str(text.boxer.compute_dtype), str(text.masker.compute_dtype))
         boxer_dtype, sam_dtype = (d.replace("torch.", "") for d in dtypes)

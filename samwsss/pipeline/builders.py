@@ -72,7 +72,7 @@ def build_tagger(config: PipelineConfig, mapping: ClassMapping, boxer: Boxer) ->
             PRESENCE_TAGGER,
             segmenter=boxer,
             mapping=mapping,
-            threshold=config.tag_threshold,
+            **({} if config.tag_threshold is None else {"threshold": config.tag_threshold}),
         )
     elif config.tagger == GROUNDING_TAGGER:
         tagger = create(

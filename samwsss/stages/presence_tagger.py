@@ -18,12 +18,13 @@ import torch
 
 from samwsss import registry
 from samwsss.checks import check_fraction
+from samwsss.choices import PRESENCE_TAGGER
 from samwsss.mapping import ClassMapping
 from samwsss.stages.contracts import ImageBatch, ModelSource, TagResult
 from samwsss.stages.segmenter_sam3 import Sam3Segmenter
 
 #: Registry name of the tagger (kind ``"tagger"``).
-SAM3_PRESENCE_TAGGER = "sam3-presence"
+SAM3_PRESENCE_TAGGER = PRESENCE_TAGGER
 #: Presence probability a class must pass. The presence head is a binary classifier
 #: ("is the concept in the image?") trained with a sigmoid cross-entropy, so 0.5 is its
 #: decision boundary; it also matches SAM 3's default instance threshold
