@@ -1,6 +1,9 @@
-"""DeepLabV2 training configuration: one flat dataclass, YAML files and ``key=value`` overrides.
+"""Segmenter training configuration: one flat dataclass, YAML files and ``key=value`` overrides.
 
-Defaults follow the survey's recipe (section 5.1) and the DeepLab-v2 reference solver:
+``arch`` picks the architecture (``"deeplabv2"`` by default; the others come from
+``samwsss.segnets.registry`` with their recipe, see :mod:`samwsss.deeplab.archs`).
+
+The field defaults are DeepLabV2's; they follow the survey's recipe (section 5.1) and the DeepLab-v2 reference solver:
 crops 321x321, SGD momentum 0.9, base learning rate 2.5e-4 with 10x for the ASPP head's
 weights and 20x for its biases, weight decay 5e-4 (not on the head's biases: the reference
 prototxt gives them ``decay_mult: 0``; the backbone's convolutions have no biases and its
@@ -67,8 +70,12 @@ RESUME_MUTABLE = frozenset(
         "mapping",
         "gt_dir",
         "init",
+        "allow_segmentation_init",
     }
 )
+
+#: Optimisers a run may use (``config.optimizer``).
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass
@@ -85,7 +92,15 @@ class DeepLabConfig:
         val_data / val_split: dataset for periodic validation (``val_data`` defaults to
             ``data``); validation runs only when ``val_every > 0`` and ``val_split`` is set.
 
-    Model:
+    Architecture:
+        arch: the segmenter: ``"deeplabv2"`` (default; the fields below of the "Model"
+            section describe it) or a name / folder of ``samwsss.segnets.registry``
+            (SegFormer, Mask2Former, EoMT; their recipe fills the optimisation defaults).
+        allow_segmentation_init: let ``init`` be weights trained on segmentation data
+            (COCO / ADE20K / Cityscapes checkpoints); this leaves the WSSS protocol, which
+            allows only image-classification or self-supervised pretraining.
+
+    Model (DeepLabV2):
         backbone: ``"resnet50"``, ``"resnet101"`` (default) or ``"resnet152"``, or
             ``"custom"`` with ``backbone_layers`` (four Bottleneck counts).
         width_per_group: Bottleneck inner width per 64 planes (torchvision's; 64 = standard).
@@ -94,9 +109,16 @@ class DeepLabConfig:
             ``"imagenet-v2"`` (IMAGENET1K_V2), ``"none"`` (random) or a local checkpoint path.
         atrous_rates: dilations of the four ASPP-v2 branches.
 
-    Optimisation: see field names; ``lr`` is the backbone's, the head's weights get
-        ``lr * head_lr_mult`` and its biases ``lr * head_bias_lr_mult``; ``head_bias_decay``
-        toggles weight decay on the head biases (off in the reference).
+    Optimisation: see field names. ``optimizer``: ``"sgd"`` (momentum ``momentum``;
+        DeepLabV2's) or ``"adamw"`` (``betas``, decoupled ``weight_decay``). Every
+        parameter group's learning rate is ``lr`` times its multiplier, all following the
+        poly schedule (``poly_power``, after ``warmup_iterations`` of linear warm-up).
+        DeepLabV2: ``lr`` is the backbone's (x ``backbone_lr_mult`` = 1), the head's weights
+        get ``lr * head_lr_mult`` and its biases ``lr * head_bias_lr_mult``;
+        ``head_bias_decay`` toggles weight decay on the head biases (off in the
+        reference). Other architectures: ``lr`` is the head's / new layers', the pretrained
+        backbone's is ``lr * backbone_lr_mult``. ``clip_grad_norm``: clip the global
+        gradient norm to this value (``None``: no clipping).
 
     Runtime:
         amp: ``"auto"`` (bf16 autocast on CUDA, float32 on CPU), ``"bf16"`` or ``"none"``.
@@ -115,6 +137,9 @@ class DeepLabConfig:
     coco_gt_rule: str = "overwrite"
     val_data: str | None = None
     val_split: str | None = None
+    # architecture
+    arch: str = "deeplabv2"
+    allow_segmentation_init: bool = False
     # model
     backbone: str = "resnet101"
     backbone_layers: list[int] | None = None
@@ -124,13 +149,18 @@ class DeepLabConfig:
     # optimisation
     iterations: int | None = None
     batch_size: int | None = None
+    optimizer: str = "sgd"
     lr: float = 2.5e-4
+    backbone_lr_mult: float = 1.0
     head_lr_mult: float = 10.0
     head_bias_lr_mult: float = 20.0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     head_bias_decay: bool = False
     poly_power: float = 0.9
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_iterations: int = 0
+    clip_grad_norm: float | None = None
     # augmentation
     crop_size: int = 321
     scale_min: float = 0.5
@@ -199,7 +229,21 @@ class DeepLabConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        for name in ("lr", "head_lr_mult", "head_bias_lr_mult"):
+        if not self.arch:
+            raise ValueError("arch must name an architecture, e.g. arch=deeplabv2")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.warmup_iterations < 0:
+            raise ValueError(
+                f"warmup_iterations must be >= 0 (0 = none), got {self.warmup_iterations}"
+            )
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(
+                f"clip_grad_norm must be > 0 or null (no clipping), got {self.clip_grad_norm}"
+            )
+        for name in ("lr", "head_lr_mult", "head_bias_lr_mult", "backbone_lr_mult"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1:
@@ -245,6 +289,10 @@ class DeepLabConfig:
         """Fields whose values differ: ``name -> (self's value, other's value)``."""
         mine, theirs = self.to_dict(), other.to_dict()
         return {name: (mine[name], theirs[name]) for name in mine if mine[name] != theirs[name]}
+
+
+#: The config of any architecture's run (DeepLabV2's fields included); the same class.
+TrainConfig = DeepLabConfig
 
 
 def field_names() -> list[str]:

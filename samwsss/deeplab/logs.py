@@ -171,7 +171,9 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 # --------------------------------------------------------------------------- plot
-def plot_training_curves(run_dir: str | os.PathLike[str]) -> Path | None:
+def plot_training_curves(
+    run_dir: str | os.PathLike[str], title: str = "DeepLabV2 training"
+) -> Path | None:
     """Write ``<run_dir>/training_curve.png``: loss and lr per iteration (+ val mIoU).
 
     Drawn with matplotlib's Agg canvas (no pyplot state) and written atomically.
@@ -199,7 +201,7 @@ def plot_training_curves(run_dir: str | os.PathLike[str]) -> Path | None:
     lr_axis = loss_axis.twinx()
     lr_axis.plot(steps, [float(r["lr_backbone"]) for r in rows], color="tab:orange", label="lr")
     lr_axis.set_ylabel("backbone learning rate")
-    loss_axis.set_title("DeepLabV2 training")
+    loss_axis.set_title(title)
     if val_rows:
         axes[1].plot(
             [int(r["iteration"]) for r in val_rows],

@@ -1,4 +1,7 @@
-"""Optimisation of DeepLabV2: SGD parameter groups, the poly schedule and the loss.
+"""Optimisation: parameter groups and optimisers, the poly schedule, DeepLabV2's loss.
+
+:func:`build_arch_optimizer` and :func:`arch_forward_loss` serve every architecture (SGD
+or AdamW over ``arch.param_groups``, ``arch.loss`` under autocast); the rest is DeepLabV2's.
 
 The loss is cross-entropy summed over the valid (non-ignore) pixels and divided by a
 normaliser; :func:`forward_loss` makes that normaliser the valid-pixel count of the *global*
@@ -6,6 +9,8 @@ batch under DDP, so the averaged gradients equal those of one process with the w
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -16,38 +21,104 @@ from samwsss.deeplab.config import DeepLabConfig
 from samwsss.deeplab.model import DeepLabV2, upsample_logits
 from samwsss.deeplab.transforms import normalize_batch
 
+if TYPE_CHECKING:
+    from samwsss.segnets.arch import SegmentationArch
 
-def build_optimizer(model: DeepLabV2, config: DeepLabConfig) -> torch.optim.SGD:
-    """SGD with the reference's three parameter groups.
+
+def deeplab_param_groups(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    head_lr_mult: float,
+    head_bias_lr_mult: float,
+    head_bias_decay: bool,
+    backbone_lr_mult: float = 1.0,
+) -> list[dict[str, Any]]:
+    """The reference solver's three parameter groups of a DeepLabV2.
 
     Groups (in this order), each carrying its ``lr_mult`` and ``name``:
 
-    - ``backbone``: lr x1, weight decay ``config.weight_decay``;
-    - ``head_weight``: lr x ``head_lr_mult`` (10), weight decay ``config.weight_decay``;
+    - ``backbone``: lr x ``backbone_lr_mult`` (1), weight decay ``weight_decay``;
+    - ``head_weight``: lr x ``head_lr_mult`` (10), weight decay ``weight_decay``;
     - ``head_bias``: lr x ``head_bias_lr_mult`` (20), weight decay 0 unless
       ``head_bias_decay`` (the reference's ``decay_mult: 0``).
     """
+    if not isinstance(model, DeepLabV2):
+        raise ValueError(
+            f"DeepLabV2 parameter groups need a DeepLabV2, got {type(model).__name__}; "
+            "use the architecture that built the model"
+        )
     groups = model.param_groups()
     spec = [
-        ("backbone", 1.0, config.weight_decay),
-        ("head_weight", config.head_lr_mult, config.weight_decay),
-        (
-            "head_bias",
-            config.head_bias_lr_mult,
-            config.weight_decay if config.head_bias_decay else 0.0,
-        ),
+        ("backbone", backbone_lr_mult, weight_decay),
+        ("head_weight", head_lr_mult, weight_decay),
+        ("head_bias", head_bias_lr_mult, weight_decay if head_bias_decay else 0.0),
     ]
-    param_groups = [
+    return [
         {
             "params": groups[name],
             "name": name,
             "lr_mult": mult,
-            "lr": config.lr * mult,
+            "lr": lr * mult,
             "weight_decay": decay,
         }
         for name, mult, decay in spec
     ]
+
+
+def build_optimizer(model: DeepLabV2, config: DeepLabConfig) -> torch.optim.SGD:
+    """SGD (momentum ``config.momentum``) over :func:`deeplab_param_groups`."""
+    param_groups = deeplab_param_groups(
+        model,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        head_lr_mult=config.head_lr_mult,
+        head_bias_lr_mult=config.head_bias_lr_mult,
+        head_bias_decay=config.head_bias_decay,
+        backbone_lr_mult=config.backbone_lr_mult,
+    )
     return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum)
+
+
+def build_arch_optimizer(
+    arch: SegmentationArch, model: nn.Module, config: DeepLabConfig
+) -> torch.optim.Optimizer:
+    """The optimiser of ``config.optimizer`` over ``arch.param_groups(...)``.
+
+    Every group keeps the ratio of its learning rate to ``config.lr`` as ``lr_mult``
+    (given by the architecture, or computed from its ``lr``), which the poly schedule
+    (:func:`set_learning_rates`) multiplies.
+
+    Raises:
+        ValueError: an unknown optimiser, or a group without ``params``.
+    """
+    groups = arch.param_groups(
+        model,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        backbone_lr_mult=config.backbone_lr_mult,
+    )
+    for position, group in enumerate(groups):
+        if "params" not in group:
+            raise ValueError(
+                f"{arch.name}: parameter group {position} ({group.get('name')!r}) has no "
+                "'params'; param_groups must return optimiser groups"
+            )
+        if "lr_mult" not in group:
+            group["lr_mult"] = float(group.get("lr", config.lr)) / config.lr
+        group.setdefault("lr", config.lr * group["lr_mult"])
+        group.setdefault("name", f"group{position}")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(
+            groups,
+            lr=config.lr,
+            betas=(float(config.betas[0]), float(config.betas[1])),
+            weight_decay=config.weight_decay,
+        )
+    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {config.optimizer!r}")
 
 
 def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> float:
@@ -63,15 +134,36 @@ def set_learning_rates(
 ) -> float:
     """Set every group's lr for ``iteration`` (poly x the group's ``lr_mult``).
 
+    With ``config.warmup_iterations > 0`` the poly rate is also scaled by
+    ``(iteration + 1) / warmup_iterations`` during the first ``warmup_iterations``.
+
     Returns:
-        The base (backbone) learning rate.
+        The base learning rate (``config.lr`` on the schedule).
     """
     if config.iterations is None:
         raise ValueError("config.iterations is unset; call config.resolve(kind) first")
     base = poly_lr(config.lr, iteration, config.iterations, config.poly_power)
+    if iteration < config.warmup_iterations:
+        base = base * (iteration + 1) / config.warmup_iterations
     for group in optimizer.param_groups:
         group["lr"] = base * group.get("lr_mult", 1.0)
     return base
+
+
+def logged_learning_rates(
+    optimizer: torch.optim.Optimizer, base: float, config: DeepLabConfig
+) -> tuple[float, float, float]:
+    """The ``lr_backbone``, ``lr_head_weight``, ``lr_head_bias`` log values.
+
+    The learning rates of the groups named ``backbone``, ``head_weight`` and ``head_bias``
+    (DeepLabV2's); an architecture without such groups logs ``base x backbone_lr_mult``
+    for the backbone and ``base`` for the other two.
+    """
+    by_name = {str(g.get("name")): float(g["lr"]) for g in optimizer.param_groups}
+    backbone = by_name.get("backbone", base * config.backbone_lr_mult)
+    head_weight = by_name.get("head_weight", by_name.get("head", base))
+    head_bias = by_name.get("head_bias", head_weight)
+    return backbone, head_weight, head_bias
 
 
 def loss_targets(
@@ -143,6 +235,72 @@ def segmentation_loss(
     return total / max(float(normalizer), 1.0)
 
 
+def deeplab_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = 255,
+    resolution: str = "label",
+    world_size: int = 1,
+) -> torch.Tensor:
+    """The loss of stride-8 ``logits`` over the valid pixels of the *global* batch.
+
+    Args:
+        logits: ``(B, C, h, w)`` logits of this process's batch.
+        labels: ``(B, H, W)`` int64 labels on the logits' device.
+        world_size: processes sharing the global batch; with more than one, the valid
+            pixel count is all-reduced and the loss scaled so that DDP's gradient averaging
+            yields the gradient of the mean over every valid pixel of the global batch.
+            The count is taken on the labels the loss uses (shrunk to the logits' size
+            with ``resolution="logits"``).
+    """
+    targets = loss_targets(labels, (logits.shape[-2], logits.shape[-1]), resolution)
+    valid = count_valid_pixels(targets, ignore_index)
+    if world_size > 1:
+        dist.all_reduce(valid)
+    normalizer = valid.float() / world_size
+    return segmentation_loss(
+        logits,
+        targets,
+        ignore_index=ignore_index,
+        resolution=resolution,
+        normalizer=normalizer,
+    )
+
+
+def arch_forward_loss(
+    arch: SegmentationArch,
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: DeepLabConfig,
+    *,
+    device: torch.device,
+    world_size: int = 1,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """One training forward of any architecture: normalise, ``arch.loss`` under autocast.
+
+    Args:
+        model: the network, possibly wrapped in ``DistributedDataParallel``.
+        images: ``(B, H, W, 3)`` uint8 crops of this process.
+        labels: ``(B, H, W)`` uint8 labels (``config.ignore_index`` ignored).
+        world_size: processes sharing the global batch (handed to ``arch.loss``).
+        amp: bf16 autocast (architectures compute their loss terms in float32).
+
+    Returns:
+        Scalar float32 loss to call ``backward`` on.
+    """
+    inputs = normalize_batch(
+        images, config.mean, config.std, device=device, channels_last=channels_last
+    )
+    targets = labels.to(device, non_blocking=True).long()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = arch.loss(model, inputs, targets, world_size=world_size)
+    return loss.float()
+
+
 def forward_loss(
     model: nn.Module,
     images: torch.Tensor,
@@ -175,19 +333,10 @@ def forward_loss(
     )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         logits = model(inputs)
-    targets = loss_targets(
-        labels.to(device, non_blocking=True).long(),
-        (logits.shape[-2], logits.shape[-1]),
-        config.loss_resolution,
-    )
-    valid = count_valid_pixels(targets, config.ignore_index)
-    if world_size > 1:
-        dist.all_reduce(valid)
-    normalizer = valid.float() / world_size
-    return segmentation_loss(
+    return deeplab_loss(
         logits,
-        targets,
+        labels.to(device, non_blocking=True).long(),
         ignore_index=config.ignore_index,
         resolution=config.loss_resolution,
-        normalizer=normalizer,
+        world_size=world_size,
     )

@@ -1,9 +1,18 @@
-"""DeepLabV2 inference: batched, multi-scale + flip averaged, palette PNGs, evaluation.
+"""Segmenter inference: batched, multi-scale + flip averaged, palette PNGs, evaluation.
+
+Works with the checkpoint of any architecture: :func:`load_checkpoint_model` rebuilds the
+network through the checkpoint's architecture (``arch.rebuild``; DeepLabV2 for checkpoints
+that name none), and inference goes through ``arch.logits``.
 
 For each image the model runs at every scale ``s`` (input resized bilinearly to
 ``round(H*s) x round(W*s)``), optionally also on the horizontally flipped input; each
 output's logits are upsampled bilinearly to the original ``H x W``, turned into softmax
 probabilities, un-flipped, and averaged. The prediction is the arg-max class (uint8).
+
+Sliding window (``InferenceOptions.sliding_window``; on by default for architectures with
+``fixed_input_size``): at each scale the (zero-padded, i.e. mean-pixel) input is covered by
+square windows of that side at a stride of 2/3 of it; each window's softmax probabilities
+are averaged where windows overlap, and the result is resized to ``H x W``.
 
 Images of one batch are grouped by size and each group runs as one tensor, so no image is
 padded and results are identical to one-image-at-a-time inference.
@@ -17,17 +26,18 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import ImageReadError
 from samwsss.deeplab.config import DeepLabConfig, config_from_dict
-from samwsss.deeplab.model import DeepLabV2, build_deeplab, upsample_logits
+from samwsss.deeplab.model import upsample_logits
 from samwsss.deeplab.prediction_folder import (
     IDENTITY_NAME,
     prediction_identity,
@@ -37,33 +47,43 @@ from samwsss.deeplab.prediction_folder import (
 from samwsss.deeplab.transforms import normalize_batch
 from samwsss.workers import exit_with_parent
 
+if TYPE_CHECKING:
+    from samwsss.segnets.arch import SegmentationArch
+
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "samwsss-deeplabv2"
+#: Format tag of the checkpoints the trainer writes (any architecture).
+CHECKPOINT_FORMAT = "samwsss-segmenter"
+#: Format tags :func:`load_checkpoint_model` reads (``"samwsss-deeplabv2"``: version 1,
+#: DeepLabV2 checkpoints written before architectures were pluggable).
+CHECKPOINT_FORMATS = (CHECKPOINT_FORMAT, "samwsss-deeplabv2")
 
 
 @dataclass
 class LoadedModel:
-    """A DeepLabV2 restored from a samwsss checkpoint.
+    """A segmenter restored from a samwsss checkpoint.
 
     Attributes:
         model: the network in eval mode on ``device``.
-        config: the training run's resolved config (mean/std, backbone, ...).
+        config: the training run's resolved config (arch, mean/std, crop size, ...).
         class_names: class names the model predicts, background first.
         iteration: training iterations done when the checkpoint was written.
         device: where the model lives.
         path: the checkpoint file it was loaded from (``None`` when built in memory).
         weights_sha256: hash of the weights (``prediction_folder.state_dict_sha256``);
             ``None`` means "compute it from ``model`` when needed".
+        arch: the architecture (its ``logits`` run inference); ``None``: ``model`` maps
+            ``(B, 3, h, w)`` to logits at any stride (DeepLabV2).
     """
 
-    model: DeepLabV2
+    model: nn.Module
     config: DeepLabConfig
     class_names: tuple[str, ...]
     iteration: int
     device: torch.device
     path: Path | None = None
     weights_sha256: str | None = None
+    arch: SegmentationArch | None = None
 
 
 @dataclass(frozen=True)
@@ -75,12 +95,25 @@ class InferenceOptions:
         flip: also run each scale on the horizontally flipped image.
         amp: bf16 autocast (CUDA only; ignored on CPU).
         channels_last: channels-last inputs (CUDA).
+        sliding_window: side of the square windows the input of each scale is cut into
+            (``None``: the whole image at once).
+        window_stride: step between windows (``None``: ``2/3`` of the window).
     """
 
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     amp: bool = True
     channels_last: bool = True
+    sliding_window: int | None = None
+    window_stride: int | None = None
+
+    def stride(self) -> int:
+        """The step between windows (needs :attr:`sliding_window`)."""
+        if self.sliding_window is None:
+            raise ValueError("no sliding window is set")
+        if self.window_stride is not None:
+            return self.window_stride
+        return max(1, (2 * self.sliding_window) // 3)
 
 
 def choose_device(device: str | torch.device | None) -> torch.device:
@@ -91,30 +124,40 @@ def choose_device(device: str | torch.device | None) -> torch.device:
 
 
 def load_checkpoint_model(
-    path: str | os.PathLike[str], device: str | torch.device | None = None
+    path: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    *,
+    arch: SegmentationArch | None = None,
 ) -> LoadedModel:
     """Restore a model written by the trainer (``model_final.pt`` or ``checkpoints/*.pt``).
 
+    The network is rebuilt by the checkpoint's architecture from its saved
+    ``architecture`` description (no download); checkpoints without one are DeepLabV2.
+
+    Args:
+        arch: use this architecture object instead of looking the checkpoint's up.
+
     Raises:
-        ValueError: the file is missing or not a samwsss DeepLabV2 checkpoint.
+        ValueError: the file is missing or not a samwsss segmenter checkpoint, or its
+            architecture is unknown here.
     """
+    from samwsss.deeplab.archs import checkpoint_arch
+
     target = Path(path)
-    expected = "model_final.pt or checkpoints/last.pt of a train-deeplab run"
+    expected = "model_final.pt or checkpoints/last.pt of a train-segmenter / train-deeplab run"
     state = load_checkpoint(target, kind="samwsss DeepLabV2", expected=expected)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in CHECKPOINT_FORMATS:
         raise not_a_checkpoint(
             target, "samwsss DeepLabV2", f"no format={CHECKPOINT_FORMAT!r} tag", expected
         )
     config = config_from_dict(state["config"])
     class_names = tuple(state["class_names"])
-    model = build_deeplab(
-        len(class_names),
-        backbone=config.backbone,
-        layers=config.backbone_layers if config.backbone == "custom" else None,
-        width_per_group=config.width_per_group,
-        atrous_rates=config.atrous_rates,
-        init="none",
-    )
+    chosen_arch = arch if arch is not None else checkpoint_arch(state, config)
+    architecture = state.get("architecture")
+    if architecture is not None:
+        model = chosen_arch.rebuild(architecture)
+    else:
+        model = chosen_arch.build(len(class_names), None)
     model.load_state_dict(state["model"])
     digest = state_dict_sha256(model.state_dict())
     chosen = choose_device(device)
@@ -129,6 +172,7 @@ def load_checkpoint_model(
         chosen,
         path=target.resolve(),
         weights_sha256=digest,
+        arch=chosen_arch,
     )
 
 
@@ -136,6 +180,67 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _logits(
+    model: nn.Module,
+    arch: SegmentationArch | None,
+    inputs: torch.Tensor,
+    size: tuple[int, int],
+) -> torch.Tensor:
+    """Float32 ``(B, C, *size)`` logits of normalised ``inputs``.
+
+    Without an architecture the model's own (strided) output is resized; an architecture's
+    ``logits_at(model, pixels, size)`` (DeepLabV2's) resizes once, straight to ``size``;
+    otherwise ``arch.logits`` (at the input size) is resized to ``size``.
+    """
+    if arch is None:
+        return upsample_logits(model(inputs).float(), size)
+    logits_at = getattr(arch, "logits_at", None)
+    if callable(logits_at):
+        result: torch.Tensor = logits_at(model, inputs, size)
+        return result.float()
+    return upsample_logits(arch.logits(model, inputs).float(), size)
+
+
+def _window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Offsets of windows covering ``0..length`` (the last one flush with the end)."""
+    starts = list(range(0, max(length - window, 0) + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
+def _window_probabilities(
+    model: nn.Module,
+    arch: SegmentationArch | None,
+    inputs: torch.Tensor,
+    window: int,
+    stride: int,
+) -> torch.Tensor:
+    """Softmax probabilities of ``inputs`` averaged over overlapping square windows.
+
+    The input is padded with zeros (the mean pixel after normalisation) to at least
+    ``window`` on each side; the padding is cut off the result.
+    """
+    height, width = int(inputs.shape[-2]), int(inputs.shape[-1])
+    padded_h, padded_w = max(height, window), max(width, window)
+    if (padded_h, padded_w) != (height, width):
+        inputs = F.pad(inputs, (0, padded_w - width, 0, padded_h - height))
+    total: torch.Tensor | None = None
+    count = torch.zeros((1, 1, padded_h, padded_w), device=inputs.device)
+    for top in _window_starts(padded_h, window, stride):
+        for left in _window_starts(padded_w, window, stride):
+            crop = inputs[..., top : top + window, left : left + window]
+            probs = _logits(model, arch, crop, (window, window)).softmax(dim=1)
+            if total is None:
+                total = torch.zeros(
+                    (inputs.shape[0], probs.shape[1], padded_h, padded_w), device=inputs.device
+                )
+            total[..., top : top + window, left : left + window] += probs
+            count[..., top : top + window, left : left + window] += 1
+    assert total is not None  # at least one window
+    return (total / count)[..., :height, :width]
 
 
 @torch.inference_mode()
@@ -146,20 +251,25 @@ def predict_probabilities(
     mean: Sequence[float],
     std: Sequence[float],
     options: InferenceOptions = InferenceOptions(),
+    arch: SegmentationArch | None = None,
 ) -> torch.Tensor:
     """Averaged class probabilities of a batch of same-size images.
 
     Args:
-        model: a DeepLabV2 (any module mapping ``(B, 3, h, w)`` to stride-8 logits).
+        model: the network (any module mapping ``(B, 3, h, w)`` to strided logits when
+            ``arch`` is ``None``, as DeepLabV2 does).
         images: ``(B, H, W, 3)`` uint8 RGB batch (on any device; moved to the model's).
         mean, std: normalisation of the training run.
-        options: scales, flip, autocast.
+        options: scales, flip, autocast, sliding window.
+        arch: the model's architecture (inference through its ``logits``).
 
     Returns:
         ``(B, C, H, W)`` float32 probabilities (summing to 1 over ``C``) on the model's device.
     """
     if not options.scales or any(s <= 0 for s in options.scales):
         raise ValueError(f"scales must be positive numbers, got {options.scales}")
+    if options.sliding_window is not None and options.sliding_window < 1:
+        raise ValueError(f"sliding_window must be >= 1 pixel, got {options.sliding_window}")
     device = next(model.parameters()).device
     channels_last = options.channels_last and device.type == "cuda"
     batch = normalize_batch(images, mean, std, device=device, channels_last=channels_last)
@@ -175,8 +285,13 @@ def predict_probabilities(
         if options.flip:
             inputs = torch.cat([inputs, inputs.flip(-1)])
         with _autocast(device, options.amp):
-            logits = model(inputs)
-        probs = upsample_logits(logits.float(), (height, width)).softmax(dim=1)
+            if options.sliding_window is None:
+                probs = _logits(model, arch, inputs, (height, width)).softmax(dim=1)
+            else:
+                probs = _window_probabilities(
+                    model, arch, inputs, options.sliding_window, options.stride()
+                ).float()
+                probs = upsample_logits(probs, (height, width))
         if options.flip:
             probs = probs[:count] + probs[count:].flip(-1)
         total = total + probs
@@ -190,6 +305,7 @@ def predict_labels(
     mean: Sequence[float],
     std: Sequence[float],
     options: InferenceOptions = InferenceOptions(),
+    arch: SegmentationArch | None = None,
 ) -> list[np.ndarray]:
     """Predict ``(H, W)`` uint8 label maps for RGB images of any sizes.
 
@@ -197,6 +313,7 @@ def predict_labels(
 
     Args:
         images: ``(H, W, 3)`` uint8 RGB arrays.
+        arch: the model's architecture (see :func:`predict_probabilities`).
 
     Returns:
         One ``(H, W)`` uint8 map per image, in input order, each of its image's size.
@@ -211,7 +328,9 @@ def predict_labels(
         groups.setdefault(image.shape[:2], []).append(position)
     for positions in groups.values():
         stacked = torch.from_numpy(np.stack([images[p] for p in positions]))
-        probs = predict_probabilities(model, stacked, mean=mean, std=std, options=options)
+        probs = predict_probabilities(
+            model, stacked, mean=mean, std=std, options=options, arch=arch
+        )
         labels = probs.argmax(dim=1).to(torch.uint8).cpu().numpy()
         for slot, position in enumerate(positions):
             results[position] = labels[slot]
@@ -354,6 +473,9 @@ def predict_dataset(
         flip=options.flip,
         bf16=options.amp and loaded.device.type == "cuda",
         palette=palette,
+        sliding_window=(
+            None if options.sliding_window is None else (options.sliding_window, options.stride())
+        ),
     )
     prepare_prediction_folder(
         folder, identity, list(dict.fromkeys([*dataset.ids, *wanted])), overwrite=overwrite
@@ -376,6 +498,7 @@ def predict_dataset(
             mean=loaded.config.mean,
             std=loaded.config.std,
             options=options,
+            arch=loaded.arch,
         )
         for (image_id, _), label in zip(batch, labels, strict=True):
             write_label_png(folder / f"{image_id}.png", label, palette=palette)
@@ -394,8 +517,11 @@ def evaluate_model(
     options: InferenceOptions = InferenceOptions(),
     batch_size: int = 4,
     workers: int = 0,
+    arch: SegmentationArch | None = None,
 ) -> Any:
     """Predict ``ids`` (default: all) in memory and count them into a ConfusionMatrix.
+
+    ``arch``: the model's architecture (see :func:`predict_probabilities`).
 
     Returns:
         ``samwsss.evaluation.ConfusionMatrix`` over the dataset's classes.
@@ -411,7 +537,12 @@ def evaluate_model(
         wanted = list(dataset.ids if ids is None else ids)
         for batch in iterate_images(dataset, wanted, batch_size, workers):
             labels = predict_labels(
-                model, [image for _, image in batch], mean=mean, std=std, options=options
+                model,
+                [image for _, image in batch],
+                mean=mean,
+                std=std,
+                options=options,
+                arch=arch,
             )
             for (image_id, _), label in zip(batch, labels, strict=True):
                 try:

@@ -84,6 +84,7 @@ def prediction_identity(
     flip: bool,
     bf16: bool,
     palette: bool,
+    sliding_window: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The identity record of one prediction run (see the module docstring).
 
@@ -96,8 +97,11 @@ def prediction_identity(
         scales, flip: test-time augmentation.
         bf16: whether inference runs under bf16 autocast (CUDA with amp).
         palette: palette (``True``) or plain index PNGs.
+        sliding_window: ``(window, stride)`` of sliding-window inference (recorded as
+            ``inference.sliding_window`` only when used, so folders written without it
+            keep their identity).
     """
-    return {
+    identity: dict[str, Any] = {
         "format": IDENTITY_FORMAT,
         "version": 1,
         "checkpoint": {
@@ -114,6 +118,9 @@ def prediction_identity(
             "palette": bool(palette),
         },
     }
+    if sliding_window is not None:
+        identity["inference"]["sliding_window"] = [int(v) for v in sliding_window]
+    return identity
 
 
 def _compared(identity: Mapping[str, Any]) -> dict[str, Any]:

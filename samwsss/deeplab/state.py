@@ -1,10 +1,16 @@
 """Training checkpoints and the RNG states they carry.
 
-A full checkpoint (``checkpoints/last.pt``) is a dict with ``format`` (``CHECKPOINT_FORMAT``),
-``version``, ``iteration``, ``config`` (:meth:`DeepLabConfig.to_dict`), ``class_names``,
-``world_size``, ``model`` (CPU state dict), ``optimizer`` (its state dict, momentum included)
-and ``rng`` (:func:`capture_rng_state`). The final model (``model_final.pt``) has the same
-keys without ``optimizer`` and ``rng``.
+A full checkpoint (``checkpoints/last.pt``) is a dict with ``format`` (``CHECKPOINT_FORMAT``,
+``"samwsss-segmenter"``), ``version`` (2), ``iteration``, ``config``
+(:meth:`DeepLabConfig.to_dict`), ``class_names``, ``world_size``, ``arch`` (the
+architecture's name), ``architecture`` (``arch.architecture(model)``: what
+``arch.rebuild`` needs to make the network again without downloads), ``model`` (CPU state
+dict), ``optimizer`` (its state dict, momentum / moments included) and ``rng``
+(:func:`capture_rng_state`). The final model (``model_final.pt``) has the same keys
+without ``optimizer`` and ``rng``.
+
+Checkpoints of version 1 (format ``"samwsss-deeplabv2"``, no ``arch`` nor
+``architecture``) are DeepLabV2 runs; they are read (and resumed) as such.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,7 +29,10 @@ from torch import nn
 from samwsss.atomic import atomic_open
 from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
 from samwsss.deeplab.config import RESUME_MUTABLE, DeepLabConfig, config_from_dict
-from samwsss.deeplab.predict import CHECKPOINT_FORMAT
+from samwsss.deeplab.predict import CHECKPOINT_FORMAT, CHECKPOINT_FORMATS
+
+if TYPE_CHECKING:
+    from samwsss.segnets.arch import SegmentationArch
 
 
 # --------------------------------------------------------------------------- RNG state
@@ -84,6 +93,7 @@ def checkpoint_state(
     config: DeepLabConfig,
     class_names: Sequence[str],
     world_size: int,
+    arch: SegmentationArch | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict of the module docstring.
 
@@ -93,14 +103,21 @@ def checkpoint_state(
             ``None`` for the final model.
         iteration: iterations completed.
         world_size: processes of the run (the global batch is ``world_size x batch_size``).
+        arch: the architecture of ``model`` (``None``: DeepLabV2 of ``config``).
     """
+    if arch is None:
+        from samwsss.deeplab.archs import resolve_arch
+
+        arch = resolve_arch(config)
     state: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
-        "version": 1,
+        "version": 2,
         "iteration": iteration,
         "config": config.to_dict(),
         "class_names": list(class_names),
         "world_size": world_size,
+        "arch": arch.name,
+        "architecture": arch.architecture(model),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     if optimizer is not None:
@@ -123,9 +140,11 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
     Raises:
         ValueError: the file is not a samwsss checkpoint or has no optimiser state.
     """
-    expected = "checkpoints/last.pt of a train-deeplab run (with its optimiser state)"
+    expected = (
+        "checkpoints/last.pt of a train-segmenter / train-deeplab run (with its optimiser state)"
+    )
     state = load_checkpoint(path, kind="samwsss training", expected=expected)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in CHECKPOINT_FORMATS:
         raise not_a_checkpoint(path, "samwsss training", "no samwsss format tag", expected)
     if "optimizer" not in state:
         raise not_a_checkpoint(path, "samwsss training", "no optimiser state", expected)

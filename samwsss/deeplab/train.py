@@ -1,4 +1,11 @@
-"""The DeepLabV2 trainer: SGD + poly schedule, bf16/channels-last on CUDA, DDP, exact resume.
+"""The segmenter trainer: any architecture, poly schedule, bf16/channels-last on CUDA, DDP,
+exact resume.
+
+One trainer runs every architecture (:class:`~samwsss.segnets.arch.SegmentationArch`):
+DeepLabV2 (:class:`~samwsss.segnets.deeplab.DeepLabArch`, SGD, the default) and the
+registry's (SegFormer, Mask2Former, EoMT; AdamW). The architecture builds the network,
+gives its parameter groups (each keeps its learning-rate ratio under the poly schedule),
+its loss and its inference logits; everything else here is shared.
 
 Run directory layout (``out_dir``)::
 
@@ -8,7 +15,7 @@ Run directory layout (``out_dir``)::
     training_curve.png        loss / lr (and val mIoU) curves, redrawn at each checkpoint
     checkpoints/last.pt       full state (model, optimiser, iteration, RNG) for --resume
     checkpoints/iter_NNNNNNN.pt  kept copies when keep_checkpoints
-    model_final.pt            weights + config + class names, for ``predict``
+    model_final.pt            weights + config + class names + architecture, for ``predict``
 
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) the trainer joins
 the process group from the environment (NCCL on CUDA, gloo on CPU) and wraps the model in
@@ -31,6 +38,7 @@ schedule, loss), :mod:`samwsss.deeplab.distributed` (process group, DDP wrapper)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -65,11 +73,13 @@ from samwsss.deeplab.logs import (
     train_log_row,
     val_log_row,
 )
-from samwsss.deeplab.model import DeepLabV2, build_deeplab
 from samwsss.deeplab.optim import (
+    arch_forward_loss,
+    build_arch_optimizer,
     build_optimizer,
     count_valid_pixels,
     forward_loss,
+    logged_learning_rates,
     loss_targets,
     poly_lr,
     segmentation_loss,
@@ -86,6 +96,7 @@ from samwsss.deeplab.state import (
     seed_host_rngs,
 )
 from samwsss.deeplab.transforms import TrainAugmentation
+from samwsss.segnets.arch import SegmentationArch
 from samwsss.workers import exit_with_parent
 
 __all__ = [
@@ -94,6 +105,8 @@ __all__ = [
     "DistributedContext",
     "TrainResult",
     "Trainer",
+    "arch_forward_loss",
+    "build_arch_optimizer",
     "build_optimizer",
     "capture_rng_state",
     "count_valid_pixels",
@@ -107,6 +120,7 @@ __all__ = [
     "segmentation_loss",
     "set_learning_rates",
     "train_deeplab",
+    "train_segmenter",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,9 +158,9 @@ class _Session:
 
     ctx: DistributedContext
     device: torch.device
-    model: DeepLabV2
+    model: nn.Module
     train_model: nn.Module
-    optimizer: torch.optim.SGD
+    optimizer: torch.optim.Optimizer
     amp: bool
     channels_last: bool
 
@@ -187,11 +201,11 @@ class _LossWindow:
 
 
 class Trainer:
-    """Train DeepLabV2 on a dataset with ground truth (its own or pseudo masks).
+    """Train a segmenter on a dataset with ground truth (its own or pseudo masks).
 
     Args:
         config: the run's settings; ``batch_size``/``iterations`` are resolved from the
-            dataset kind when unset.
+            dataset kind when unset; ``config.arch`` names the architecture.
         dataset: training images with masks (``has_gt``), e.g. a
             :class:`~samwsss.deeplab.data.PseudoMaskDataset`.
         out_dir: run directory (see the module docstring).
@@ -200,11 +214,15 @@ class Trainer:
             if there is none). Without it, an ``out_dir`` that already holds a checkpoint is
             refused so a finished run is not overwritten by accident.
 
+        arch: the architecture object to train (tests, programs); ``None`` looks up
+            ``config.arch`` (:func:`~samwsss.deeplab.archs.resolve_arch`). Given, it sets
+            ``config.arch`` to its name.
+
     Raises:
         ValueError: dataset without ground truth or with fewer than two classes,
             ``config.val_every > 0`` without ``val_dataset``, a config or class list that
-            differs from the resumed run's in a field that changes results, or an existing
-            run without ``resume``.
+            differs from the resumed run's in a field that changes results, an existing
+            run without ``resume``, or an unknown architecture.
     """
 
     def __init__(
@@ -215,7 +233,10 @@ class Trainer:
         *,
         val_dataset: SegmentationDataset | None = None,
         resume: bool = False,
+        arch: SegmentationArch | None = None,
     ) -> None:
+        if arch is not None and config.arch != arch.name:
+            config = dataclasses.replace(config, arch=arch.name)
         self.config = config.resolve(dataset.kind)
         self.dataset = dataset
         self.val_dataset = val_dataset
@@ -242,6 +263,22 @@ class Trainer:
             raise ValueError(
                 f"{self.out_dir} already holds a training run ({self.last_checkpoint}); pass "
                 "--resume to continue it or choose another --out"
+            )
+        if arch is None:
+            from samwsss.deeplab.archs import resolve_arch
+
+            arch = resolve_arch(self.config)
+        self.arch: SegmentationArch = arch
+        normalisation = (list(arch.mean), list(arch.std))
+        if normalisation != (list(self.config.mean), list(self.config.std)):
+            logger.warning(
+                "config mean/std %s / %s differ from %s's %s / %s; training normalises with "
+                "the config's",
+                self.config.mean,
+                self.config.std,
+                arch.name,
+                list(arch.mean),
+                list(arch.std),
             )
 
     @property
@@ -276,30 +313,33 @@ class Trainer:
 
     def _build_model(
         self, device: torch.device, ctx: DistributedContext, state: dict[str, Any] | None = None
-    ) -> DeepLabV2:
+    ) -> nn.Module:
         """The seeded model: ``config.init`` weights, or ``state['model']`` when resuming.
 
-        Under DDP rank 0 fetches torchvision weights first (one download into the cache)
-        while the other ranks wait, then they read the cached file.
+        A resumed model is rebuilt from the checkpoint's ``architecture`` (no download).
+        Under DDP rank 0 builds first (one download of the initial weights into the cache)
+        while the other ranks wait, then they read the cached files.
         """
         cfg = self.config
-        init = "none" if state is not None else cfg.init
-        download_first = ctx.enabled and init in ("imagenet", "imagenet-v2")
-        if download_first and not ctx.is_main:
-            ctx.barrier()
-        torch.manual_seed(cfg.seed)
-        model = build_deeplab(
-            self.dataset.num_classes,
-            backbone=cfg.backbone,
-            layers=cfg.backbone_layers if cfg.backbone == "custom" else None,
-            width_per_group=cfg.width_per_group,
-            atrous_rates=cfg.atrous_rates,
-            init=init,
-        )
-        if download_first and ctx.is_main:
-            ctx.barrier()
+        num_classes = self.dataset.num_classes
         if state is not None:
+            torch.manual_seed(cfg.seed)
+            architecture = state.get("architecture")
+            if architecture is not None:
+                model = self.arch.rebuild(architecture)
+            else:  # a version-1 (DeepLabV2) checkpoint
+                model = self.arch.build(num_classes, "none")
             model.load_state_dict(state["model"])
+        else:
+            download_first = ctx.enabled and cfg.init not in ("", "none")
+            if download_first and not ctx.is_main:
+                ctx.barrier()
+            torch.manual_seed(cfg.seed)
+            model = self.arch.build(
+                num_classes, cfg.init, allow_segmentation_init=cfg.allow_segmentation_init
+            )
+            if download_first and ctx.is_main:
+                ctx.barrier()
         model.to(device)
         if self._channels_last(device):
             model.to(memory_format=torch.channels_last)
@@ -382,7 +422,10 @@ class Trainer:
         ids = list(self.val_dataset.ids)
         if self.config.val_max_images is not None:
             ids = ids[: self.config.val_max_images]
-        options = InferenceOptions(amp=session.amp, channels_last=session.channels_last)
+        window = self.config.crop_size if getattr(self.arch, "fixed_input_size", False) else None
+        options = InferenceOptions(
+            amp=session.amp, channels_last=session.channels_last, sliding_window=window
+        )
         matrix = evaluate_model(
             session.model,
             self.val_dataset,
@@ -392,6 +435,7 @@ class Trainer:
             options=options,
             batch_size=self.config.val_batch_size,
             workers=self.config.workers,
+            arch=self.arch,
         )
         counts = torch.from_numpy(matrix.counts).to(session.device)
         ctx.all_reduce(counts)
@@ -414,7 +458,7 @@ class Trainer:
         device = self._device(ctx)
         resume_state = self._load_resume_state(ctx)
         model = self._build_model(device, ctx, resume_state)
-        optimizer = build_optimizer(model, cfg)
+        optimizer = build_arch_optimizer(self.arch, model, cfg)
         start = self._start_iteration(optimizer, resume_state)
         if ctx.is_main:
             self._prepare_run_dir(start)
@@ -430,7 +474,8 @@ class Trainer:
         )
         iterations = int(cfg.iterations or 0)
         logger.info(
-            "training %d -> %d iterations, batch %d x %d processes on %s (amp %s)",
+            "training %s %d -> %d iterations, batch %d x %d processes on %s (amp %s)",
+            self.arch.name,
             start,
             iterations,
             int(cfg.batch_size or 0),
@@ -476,10 +521,11 @@ class Trainer:
     def _step(
         self, session: _Session, loader: Iterator[Any], iteration: int
     ) -> tuple[torch.Tensor, float]:
-        """One SGD step at ``iteration`` (0-based); returns the loss and the base lr."""
+        """One optimiser step at ``iteration`` (0-based); returns the loss and the base lr."""
         lr = set_learning_rates(session.optimizer, self.config, iteration)
         images, labels = next(loader)
-        loss = forward_loss(
+        loss = arch_forward_loss(
+            self.arch,
             session.train_model,
             images,
             labels,
@@ -491,6 +537,8 @@ class Trainer:
         )
         session.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(session.model.parameters(), self.config.clip_grad_norm)
         session.optimizer.step()
         return loss, lr
 
@@ -510,7 +558,7 @@ class Trainer:
             row = train_log_row(
                 done,
                 loss,
-                (lr, lr * cfg.head_lr_mult, lr * cfg.head_bias_lr_mult),
+                logged_learning_rates(session.optimizer, lr, cfg),
                 elapsed,
                 window.count * int(cfg.batch_size or 0) * ctx.world_size,
                 memory,
@@ -540,6 +588,7 @@ class Trainer:
                 self.config,
                 self.dataset.class_names,
                 ctx.world_size,
+                self.arch,
             )
             save_checkpoint(state, self.last_checkpoint)
             if self.config.keep_checkpoints:
@@ -559,6 +608,7 @@ class Trainer:
                 self.config,
                 self.dataset.class_names,
                 ctx.world_size,
+                self.arch,
             )
             save_checkpoint(state, final)
             self.plot_curves()
@@ -568,7 +618,7 @@ class Trainer:
     # ----------------------------------------------------------------- plots
     def plot_curves(self) -> Path | None:
         """Draw ``training_curve.png`` from the CSV logs (matplotlib Agg, no pyplot state)."""
-        return plot_training_curves(self.out_dir)
+        return plot_training_curves(self.out_dir, title=f"{self.arch.name} training")
 
 
 def train_deeplab(
@@ -581,3 +631,17 @@ def train_deeplab(
 ) -> TrainResult:
     """Train DeepLabV2 (see :class:`Trainer`); the library entry point of ``train-deeplab``."""
     return Trainer(config, dataset, out_dir, val_dataset=val_dataset, resume=resume).run()
+
+
+def train_segmenter(
+    config: DeepLabConfig,
+    dataset: SegmentationDataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    val_dataset: SegmentationDataset | None = None,
+    resume: bool = False,
+    arch: SegmentationArch | None = None,
+) -> TrainResult:
+    """Train ``config.arch`` (or ``arch``), see :class:`Trainer`; ``train-segmenter``'s entry."""
+    trainer = Trainer(config, dataset, out_dir, val_dataset=val_dataset, resume=resume, arch=arch)
+    return trainer.run()
