@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "zero-shot": ("samwsss.cli.run", "zero_shot_command"),
     "evaluate": ("samwsss.cli.evaluate", "evaluate_command"),
+    "train-segmenter": ("samwsss.cli.deeplab", "train_segmenter_command"),
     "train-deeplab": ("samwsss.cli.deeplab", "train_deeplab_command"),
     "predict": ("samwsss.cli.deeplab", "predict_command"),
     "models": ("samwsss.cli.models", "models_command"),
@@ -28,8 +29,9 @@ SHORT_HELP = {
     "text-input": "Pseudo masks from image-level labels (Grounding DINO -> SAM -> merge).",
     "zero-shot": "Masks with no labels (RAM tags -> classes -> Grounding DINO -> SAM).",
     "evaluate": "mIoU report of a folder of predicted masks against ground truth.",
+    "train-segmenter": "Train a segmenter (--arch: Mask2Former, SegFormer, EoMT, DeepLabV2).",
     "train-deeplab": "Train DeepLabV2 (ResNet-101) on pseudo masks or ground truth.",
-    "predict": "Predict masks with a trained DeepLabV2 (multi-scale, flip) and evaluate.",
+    "predict": "Predict masks with a trained segmenter (multi-scale, flip) and evaluate.",
     "models": "List the models each stage loads by name (registry).",
 }
 

@@ -1,4 +1,4 @@
-"""``samwsss train-deeplab`` and ``samwsss predict``.
+"""``samwsss train-segmenter``, ``samwsss train-deeplab`` and ``samwsss predict``.
 
 Thin click layers over :mod:`samwsss.deeplab`; torch and the model code are imported only
 when a command runs, so ``samwsss --help`` stays fast.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,29 +40,57 @@ def _absolute(value: str | Path | None) -> str | None:
     return str(path.resolve()) if path.exists() else str(value)
 
 
-def _build_config(
+def _layered_config(
+    base: DeepLabConfig,
     out: Path,
     resume: bool,
     config_file: Path | None,
     explicit: dict[str, Any],
     overrides: tuple[str, ...],
 ) -> DeepLabConfig:
-    """defaults < the run's saved config.yaml (with --resume) < --config < options < --set."""
-    from samwsss.deeplab.config import (
-        DeepLabConfig,
-        config_from_dict,
-        load_config,
-        parse_overrides,
-    )
+    """``base`` < the run's saved config.yaml (with --resume) < --config < options < --set."""
+    from samwsss.deeplab.config import config_from_dict, load_config, parse_overrides
 
-    config = DeepLabConfig()
+    config = base
     saved = out / "config.yaml"
     if resume and saved.is_file():
-        config = load_config(saved)
+        config = load_config(saved, base=config)
     if config_file is not None:
         config = load_config(config_file, base=config)
     config = config_from_dict({k: v for k, v in explicit.items() if v is not None}, base=config)
     return config_from_dict(parse_overrides(overrides), base=config)
+
+
+def _build_config(
+    out: Path,
+    resume: bool,
+    config_file: Path | None,
+    explicit: dict[str, Any],
+    overrides: tuple[str, ...],
+    default_arch: str = "deeplabv2",
+) -> DeepLabConfig:
+    """defaults < the architecture's recipe < saved config.yaml (--resume) < --config <
+    options < --set.
+
+    The architecture is the one these layers name (``arch``, else ``default_arch``).
+    DeepLabV2 has no recipe layer (the config's defaults are its recipe); any other
+    architecture brings its normalisation and, with a card, its recipe and default init
+    (the recipe's global batch divided over ``WORLD_SIZE`` processes).
+    """
+    from samwsss.deeplab.archs import lookup_arch, recipe_values
+    from samwsss.deeplab.config import DeepLabConfig, config_from_dict
+    from samwsss.segnets.deeplab import DEEPLAB_ARCH
+
+    layers = (out, resume, config_file, explicit, overrides)
+    first = _layered_config(DeepLabConfig(arch=default_arch), *layers)
+    if first.arch == DEEPLAB_ARCH:
+        return first
+    arch, card = lookup_arch(first.arch)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    base = config_from_dict(
+        recipe_values(arch, card, world_size), base=DeepLabConfig(arch=first.arch)
+    )
+    return _layered_config(base, *layers)
 
 
 def open_training_dataset(
@@ -127,167 +156,179 @@ def open_validation_dataset(
     return val_dataset
 
 
-@click.command(name="train-deeplab")
-@data_option("Training data: VOC root, COCO split folder/root, or image folder.")
-@split_option("Training split, e.g. train_aug (VOC) or train2014 (COCO root).")
-@click.option(
-    "--masks",
-    default=None,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Pseudo masks <id>.png replacing the ground truth (omit: train on the dataset's GT).",
-)
-@mapping_option("Class list for a plain image folder ('voc', 'coco' or a YAML).")
-@gt_dir_option("GT folder <id>.png replacing the dataset's own (no --masks).")
-@coco_gt_rule_option("How COCO instances become semantic GT [default: overwrite].")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory: config.yaml, logs, curves, checkpoints/, model_final.pt.",
-)
-@click.option(
-    "--config",
-    "config_file",
-    default=None,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="YAML file of config keys (see samwsss.deeplab.config.DeepLabConfig).",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override any config key (value read as YAML), e.g. --set lr=1e-3 --set flip=false.",
-)
-@click.option(
-    "--iterations",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Iterations [VOC 20000, COCO 100000].",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Batch per process [VOC 5, COCO 10].",
-)
-@click.option(
-    "--lr",
-    type=float,
-    default=None,
-    help="Backbone learning rate [2.5e-4]; head x10 / x20.",
-)
-@click.option(
-    "--crop-size",
-    type=click.IntRange(min=8),
-    default=None,
-    help="Square crop side [321].",
-)
-@click.option("--backbone", default=None, help="resnet50 | resnet101 | resnet152 [resnet101].")
-@click.option(
-    "--init",
-    default=None,
-    help="imagenet | imagenet-v2 | none | PATH (checkpoint) [imagenet].",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="DataLoader workers per process [4].",
-)
-@click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available].")
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Seed of init, data order, crops [0].",
-)
-@click.option(
-    "--checkpoint-every",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Iterations between checkpoints [1000].",
-)
-@click.option("--val-data", default=None, help="Validation dataset [default: --data].")
-@click.option("--val-split", default=None, help="Validation split with GT, e.g. val.")
-@click.option(
-    "--val-every",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Validate every N iterations [0 = off].",
-)
-@click.option(
-    "--missing-masks",
-    type=click.Choice(["error", "skip"]),
-    default="error",
-    show_default=True,
-    help="Images of the split without a pseudo mask: fail, or leave them out.",
-)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
-def train_deeplab_command(
-    data: str | None,
-    split: str | None,
-    masks: Path | None,
-    mapping: str | None,
-    gt_dir: Path | None,
-    coco_gt_rule: str | None,
-    out: Path,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    iterations: int | None,
-    batch_size: int | None,
-    lr: float | None,
-    crop_size: int | None,
-    backbone: str | None,
-    init: str | None,
-    workers: int | None,
-    device: str | None,
-    seed: int | None,
-    checkpoint_every: int | None,
-    val_data: str | None,
-    val_split: str | None,
-    val_every: int | None,
-    missing_masks: str,
-    resume: bool,
-) -> None:
-    """Train DeepLabV2 (ResNet-101, ASPP-v2) on pseudo masks or ground truth.
+def _training_options(deeplab: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options ``train-deeplab`` and ``train-segmenter`` share (help per command)."""
+    if deeplab:
+        helps = {
+            "iterations": "Iterations [VOC 20000, COCO 100000].",
+            "batch": "Batch per process [VOC 5, COCO 10].",
+            "lr": "Backbone learning rate [2.5e-4]; head x10 / x20.",
+            "crop": "Square crop side [321].",
+            "init": "imagenet | imagenet-v2 | none | PATH (checkpoint) [imagenet].",
+        }
+    else:
+        helps = {
+            "iterations": "Iterations [the architecture's recipe].",
+            "batch": "Batch per process [recipe's global batch / processes].",
+            "lr": "Base (head) learning rate [recipe]; backbone x backbone_lr_mult.",
+            "crop": "Square crop side [recipe].",
+            "init": "Initial weights: hub id, folder or file [the architecture's default].",
+        }
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        data_option("Training data: VOC root, COCO split folder/root, or image folder."),
+        split_option("Training split, e.g. train_aug (VOC) or train2014 (COCO root)."),
+        click.option(
+            "--masks",
+            default=None,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Pseudo masks <id>.png replacing the ground truth (omit: train on the "
+            "dataset's GT).",
+        ),
+        mapping_option("Class list for a plain image folder ('voc', 'coco' or a YAML)."),
+        gt_dir_option("GT folder <id>.png replacing the dataset's own (no --masks)."),
+        coco_gt_rule_option("How COCO instances become semantic GT [default: overwrite]."),
+        click.option(
+            "--out",
+            required=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Run directory: config.yaml, logs, curves, checkpoints/, model_final.pt.",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            default=None,
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            help="YAML file of config keys (see samwsss.deeplab.config.DeepLabConfig).",
+        ),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Override any config key (value read as YAML), e.g. --set lr=1e-3 --set "
+            "flip=false.",
+        ),
+        click.option(
+            "--iterations",
+            type=click.IntRange(min=1),
+            default=None,
+            help=helps["iterations"],
+        ),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help=helps["batch"]),
+        click.option("--lr", type=float, default=None, help=helps["lr"]),
+        click.option("--crop-size", type=click.IntRange(min=8), default=None, help=helps["crop"]),
+        click.option("--init", default=None, help=helps["init"]),
+        click.option(
+            "--allow-segmentation-init",
+            is_flag=True,
+            default=None,
+            help="Accept --init weights trained on segmentation data (COCO, ADE20K, "
+            "Cityscapes ...). This leaves the WSSS protocol (classification or "
+            "self-supervised pretraining only).",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=None,
+            help="DataLoader workers per process [4].",
+        ),
+        click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available]."),
+        click.option(
+            "--seed",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Seed of init, data order, crops [0].",
+        ),
+        click.option(
+            "--checkpoint-every",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Iterations between checkpoints [1000].",
+        ),
+        click.option("--val-data", default=None, help="Validation dataset [default: --data]."),
+        click.option("--val-split", default=None, help="Validation split with GT, e.g. val."),
+        click.option(
+            "--val-every",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Validate every N iterations [0 = off].",
+        ),
+        click.option(
+            "--missing-masks",
+            type=click.Choice(["error", "skip"]),
+            default="error",
+            show_default=True,
+            help="Images of the split without a pseudo mask: fail, or leave them out.",
+        ),
+        click.option(
+            "--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt."
+        ),
+    ]
 
-    Defaults follow the survey: 321x321 crops, batch 5 / 20k iterations (VOC) or 10 / 100k
-    (COCO), SGD momentum 0.9, lr 2.5e-4 (head x10, biases x20), weight decay 5e-4, poly 0.9.
-    Under torchrun the batch is per process (effective batch = batch x processes).
-    """
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _explicit_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values of the command-line options (``None``: not given); paths absolute."""
     explicit = {
-        "data": _absolute(data),
-        "split": split,
-        "masks": _absolute(masks),
-        "mapping": _absolute(mapping),
-        "gt_dir": _absolute(gt_dir),
-        "coco_gt_rule": coco_gt_rule,
-        "iterations": iterations,
-        "batch_size": batch_size,
-        "lr": lr,
-        "crop_size": crop_size,
-        "backbone": backbone,
-        "init": init,
-        "workers": workers,
-        "device": device,
-        "seed": seed,
-        "checkpoint_every": checkpoint_every,
-        "val_data": _absolute(val_data),
-        "val_split": val_split,
-        "val_every": val_every,
+        key: values.get(key)
+        for key in (
+            "split",
+            "coco_gt_rule",
+            "iterations",
+            "batch_size",
+            "lr",
+            "crop_size",
+            "backbone",
+            "init",
+            "allow_segmentation_init",
+            "workers",
+            "device",
+            "seed",
+            "checkpoint_every",
+            "val_split",
+            "val_every",
+            "arch",
+        )
     }
+    for key in ("data", "masks", "mapping", "gt_dir", "val_data"):
+        explicit[key] = _absolute(values.get(key))
+    return explicit
+
+
+def _train(values: dict[str, Any], default_arch: str, command: str) -> None:
+    """Build the config of a training command, open the data, train, report (rank 0)."""
+    out: Path = values["out"]
+    resume: bool = values["resume"]
     with fail_cleanly(download_errors=False):
         from samwsss.deeplab.train import Trainer
+        from samwsss.segnets.deeplab import DEEPLAB_ARCH
 
-        config = _build_config(out, resume, config_file, explicit, overrides)
+        config = _build_config(
+            out,
+            resume,
+            values["config_file"],
+            _explicit_settings(values),
+            values["overrides"],
+            default_arch,
+        )
+        if command == "train-deeplab" and config.arch != DEEPLAB_ARCH:
+            raise ValueError(
+                f"train-deeplab trains {DEEPLAB_ARCH}, but the config sets arch "
+                f"{config.arch!r}; use samwsss train-segmenter --arch {config.arch}"
+            )
         validation_set = config.val_split is not None or config.val_data is not None
         if config.val_every > 0 and not validation_set:
             raise ValueError(
                 f"--val-every {config.val_every} needs a validation set with ground truth: "
                 "pass --val-split (e.g. val; from --data, or from --val-data when given)"
             )
-        dataset = open_training_dataset(config, missing_masks)
+        dataset = open_training_dataset(config, values["missing_masks"])
         val_dataset = open_validation_dataset(config, dataset) if validation_set else None
         result = Trainer(config, dataset, out, val_dataset=val_dataset, resume=resume).run()
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
@@ -299,6 +340,42 @@ def train_deeplab_command(
     if result.val_miou is not None:
         click.echo(f"val mIoU {100 * result.val_miou:.2f}%")
     click.echo(f"model: {result.final_model}")
+
+
+@click.command(name="train-deeplab")
+@_training_options(deeplab=True)
+@click.option("--backbone", default=None, help="resnet50 | resnet101 | resnet152 [resnet101].")
+def train_deeplab_command(**values: Any) -> None:
+    """Train DeepLabV2 (ResNet-101, ASPP-v2) on pseudo masks or ground truth.
+
+    Defaults follow the survey: 321x321 crops, batch 5 / 20k iterations (VOC) or 10 / 100k
+    (COCO), SGD momentum 0.9, lr 2.5e-4 (head x10, biases x20), weight decay 5e-4, poly 0.9.
+    Under torchrun the batch is per process (effective batch = batch x processes).
+    Same as train-segmenter --arch deeplabv2.
+    """
+    values["arch"] = "deeplabv2"
+    _train(values, "deeplabv2", "train-deeplab")
+
+
+@click.command(name="train-segmenter")
+@click.option(
+    "--arch",
+    default=None,
+    help="Architecture name (deeplabv2, mask2former-swin-large, segformer-b5, ...) or "
+    "folder [mask2former-swin-large].",
+)
+@_training_options(deeplab=False)
+def train_segmenter_command(**values: Any) -> None:
+    """Train a segmenter (any --arch) on pseudo masks or ground truth.
+
+    Each architecture brings its recipe (optimizer, learning rates, weight decay,
+    iterations, global batch, crop) and default ImageNet / self-supervised initial
+    weights; --config, the options and --set override them. Under torchrun the batch is
+    per process (the recipe's global batch is divided over the processes).
+    """
+    from samwsss.deeplab.archs import default_segmenter_arch
+
+    _train(values, default_segmenter_arch(), "train-segmenter")
 
 
 def _parse_scales(text: str) -> tuple[float, ...]:
@@ -318,7 +395,7 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     "--checkpoint",
     required=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="model_final.pt (or checkpoints/last.pt) of a train-deeplab run.",
+    help="model_final.pt (or checkpoints/last.pt) of a train-segmenter / train-deeplab run.",
 )
 @data_option("Images: VOC root, COCO split folder/root, or image folder.", required=True)
 @split_option("Split to predict, e.g. val or test.")
@@ -357,6 +434,18 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     show_default=True,
     help="Image decoding workers.",
 )
+@click.option(
+    "--sliding-window",
+    is_flag=True,
+    help="Cut each scale's input into overlapping square windows (stride 2/3) and average "
+    "their probabilities; on by default for architectures with a fixed input size.",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Sliding-window side in pixels [the training crop size].",
+)
 @click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available].")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA.")
 @click.option(
@@ -385,13 +474,18 @@ def predict_command(
     flip: bool,
     batch_size: int,
     workers: int,
+    sliding_window: bool,
+    window: int | None,
     device: str | None,
     amp: bool,
     palette: bool,
     overwrite: bool,
     no_eval: bool,
 ) -> None:
-    """Predict masks with a trained DeepLabV2 (multi-scale, flip) and evaluate them.
+    """Predict masks with a trained segmenter (multi-scale, flip) and evaluate them.
+
+    Any train-segmenter / train-deeplab checkpoint works: the network is rebuilt from the
+    architecture the checkpoint records (no download).
 
     --out records the checkpoint (weights hash, iteration), dataset, scales, flip, bf16 and
     palette in prediction_identity.json: rerunning with the same ones resumes (finished
@@ -412,7 +506,14 @@ def predict_command(
             data, split, mapping=mapping, gt_dir=gt_dir, coco_gt_rule=coco_gt_rule
         )
         loaded = load_checkpoint_model(checkpoint, device)
-        options = InferenceOptions(scales=scale_values, flip=flip, amp=amp)
+        fixed = bool(getattr(loaded.arch, "fixed_input_size", False))
+        side = window if window is not None else loaded.config.crop_size
+        options = InferenceOptions(
+            scales=scale_values,
+            flip=flip,
+            amp=amp,
+            sliding_window=side if sliding_window or fixed or window is not None else None,
+        )
         check_class_names(loaded.class_names, dataset)
         if overwrite:  # the old run's report must not outlive its predictions
             for name in (REPORT_NAME, PLOT_NAME):
