@@ -273,6 +273,8 @@ class EomtArch:
         )
 
     def _window_scores(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, C, S, S)`` semantic scores of one ``image_size`` window."""
+        import torch
         from torch.nn import functional as F
 
         out = model(pixel_values=pixels)
@@ -283,8 +285,6 @@ class EomtArch:
             mode="bilinear",
             align_corners=False,
         )
-        import torch
-
         return torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid())
 
     def logits(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:

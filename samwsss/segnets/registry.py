@@ -8,17 +8,18 @@ Recipes and their sources:
 * Mask2Former (Swin-L / Swin-B): AdamW, lr 1e-4, weight decay 0.05 (none on norms and
   embeddings), backbone lr x0.1, poly schedule (power 0.9), 512 x 512 crops, 80k iterations,
   global batch 8 (4 per GPU on 2 GPUs). The optimiser numbers are Mask2Former's
-  (facebookresearch/Mask2Former ``Base-ADE20K-SemanticSegmentation.yaml`` and the Swin
-  configs: ``BASE_LR 0.0001``, ``WEIGHT_DECAY 0.05``, ``BACKBONE_MULTIPLIER 0.1``,
-  ``WEIGHT_DECAY_NORM/EMBED 0``, ``WarmupPolyLR``); crops, iterations and batch are
+  (facebookresearch/Mask2Former ``configs/ade20k/semantic-segmentation/
+  Base-ADE20K-SemanticSegmentation.yaml``: ``BASE_LR 0.0001``, ``WEIGHT_DECAY 0.05``,
+  ``OPTIMIZER ADAMW``, ``BACKBONE_MULTIPLIER 0.1``, ``WarmupPolyLR`` without warm-up; its
+  ``train_net.py`` sets no decay on norms, embeddings and Swin's position tables); crops, iterations and batch are
   FMA-WSSS's (issue 13; its config names read ``m2f-sl22-bt4-80k-512x``: Swin-L IN-22k,
   batch 4, 80k iterations, 512 crops). Mask2Former also clips gradients (full-model norm
   0.01), which :class:`~samwsss.segnets.arch.Recipe` has no field for.
 * SegFormer-B5: AdamW, lr 6e-5 on the encoder with the head at x10 (so ``lr`` 6e-4 and
   ``backbone_lr_mult`` 0.1), weight decay 0.01 (none on norms), poly power 1.0, 512 crops
-  (mmsegmentation ``segformer_mit-b5_512x512_160k_ade20k``; it trains 160k iterations at
-  batch 16 with a 1500-iteration linear warm-up); iterations and batch here match the
-  Mask2Former budget (80k at 8).
+  (mmsegmentation ``configs/segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py``, which
+  the B5 config inherits; it trains 160k iterations at batch 16 with a 1500-iteration
+  linear warm-up); iterations and batch here match the Mask2Former budget (80k at 8).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ SEGFORMER_RECIPE = Recipe(
     poly_power=1.0,
     source=(
         "mmsegmentation SegFormer (AdamW, encoder lr 6e-5 with head x10, wd 0.01, poly 1.0, "
-        "512 crops; segformer_mit-b5_512x512_160k_ade20k); 80k iterations at batch 8 "
+        "512 crops; segformer_mit-b0_8xb2-160k_ade20k-512x512.py); 80k iterations at batch 8 "
         "to match the Mask2Former budget (mmseg: 160k at 16, 1500 warm-up iterations)"
     ),
 )
@@ -76,9 +77,9 @@ EOMT_RECIPE = Recipe(
     crop_size=518,
     poly_power=0.9,
     source=(
-        "EoMT's ADE20K semantic recipe (AdamW lr 1e-4, wd 0.05, poly 0.9) with the "
-        "Mask2Former budget (80k iterations, batch 8); crops 518 = 37 patches of 14 for "
-        "DINOv2's patch size; EoMT's layer-wise lr decay and mask annealing are not used"
+        "Mask2Former's AdamW numbers (lr 1e-4, wd 0.05, backbone x0.1, poly 0.9) and budget "
+        "(80k iterations, batch 8), not checked against EoMT's own configs; crops 518 = 37 "
+        "patches of 14 (DINOv2); EoMT's layer-wise lr decay and mask annealing are not used"
     ),
 )
 

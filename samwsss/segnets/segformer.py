@@ -68,7 +68,7 @@ def pixel_cross_entropy(
     """
     from torch.nn import functional as F
 
-    logits = logits.float()
+    logits, labels = logits.float(), labels.long()
     size = (int(labels.shape[-2]), int(labels.shape[-1]))
     if tuple(logits.shape[-2:]) != size:
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
