@@ -1,0 +1,338 @@
+"""EoMT (Encoder-only Mask Transformer) on a DINOv2 ViT, trained with our mask loss.
+
+Built as transformers' ``EomtForUniversalSegmentation`` with ``num_labels = C``. The ViT is
+initialised from a self-supervised DINOv2 checkpoint (``facebook/dinov2-large``: a
+``Dinov2Model``, not gated) by renaming its weights (``encoder.layer.i`` ->
+``layers.i``, ``attention.o_proj`` -> ``attention.out_proj``), folding the [CLS] position
+embedding into the [CLS] token (EoMT adds no position to it) and resizing the patch
+position embeddings bicubically to the training grid (``image_size / patch_size``). The
+queries, the upscaling block, the mask head and the class head are new.
+
+The loss is :func:`samwsss.segnets.mask_loss.mask_classification_loss` on the predictions
+of every masked block and of the final output (recorded by wrapping the model's
+``predict`` during the forward), so 255 pixels take no part. EoMT's masked-attention
+annealing is not used: ``attn_mask_probs`` stays 1, so masked attention runs in training
+and inference alike (as Mask2Former's decoder).
+
+The network takes inputs of exactly ``image_size`` x ``image_size`` (its position
+embeddings are a fixed grid): training crops must have that size, and :meth:`logits` runs
+a sliding window (stride 2/3 of the window, the image padded to at least one window)
+over other sizes and averages the scores of overlapping windows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from samwsss.segnets.common import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_architecture,
+    check_num_classes,
+    config_to_json,
+    init_config,
+    is_random_init,
+    refuse_segmentation_init,
+    split_param_groups,
+)
+from samwsss.segnets.mask_loss import MaskLossSettings, mask_classification_loss
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+logger = logging.getLogger(__name__)
+
+#: ``EomtConfig`` values of DINOv2-L (patch 14) for a random init.
+DINOV2_LARGE = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "mlp_ratio": 4,
+    "patch_size": 14,
+    "layerscale_value": 1e-5,
+    "num_register_tokens": 0,
+}
+_DINOV2_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "mlp_ratio")
+_HEAD_PREFIXES = ("query.", "upscale_block.", "mask_head.", "class_predictor.", "criterion.")
+_NO_DECAY_NAMES = ("position_embeddings", "cls_token", "register_tokens")
+
+
+def dinov2_to_eomt(
+    state: Mapping[str, torch.Tensor], grid: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """EoMT ViT weights from a ``Dinov2Model`` state dict.
+
+    Args:
+        state: ``Dinov2Model.state_dict()``.
+        grid: EoMT's patch grid ``(rows, cols)``.
+
+    Returns:
+        ``{eomt name: tensor}`` for the embeddings, the layers and the final norm.
+    """
+    from torch.nn import functional as F
+
+    out: dict[str, torch.Tensor] = {}
+    positions = state["embeddings.position_embeddings"]  # (1, 1 + n, D)
+    out["embeddings.cls_token"] = state["embeddings.cls_token"] + positions[:, :1]
+    patches = positions[0, 1:]
+    side = math.isqrt(patches.shape[0])
+    square = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    if (side, side) != tuple(grid):
+        square = F.interpolate(square.float(), size=grid, mode="bicubic", align_corners=False)
+    out["embeddings.position_embeddings.weight"] = square[0].flatten(1).T.contiguous()
+    for name, tensor in state.items():
+        if name.startswith("embeddings.patch_embeddings."):
+            out[name] = tensor
+        elif name.startswith("encoder.layer."):
+            renamed = "layers." + name[len("encoder.layer.") :]
+            out[renamed.replace(".attention.o_proj.", ".attention.out_proj.")] = tensor
+        elif name.startswith("layernorm."):
+            out[name] = tensor
+    return out
+
+
+class EomtArch:
+    """EoMT behind :class:`~samwsss.segnets.arch.SegmentationArch`.
+
+    Args:
+        image_size: the network's (and the training crops') square input side, a multiple
+            of the patch size (518 = 37 x 14 for DINOv2).
+        config: ``EomtConfig`` overrides (``num_queries``, ``num_blocks``, ...); default
+            100 queries and 4 masked blocks.
+        backbone: ViT values for a random init; default DINOv2-L's.
+        drop_path_rate: stochastic depth of the ViT.
+        num_points, oversample_ratio, importance_sample_ratio, no_object_weight: the mask
+            loss's settings (:class:`MaskLossSettings`).
+    """
+
+    name = "eomt"
+    mean = IMAGENET_MEAN
+    std = IMAGENET_STD
+
+    def __init__(
+        self,
+        image_size: int = 518,
+        config: Mapping[str, Any] | None = None,
+        backbone: Mapping[str, Any] | None = None,
+        drop_path_rate: float = 0.0,
+        num_points: int | None = 12544,
+        oversample_ratio: float = 3.0,
+        importance_sample_ratio: float = 0.75,
+        no_object_weight: float = 0.1,
+    ) -> None:
+        self.image_size = int(image_size)
+        self.config = {"num_queries": 100, **dict(config or {})}
+        self.backbone = dict(DINOV2_LARGE if backbone is None else backbone)
+        self.drop_path_rate = float(drop_path_rate)
+        self.settings = MaskLossSettings(
+            no_object_weight=no_object_weight,
+            num_points=num_points,
+            oversample_ratio=oversample_ratio,
+            importance_sample_ratio=importance_sample_ratio,
+        )
+
+    def _config(self, num_classes: int, vit: Mapping[str, Any]) -> Any:
+        from transformers import EomtConfig
+
+        patch = int(vit["patch_size"])
+        if self.image_size % patch:
+            raise ValueError(
+                f"image_size {self.image_size} is not a multiple of the patch size {patch}; "
+                f"use e.g. {patch * max(1, round(self.image_size / patch))}"
+            )
+        return EomtConfig(
+            **{
+                **vit,
+                **self.config,
+                "image_size": self.image_size,
+                "drop_path_rate": self.drop_path_rate,
+                "num_labels": num_classes,
+                "id2label": {i: str(i) for i in range(num_classes)},
+                "no_object_weight": self.settings.no_object_weight,
+            }
+        )
+
+    def build(
+        self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False
+    ) -> nn.Module:
+        """``EomtForUniversalSegmentation`` with ``num_classes`` classes.
+
+        Args:
+            init: a DINOv2 checkpoint (hub id or local folder of a ``dinov2`` model): its
+                ViT weights are converted (see the module doc), the rest is new. An ``eomt``
+                checkpoint is segmentation-trained: refused unless
+                ``allow_segmentation_init``, then loaded whole.
+
+        Raises:
+            ValueError: another model type, a refused segmentation checkpoint, or an
+                ``image_size`` that is not a multiple of the patch size.
+        """
+        import torch
+        from transformers import Dinov2Model, EomtForUniversalSegmentation
+
+        num_classes = check_num_classes(num_classes)
+        if is_random_init(init):
+            return EomtForUniversalSegmentation(self._config(num_classes, self.backbone)).float()
+        assert init is not None
+        source = init_config(init)
+        refuse_segmentation_init(source, init, allow_segmentation_init)
+        if source.model_type == "eomt":
+            return EomtForUniversalSegmentation.from_pretrained(
+                init,
+                dtype=torch.float32,
+                ignore_mismatched_sizes=True,
+                num_labels=num_classes,
+                id2label={i: str(i) for i in range(num_classes)},
+            )
+        if source.model_type != "dinov2":
+            raise ValueError(
+                f"init {init!r} is a {source.model_type!r} model; eomt needs a DINOv2 "
+                "checkpoint such as 'facebook/dinov2-large'"
+            )
+        vit = {key: getattr(source, key) for key in _DINOV2_KEYS}
+        vit.update(
+            patch_size=int(source.patch_size),
+            layer_norm_eps=float(source.layer_norm_eps),
+            layerscale_value=float(source.layerscale_value),
+            use_swiglu_ffn=bool(source.use_swiglu_ffn),
+            hidden_act=str(source.hidden_act),
+            num_register_tokens=0,
+        )
+        model = EomtForUniversalSegmentation(self._config(num_classes, vit)).float()
+        pretrained = Dinov2Model.from_pretrained(init, dtype=torch.float32)
+        weights = dinov2_to_eomt(pretrained.state_dict(), model.grid_size)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        new = _HEAD_PREFIXES + ("attn_mask_probs", "embeddings.register_tokens")
+        lacking = [name for name in missing if not name.startswith(new)]
+        if unexpected or lacking:
+            raise ValueError(
+                f"init {init!r} does not fit EoMT: unexpected {unexpected[:5]}, missing "
+                f"{lacking[:5]}; pass a Dinov2Model checkpoint"
+            )
+        logger.info("EoMT's ViT initialised from %s (queries and heads random)", init)
+        return model
+
+    def architecture(self, model: nn.Module) -> dict[str, Any]:
+        """``{"arch": "eomt", "config": <EomtConfig as a dict>}``."""
+        return {"arch": "eomt", "config": config_to_json(_unwrap(model).config)}
+
+    def rebuild(self, architecture: Mapping[str, Any]) -> nn.Module:
+        """A random ``EomtForUniversalSegmentation`` of ``architecture``'s config."""
+        from transformers import EomtConfig, EomtForUniversalSegmentation
+
+        config = EomtConfig.from_dict(check_architecture(architecture, "eomt"))
+        return EomtForUniversalSegmentation(config).float()
+
+    def outputs(
+        self, model: nn.Module, pixels: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(class_logits, mask_logits)`` of every masked block and of the output.
+
+        Raises:
+            ValueError: ``pixels`` is not ``image_size`` square.
+        """
+        inner = _unwrap(model)
+        side = int(inner.config.image_size)
+        if tuple(pixels.shape[-2:]) != (side, side):
+            raise ValueError(
+                f"EoMT takes {side}x{side} inputs, got {tuple(pixels.shape[-2:])}; set the "
+                f"training crop size to {side} (or build with image_size equal to the crop)"
+            )
+        recorded: list[tuple[torch.Tensor, torch.Tensor]] = []
+        original = inner.predict
+
+        def recording(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            masks, classes = original(hidden)
+            recorded.append((classes, masks))
+            return masks, classes
+
+        inner.predict = recording
+        try:
+            model(pixel_values=pixels)
+        finally:
+            del inner.predict
+        return recorded[::-1]  # the final output first
+
+    def loss(
+        self,
+        model: nn.Module,
+        pixels: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        world_size: int = 1,
+    ) -> torch.Tensor:
+        """Mask-classification loss over every masked block and the output."""
+        layers = self.outputs(model, pixels)
+        num_classes = int(layers[0][0].shape[-1]) - 1
+        return mask_classification_loss(
+            layers, labels, num_classes, self.settings, world_size=world_size
+        )
+
+    def _window_scores(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, C, S, S)`` semantic scores of one ``image_size`` window."""
+        import torch
+        from torch.nn import functional as F
+
+        out = model(pixel_values=pixels)
+        probs = out.class_queries_logits.float().softmax(-1)[..., :-1]
+        masks = F.interpolate(
+            out.masks_queries_logits.float(),
+            size=pixels.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+        )
+        return torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid())
+
+    def logits(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` float32 ``log`` semantic scores (sliding window when the input
+        is not ``image_size`` square)."""
+        import torch
+        from torch.nn import functional as F
+
+        side = int(_unwrap(model).config.image_size)
+        height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
+        padded = F.pad(pixels, (0, max(0, side - width), 0, max(0, side - height)))
+        full_h, full_w = int(padded.shape[-2]), int(padded.shape[-1])
+        stride = max(1, side * 2 // 3)
+
+        def starts(size: int) -> list[int]:
+            points = list(range(0, size - side, stride))
+            return [*points, size - side]
+
+        total: torch.Tensor | None = None
+        counts = torch.zeros(1, 1, full_h, full_w, device=pixels.device)
+        for top in starts(full_h):
+            for left in starts(full_w):
+                window = padded[..., top : top + side, left : left + side]
+                scores = self._window_scores(model, window)
+                if total is None:
+                    total = scores.new_zeros(scores.shape[0], scores.shape[1], full_h, full_w)
+                total[..., top : top + side, left : left + side] += scores
+                counts[..., top : top + side, left : left + side] += 1
+        assert total is not None
+        scores = (total / counts)[..., :height, :width]
+        return torch.log(scores + 1e-8)
+
+    def param_groups(
+        self, model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float
+    ) -> list[dict[str, Any]]:
+        """The ViT (embeddings, layers, final norm) at ``lr * backbone_lr_mult``; queries and
+        heads at ``lr``; no weight decay on norms, queries, position embeddings and tokens."""
+        return split_param_groups(
+            _unwrap(model),
+            lr,
+            weight_decay,
+            backbone_lr_mult,
+            is_backbone=lambda name: not name.startswith(_HEAD_PREFIXES),
+            extra_no_decay=_NO_DECAY_NAMES,
+        )
+
+
+def _unwrap(model: nn.Module) -> Any:
+    """The model inside a DDP / compile wrapper."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)

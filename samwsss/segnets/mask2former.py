@@ -1,0 +1,244 @@
+"""Mask2Former on a Swin backbone, trained with our ignore-exact mask loss.
+
+Built as transformers' ``Mask2FormerForUniversalSegmentation`` with ``num_labels = C``
+(the semantic classes, background included; the class head has ``C + 1`` outputs, the last
+"no object"). The Swin backbone is initialised from an image-classification checkpoint
+(``microsoft/swin-large-patch4-window12-384-in22k``: ``SwinForImageClassification``
+weights, loaded through ``SwinBackbone.from_pretrained``); the pixel decoder, the
+transformer decoder and the per-stage output norms are new. The backbone gets stochastic
+depth 0.3 as Mask2Former's Swin configs.
+
+The model is never called with ``mask_labels``/``class_labels``: the loss is
+:func:`samwsss.segnets.mask_loss.mask_classification_loss` on the final and auxiliary
+outputs, in which 255 pixels take no part (see that module). :meth:`Mask2FormerArch.logits`
+returns ``log`` of Mask2Former's semantic scores (see
+:func:`~samwsss.segnets.mask_loss.semantic_log_scores`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from samwsss.segnets.common import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_architecture,
+    check_num_classes,
+    config_to_json,
+    init_config,
+    is_random_init,
+    refuse_segmentation_init,
+    split_param_groups,
+)
+from samwsss.segnets.mask_loss import (
+    MaskLossSettings,
+    mask_classification_loss,
+    semantic_log_scores,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+logger = logging.getLogger(__name__)
+
+#: ``SwinConfig`` values of Swin-L (window 12, 384 pretraining) for a random init.
+SWIN_LARGE = {
+    "image_size": 384,
+    "embed_dim": 192,
+    "depths": [2, 2, 18, 2],
+    "num_heads": [6, 12, 24, 48],
+    "window_size": 12,
+}
+_OUT_FEATURES = ["stage1", "stage2", "stage3", "stage4"]
+#: Parameter-name parts without weight decay besides norms and ``nn.Embedding`` tables
+#: (Mask2Former's ``WEIGHT_DECAY_EMBED 0``: Swin's position tables).
+_NO_DECAY_NAMES = ("relative_position_bias_table", "position_embeddings")
+_BACKBONE_PREFIX = "model.pixel_level_module.encoder."
+
+
+class Mask2FormerArch:
+    """Mask2Former behind :class:`~samwsss.segnets.arch.SegmentationArch`.
+
+    Args:
+        config: ``Mask2FormerConfig`` overrides (``num_queries``, ``decoder_layers``,
+            ``hidden_dim``, ...); default Mask2Former's (100 queries, 10 decoder layers,
+            hidden 256).
+        backbone: ``SwinConfig`` values for a random init (``init`` none); default Swin-L.
+        drop_path_rate: the Swin backbone's stochastic depth.
+        num_points, oversample_ratio, importance_sample_ratio, no_object_weight: the loss's
+            point sampling and no-object weight (:class:`MaskLossSettings`; ``num_points``
+            ``None`` = dense over the valid pixels).
+    """
+
+    name = "mask2former"
+    mean = IMAGENET_MEAN
+    std = IMAGENET_STD
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        backbone: Mapping[str, Any] | None = None,
+        drop_path_rate: float = 0.3,
+        num_points: int | None = 12544,
+        oversample_ratio: float = 3.0,
+        importance_sample_ratio: float = 0.75,
+        no_object_weight: float = 0.1,
+    ) -> None:
+        self.config = dict(config or {})
+        self.backbone = dict(SWIN_LARGE if backbone is None else backbone)
+        self.drop_path_rate = float(drop_path_rate)
+        self.settings = MaskLossSettings(
+            no_object_weight=no_object_weight,
+            num_points=num_points,
+            oversample_ratio=oversample_ratio,
+            importance_sample_ratio=importance_sample_ratio,
+        )
+
+    def _config(self, num_classes: int, backbone_config: Any) -> Any:
+        from transformers import Mask2FormerConfig
+
+        return Mask2FormerConfig(
+            **{
+                **self.config,
+                "backbone_config": backbone_config,
+                "num_labels": num_classes,
+                "id2label": {i: str(i) for i in range(num_classes)},
+                "no_object_weight": self.settings.no_object_weight,
+            }
+        )
+
+    def build(
+        self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False
+    ) -> nn.Module:
+        """``Mask2FormerForUniversalSegmentation`` with ``num_classes`` classes.
+
+        Args:
+            init: a Swin image-classification checkpoint (hub id or local folder of a
+                ``swin`` model): backbone weights loaded, the rest new. A ``mask2former``
+                checkpoint is segmentation-trained: refused unless
+                ``allow_segmentation_init``, then loaded whole (a class head of another
+                size is re-initialised).
+
+        Raises:
+            ValueError: another model type, or a refused segmentation checkpoint.
+        """
+        import torch
+        from transformers import (
+            Mask2FormerForUniversalSegmentation,
+            SwinBackbone,
+            SwinConfig,
+        )
+
+        num_classes = check_num_classes(num_classes)
+        if is_random_init(init):
+            backbone_config = SwinConfig(
+                **{
+                    **self.backbone,
+                    "out_features": _OUT_FEATURES,
+                    "drop_path_rate": self.drop_path_rate,
+                }
+            )
+            model = Mask2FormerForUniversalSegmentation(self._config(num_classes, backbone_config))
+            return model.float()
+        assert init is not None
+        source = init_config(init)
+        refuse_segmentation_init(source, init, allow_segmentation_init)
+        if source.model_type == "mask2former":
+            logger.info("loading the whole Mask2Former from %s", init)
+            return Mask2FormerForUniversalSegmentation.from_pretrained(
+                init,
+                dtype=torch.float32,
+                ignore_mismatched_sizes=True,
+                num_labels=num_classes,
+                id2label={i: str(i) for i in range(num_classes)},
+            )
+        if source.model_type != "swin":
+            raise ValueError(
+                f"init {init!r} is a {source.model_type!r} model; mask2former needs a Swin "
+                "checkpoint such as 'microsoft/swin-large-patch4-window12-384-in22k'"
+            )
+        values = source.to_dict()
+        for key in ("out_indices", "out_features", "stage_names", "id2label", "label2id"):
+            values.pop(key, None)
+        values.update(
+            out_features=_OUT_FEATURES, drop_path_rate=self.drop_path_rate, architectures=None
+        )
+        backbone_config = SwinConfig.from_dict(values)
+        model = Mask2FormerForUniversalSegmentation(self._config(num_classes, backbone_config))
+        model = model.float()
+        pretrained = SwinBackbone.from_pretrained(
+            init, out_features=_OUT_FEATURES, dtype=torch.float32
+        )
+        encoder = model.model.pixel_level_module.encoder
+        encoder.load_state_dict(pretrained.state_dict())
+        logger.info("Mask2Former's Swin backbone initialised from %s (the rest random)", init)
+        return model
+
+    def architecture(self, model: nn.Module) -> dict[str, Any]:
+        """``{"arch": "mask2former", "config": <Mask2FormerConfig as a dict>}``."""
+        return {"arch": "mask2former", "config": config_to_json(_unwrap(model).config)}
+
+    def rebuild(self, architecture: Mapping[str, Any]) -> nn.Module:
+        """A random ``Mask2FormerForUniversalSegmentation`` of ``architecture``'s config."""
+        from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
+
+        config = Mask2FormerConfig.from_dict(check_architecture(architecture, "mask2former"))
+        return Mask2FormerForUniversalSegmentation(config).float()
+
+    def outputs(
+        self, model: nn.Module, pixels: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(class_logits, mask_logits)`` of the final layer, then of the auxiliary ones."""
+        out = model(pixel_values=pixels, output_auxiliary_logits=True)
+        layers = [(out.class_queries_logits, out.masks_queries_logits)]
+        for aux in out.auxiliary_logits or ():
+            layers.append((aux["class_queries_logits"], aux["masks_queries_logits"]))
+        return layers
+
+    def loss(
+        self,
+        model: nn.Module,
+        pixels: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        world_size: int = 1,
+    ) -> torch.Tensor:
+        """Mask-classification loss over every decoder layer (ignored pixels left out)."""
+        layers = self.outputs(model, pixels)
+        num_classes = int(layers[0][0].shape[-1]) - 1
+        return mask_classification_loss(
+            layers, labels, num_classes, self.settings, world_size=world_size
+        )
+
+    def logits(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` float32 ``log`` semantic scores at the input size."""
+        out = model(pixel_values=pixels)
+        return semantic_log_scores(
+            out.class_queries_logits,
+            out.masks_queries_logits,
+            (int(pixels.shape[-2]), int(pixels.shape[-1])),
+        )
+
+    def param_groups(
+        self, model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float
+    ) -> list[dict[str, Any]]:
+        """Swin at ``lr * backbone_lr_mult``, the rest at ``lr``; no weight decay on norms,
+        ``nn.Embedding`` tables (queries, level embeddings) and Swin's position tables
+        (Mask2Former's ``WEIGHT_DECAY_NORM`` / ``WEIGHT_DECAY_EMBED`` 0)."""
+        return split_param_groups(
+            _unwrap(model),
+            lr,
+            weight_decay,
+            backbone_lr_mult,
+            is_backbone=lambda name: name.startswith(_BACKBONE_PREFIX),
+            extra_no_decay=_NO_DECAY_NAMES,
+        )
+
+
+def _unwrap(model: nn.Module) -> Any:
+    """The model inside a DDP / compile wrapper."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)
