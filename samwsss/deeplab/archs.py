@@ -149,6 +149,8 @@ def recipe_values(
         batch_size=batch,
         crop_size=recipe.crop_size,
         poly_power=recipe.poly_power,
+        clip_grad_norm=recipe.clip_grad_norm,
+        warmup_iterations=recipe.warmup_iterations,
         init=card.init,
     )
     return values

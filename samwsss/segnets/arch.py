@@ -43,6 +43,8 @@ class Recipe:
         batch_size: global batch (all processes together).
         crop_size: square training crop side.
         poly_power: power of the poly schedule ``lr * (1 - it / iterations) ** power``.
+        clip_grad_norm: clip the whole model's gradient norm to this, or ``None``.
+        warmup_iterations: linear warm-up iterations before the poly schedule.
         source: where these numbers come from (paper, config file).
     """
 
@@ -54,6 +56,8 @@ class Recipe:
     batch_size: int
     crop_size: int
     poly_power: float = 0.9
+    clip_grad_norm: float | None = None
+    warmup_iterations: int = 0
     source: str = ""
 
 

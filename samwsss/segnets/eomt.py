@@ -110,6 +110,9 @@ class EomtArch:
     """
 
     name = "eomt"
+    #: inference on other sizes runs a sliding window of ``image_size`` crops (the trainer
+    #: and ``predict`` read this)
+    fixed_input_size = True
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
 

@@ -44,6 +44,7 @@ MASK2FORMER_RECIPE = Recipe(
     batch_size=8,
     crop_size=512,
     poly_power=0.9,
+    clip_grad_norm=0.01,
     source=(
         "Mask2Former's AdamW recipe (lr 1e-4, wd 0.05, backbone x0.1, poly 0.9; "
         "facebookresearch/Mask2Former ADE20K semantic configs) with FMA-WSSS's schedule "
@@ -60,6 +61,7 @@ SEGFORMER_RECIPE = Recipe(
     batch_size=8,
     crop_size=512,
     poly_power=1.0,
+    warmup_iterations=1500,
     source=(
         "mmsegmentation SegFormer (AdamW, encoder lr 6e-5 with head x10, wd 0.01, poly 1.0, "
         "512 crops; segformer_mit-b0_8xb2-160k_ade20k-512x512.py); 80k iterations at batch 8 "
@@ -76,6 +78,7 @@ EOMT_RECIPE = Recipe(
     batch_size=8,
     crop_size=518,
     poly_power=0.9,
+    clip_grad_norm=0.01,
     source=(
         "Mask2Former's AdamW numbers (lr 1e-4, wd 0.05, backbone x0.1, poly 0.9) and budget "
         "(80k iterations, batch 8), not checked against EoMT's own configs; crops 518 = 37 "
