@@ -61,3 +61,51 @@ def test_train_resume_predict_with_a_local_backbone_folder(
     result = runner.invoke(cli, predict, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "wrote 2 predictions" in result.output and "mIoU" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "options"),
+    [
+        ("segformer-b5", "mit", {}),
+        ("mask2former-swin-base", "swin", {"num_points": 12}),  # sampled points: RNG resumes
+        ("eomt-dinov2-large", "dinov2", {}),
+    ],
+)
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, kind: str, options: dict
+) -> None:
+    import samwsss.deeplab.train as train_module
+    from samwsss.deeplab.train import Trainer
+    from samwsss.testing.segnets import tiny_arch
+    from tests.deeplab_fixtures import ShapesDataset
+    from tests.segmenter_fixtures import tiny_arch_config
+
+    arch = tiny_arch(name, **options)
+    crop = int(getattr(arch, "image_size", 32))
+    dataset = ShapesDataset(4, (crop + 8, crop + 12), seed=2)
+    backbone = write_tiny_backbone(kind, tmp_path / kind)
+    config = tiny_arch_config(
+        arch=arch.name, init=str(backbone), iterations=4, batch_size=2,
+        checkpoint_every=1, crop_size=crop,
+    )  # fmt: skip
+    Trainer(config, dataset, tmp_path / "a", arch=tiny_arch(name, **options)).run()
+    real = train_module.set_learning_rates
+
+    def killed(optimizer, cfg, iteration):  # type: ignore[no-untyped-def]
+        if iteration == 2:
+            raise KeyboardInterrupt
+        return real(optimizer, cfg, iteration)
+
+    monkeypatch.setattr(train_module, "set_learning_rates", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, dataset, tmp_path / "b", arch=tiny_arch(name, **options)).run()
+    monkeypatch.undo()
+    Trainer(config, dataset, tmp_path / "b", resume=True, arch=tiny_arch(name, **options)).run()
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["iteration"] == b["iteration"] == 4 if "iteration" in a else True
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for index, moments in a["optimizer"]["state"].items():
+        for moment, value in moments.items():
+            assert torch.equal(value, b["optimizer"]["state"][index][moment]), (index, moment)

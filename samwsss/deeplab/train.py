@@ -374,6 +374,10 @@ class Trainer:
             worker_init_fn=exit_with_parent,
             pin_memory=device.type == "cuda",
             persistent_workers=False,
+            # its own generator: the iterator draws its workers' base seed from it, not
+            # from the global RNG that dropout and point sampling use (a resumed run
+            # creates the iterator after restoring that RNG, a straight run before)
+            generator=torch.Generator().manual_seed(cfg.seed + start),
         )
         return iter(loader)
 
