@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-deeplab": ("samwsss.cli.deeplab", "train_deeplab_command"),
     "predict": ("samwsss.cli.deeplab", "predict_command"),
     "models": ("samwsss.cli.models", "models_command"),
+    "export": ("samwsss.cli.export", "export_command"),
+    "report": ("samwsss.cli.report", "report_command"),
 }
 
 SHORT_HELP = {
@@ -33,6 +35,8 @@ SHORT_HELP = {
     "train-deeplab": "Train DeepLabV2 (ResNet-101) on pseudo masks or ground truth.",
     "predict": "Predict masks with a trained segmenter (multi-scale, flip) and evaluate.",
     "models": "List the models each stage loads by name (registry).",
+    "export": "Export a run's instances as COCO results or YOLO-seg labels.",
+    "report": "Static HTML report of a run (settings, mIoU, confusion, gallery).",
 }
 
 
