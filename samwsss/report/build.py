@@ -211,13 +211,13 @@ class _Painter:
         Image.fromarray(self._blend(image, small_gt)).save(
             self.thumbs / f"{image_id}.gt.jpg", quality=80
         )
-        error = (image.astype(np.float32) * 0.35).astype(np.uint8)
+        error_map = (image.astype(np.float32) * 0.35).astype(np.uint8)
         gt_object = (small_gt > 0) & (small_gt != 255)
-        error[gt_object & (small_pred > 0) & (small_pred != small_gt)] = WRONG
-        error[gt_object & (small_pred == 0)] = MISSED
-        error[(small_gt == 0) & (small_pred > 0)] = EXTRA
-        error[small_gt == 255] = IGNORED
-        Image.fromarray(error).save(self.thumbs / f"{image_id}.err.png", optimize=False)
+        error_map[gt_object & (small_pred > 0) & (small_pred != small_gt)] = WRONG
+        error_map[gt_object & (small_pred == 0)] = MISSED
+        error_map[(small_gt == 0) & (small_pred > 0)] = EXTRA
+        error_map[small_gt == 255] = IGNORED
+        Image.fromarray(error_map).save(self.thumbs / f"{image_id}.err.png", optimize=False)
         item["g"] = f"{THUMBS_DIR}/{image_id}.gt.jpg"
         item["e"] = f"{THUMBS_DIR}/{image_id}.err.png"
         item["_confusion"] = confusion
