@@ -63,7 +63,7 @@ def make_run(
         semantic[parts] = 15
         write_label_png(run / "masks" / f"{image_id}.png", semantic, fsync=False)
         if gt_dir is not None:
-            gt = np.roll(semantic, 2, axis=0)
+            gt = np.roll(semantic, 1 + index % 4, axis=0)  # per-image mIoU differs
             gt[0, :] = 255
             write_label_png(gt_dir / f"{image_id}.png", gt, palette=False, fsync=False)
         pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
