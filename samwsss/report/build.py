@@ -11,7 +11,7 @@ and scores; with ground truth also the GT over the image and an error map:
   another class);
 * blue: missed (GT object, background predicted);
 * yellow: extra (GT background, object predicted);
-* black: ignored GT pixels (255); correct pixels show the dimmed image.
+* black: ignored GT pixels (255); grey: correct object pixels; white: correct background.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ WRONG = (230, 30, 30)
 MISSED = (30, 90, 255)
 EXTRA = (255, 200, 0)
 IGNORED = (0, 0, 0)
+CORRECT_OBJECT = (190, 190, 190)
+CORRECT_BACKGROUND = (255, 255, 255)
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ class _Painter:
         item["dets"] = dets
         canvas.save(self.thumbs / f"{image_id}.jpg", quality=80)
         item["t"] = f"{THUMBS_DIR}/{image_id}.jpg"
-        item["pred"] = [int(c) for c in np.unique(pred) if 0 < c < len(self.class_names)]
+        item["pred"] = _classes_in(pred, len(self.class_names))
         gt = None
         if self.gt_dataset is not None:
             try:
@@ -205,14 +207,16 @@ class _Painter:
         item["miou"] = (
             round(float((inter[present] / union[present]).mean()), 4) if present.any() else None
         )
-        item["gt"] = [int(c) for c in np.unique(gt) if 0 < c < num]
+        item["gt"] = _classes_in(gt, num)
         small_gt = gt[rows, cols]
         small_pred = pred_c[rows, cols]
         Image.fromarray(self._blend(image, small_gt)).save(
             self.thumbs / f"{image_id}.gt.jpg", quality=80
         )
-        error_map = (image.astype(np.float32) * 0.35).astype(np.uint8)
+        # flat colours (no picture underneath): small PNGs, errors stand out
+        error_map = np.full((*small_gt.shape, 3), CORRECT_BACKGROUND, dtype=np.uint8)
         gt_object = (small_gt > 0) & (small_gt != 255)
+        error_map[gt_object & (small_pred == small_gt)] = CORRECT_OBJECT
         error_map[gt_object & (small_pred > 0) & (small_pred != small_gt)] = WRONG
         error_map[gt_object & (small_pred == 0)] = MISSED
         error_map[(small_gt == 0) & (small_pred > 0)] = EXTRA
@@ -222,6 +226,12 @@ class _Painter:
         item["e"] = f"{THUMBS_DIR}/{image_id}.err.png"
         item["_confusion"] = confusion
         return item
+
+
+def _classes_in(labels: np.ndarray, num: int) -> list[int]:
+    """Object classes (``1..num-1``) present in a label map."""
+    counts = np.bincount(labels.reshape(-1), minlength=256)
+    return [int(c) for c in np.flatnonzero(counts[1:num]) + 1]
 
 
 def build_report(

@@ -224,7 +224,9 @@ def render_page(
         "<p class='legend'>error map:<span style='background:rgb(230,30,30)'></span>wrong class"
         "<span style='background:rgb(30,90,255)'></span>missed"
         "<span style='background:rgb(255,200,0)'></span>extra"
-        "<span style='background:#000'></span>ignored</p>"
+        "<span style='background:#000'></span>ignored"
+        "<span style='background:rgb(190,190,190)'></span>correct object"
+        "<span style='background:#fff;border:1px solid #ccc'></span>correct background</p>"
         if has_gt
         else ""
     )
