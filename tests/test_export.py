@@ -101,3 +101,27 @@ def test_export_needs_instances(tmp_path: Path) -> None:
         export_run(tmp_path, "voc")
     result = CliRunner().invoke(cli, ["export", str(tmp_path), "--format", "yolo-seg"])
     assert result.exit_code != 0 and "run with --instances" in result.output
+
+
+def test_coco_export_keeps_coco_ids(tmp_path: Path) -> None:
+    from samwsss.classes import COCO_INDEX_TO_CATEGORY
+
+    run_dir, _, _ = make_run(tmp_path, num_images=1, with_gt=False)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["data"] = {"data": str(tmp_path / "absent"), "mapping": "coco"}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    source = run_dir / "instances" / "img_00000.json"
+    record = json.loads(source.read_text())
+    record["image_id"] = "COCO_val2014_000000000042"
+    (run_dir / "instances" / "COCO_val2014_000000000042.json").write_text(json.dumps(record))
+    source.unlink()
+    paths = export_run(run_dir, "coco")
+    dataset = json.loads(paths["dataset"].read_text())
+    assert len(dataset["categories"]) == 80 and dataset["categories"][-1]["id"] == 90
+    assert [image["id"] for image in dataset["images"]] == [42]
+    results = json.loads(paths["results"].read_text())
+    assert {r["category_id"] for r in results} == {
+        COCO_INDEX_TO_CATEGORY[12],
+        COCO_INDEX_TO_CATEGORY[15],
+    }
+    assert all(r["image_id"] == 42 for r in results)
