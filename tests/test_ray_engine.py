@@ -60,7 +60,7 @@ def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_voc_tree(tmp_path_factory.mktemp("voc"))
 
 
-def _voc_args(voc: Path, out: Path, models: list[str]) -> list[str]:
+def _voc_args(voc: Path, out: Path | str, models: list[str]) -> list[str]:
     return [
         "text-input", "--data", str(voc), "--split", "train_aug", "--out", str(out),
         "--plain", "--instances", "--overlays", "2", "--workers", "0", *models,
@@ -149,3 +149,20 @@ def test_ray_engine_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="whole number"):
         RayEngine(gpus_per_actor=1.5)
     assert RayEngine(gpus_per_actor=0.5).actor_device == "cuda"
+
+
+def test_ray_file_uri_out_round_trips(
+    ray_cluster: None, voc: Path, local_voc_run: Path, models: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "uri"
+    result = _run([*_voc_args(voc, f"file://{out}", models), *RAY, "--no-evaluate"])
+    assert result.exit_code == 0, result.output
+    assert _outputs(out) == _outputs(local_voc_run)
+
+
+def test_object_store_out_is_refused_with_the_fix(voc: Path, models: list[str]) -> None:
+    result = CliRunner().invoke(
+        cli, [*_voc_args(voc, "x", models)[:5], "--out", "memory://bucket/run", *models]
+    )
+    assert result.exit_code != 0
+    assert "file:// URIs" in result.output and "copy it" in result.output

@@ -331,6 +331,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
         )
     if not run.get("out"):
         raise ValueError("--out is required: the folder the masks and the run manifest go to")
+    run["out"] = _local_out(str(run["out"]))
     dataset = open_dataset(
         run["data"],
         run.get("split"),
@@ -400,6 +401,20 @@ def _run(route: str, options: dict[str, Any]) -> None:
         click.echo(summary.report_table)
     if summary.miou is not None:
         click.echo(f"mIoU {summary.miou * 100:.2f} (report: {run_options.out / 'evaluation.json'})")
+
+
+def _local_out(out: str) -> str:
+    """``--out`` as a local path: a ``file://`` URI is its path; other URLs are refused."""
+    if "://" not in out:
+        return out
+    protocol, _, rest = out.partition("://")
+    if protocol == "file":
+        return rest
+    raise ValueError(
+        f"--out {out}: only local folders and file:// URIs are supported (the run folder's "
+        "lock, atomic renames and resume need a file system); write to a local folder and "
+        "copy it to the object store afterwards"
+    )
 
 
 def _engine(run: dict[str, Any], device: str | None) -> Any:

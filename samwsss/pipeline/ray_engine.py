@@ -144,7 +144,7 @@ class RayEngine:
                 # (decoding every image)
                 fn_kwargs={"source": _Source(dataset, resizes)},
                 num_cpus=self.decode_cpus,
-                concurrency=self.decode_tasks,
+                compute=ray.data.TaskPoolStrategy(size=self.decode_tasks),
             )
             .map_batches(
                 _PipelineActor,
@@ -159,7 +159,7 @@ class RayEngine:
                 },
                 num_cpus=self.cpus_per_actor,
                 num_gpus=self.gpus_per_actor,
-                concurrency=self.actors,
+                compute=ray.data.ActorPoolStrategy(size=self.actors),
             )
         )
         logger.info(
