@@ -36,7 +36,8 @@ from samwsss.cli.common import (
 RUN_KEYS = (
     "data", "split", "labels", "gt_dir", "label_source", "coco_gt_rule", "out", "device",
     "workers", "threads", "shard", "plain", "palette", "instances", "overlays", "evaluate", "max_images",
-    "overwrite", "resume", "retry_failures",
+    "overwrite", "resume", "retry_failures", "engine", "ray_address", "ray_actors",
+    "ray_gpus_per_actor", "ray_cpus_per_actor", "ray_decode_tasks",
 )  # fmt: skip
 
 
@@ -208,6 +209,38 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             default=None,
             help="Retry images recorded as unreadable by earlier runs.",
         ),
+        click.option(
+            "--engine",
+            type=click.Choice(("local", "ray")),
+            default=None,
+            help="local: this process (default); ray: Ray Data, CPU decode tasks and "
+            "pipeline actors (pip install 'samwsss[ray]'). Same outputs either way.",
+        ),
+        click.option(
+            "--ray-address",
+            type=str,
+            default=None,
+            help="Ray cluster address (default: a running cluster if any, else a local one).",
+        ),
+        click.option("--ray-actors", type=int, default=None, help="Pipeline actors (default 1)."),
+        click.option(
+            "--ray-gpus-per-actor",
+            type=float,
+            default=None,
+            help="GPUs per actor, fractions allowed (default: 1 with CUDA, else 0).",
+        ),
+        click.option(
+            "--ray-cpus-per-actor",
+            type=float,
+            default=None,
+            help="CPUs per actor, fractions allowed (default 1).",
+        ),
+        click.option(
+            "--ray-decode-tasks",
+            type=int,
+            default=None,
+            help="CPU decode tasks at once (default: --workers, at least 1).",
+        ),
     ]
     if zero_shot:
         options += [
@@ -298,6 +331,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
         )
     if not run.get("out"):
         raise ValueError("--out is required: the folder the masks and the run manifest go to")
+    run["out"] = _local_out(str(run["out"]))
     dataset = open_dataset(
         run["data"],
         run.get("split"),
@@ -319,7 +353,12 @@ def _run(route: str, options: dict[str, Any]) -> None:
         import torch
 
         torch.set_num_threads(check_count("--threads", run["threads"]))
-    pipe = Pipeline.from_config(config, device=device, with_tagger=route == "zero-shot")
+    engine = _engine(run, device)
+    # under ray the models run in the actors: the driver's pipeline (the run's identity and
+    # manifest) stays on the CPU
+    pipe = Pipeline.from_config(
+        config, device="cpu" if engine is not None else device, with_tagger=route == "zero-shot"
+    )
     if route == "zero-shot":
         pipe.require_tagger()  # load it now: a missing download fails before the run starts
     run_options = RunOptions(
@@ -348,7 +387,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
         if Path(config.mapping).is_file()
         else config.mapping,
     }
-    summary = run_dataset(pipe, dataset, run_options, data_identity)
+    summary = run_dataset(pipe, dataset, run_options, data_identity, engine=engine)
     click.echo(
         f"{route}: {summary.processed} images processed, {summary.skipped} already done, "
         f"{summary.failed} unreadable, {summary.images_per_second:.2f} images/s -> {run_options.out}"
@@ -362,6 +401,46 @@ def _run(route: str, options: dict[str, Any]) -> None:
         click.echo(summary.report_table)
     if summary.miou is not None:
         click.echo(f"mIoU {summary.miou * 100:.2f} (report: {run_options.out / 'evaluation.json'})")
+
+
+def _local_out(out: str) -> str:
+    """``--out`` as a local path: a ``file://`` URI is its path; other URLs are refused."""
+    if "://" not in out:
+        return out
+    protocol, _, rest = out.partition("://")
+    if protocol == "file":
+        return rest
+    raise ValueError(
+        f"--out {out}: only local folders and file:// URIs are supported (the run folder's "
+        "lock, atomic renames and resume need a file system); write to a local folder and "
+        "copy it to the object store afterwards"
+    )
+
+
+def _engine(run: dict[str, Any], device: str | None) -> Any:
+    """The batch engine of ``--engine`` (``None``: the local runner)."""
+    engine = run.get("engine", "local")
+    if engine == "local":
+        return None
+    if engine != "ray":
+        raise ValueError(f"--engine must be local or ray, got {engine!r}")
+    from samwsss.pipeline.ray_engine import RayEngine
+
+    gpus = run.get("ray_gpus_per_actor")
+    if gpus is None:
+        import torch
+
+        gpus = 1.0 if (device or "cuda").startswith("cuda") and torch.cuda.is_available() else 0.0
+    workers = int(run.get("workers", DEFAULT_WORKERS))
+    return RayEngine(
+        address=run.get("ray_address"),
+        actors=int(run.get("ray_actors", 1)),
+        gpus_per_actor=float(gpus),
+        cpus_per_actor=float(run.get("ray_cpus_per_actor", 1.0)),
+        decode_tasks=int(run.get("ray_decode_tasks", max(1, workers))),
+        device=device if device is not None else ("cuda" if gpus > 0 else "cpu"),
+        threads=run.get("threads"),
+    )
 
 
 def _mapping_of(dataset: Any) -> str:

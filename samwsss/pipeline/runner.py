@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_WORKERS",
+    "BatchEngine",
+    "LocalEngine",
     "OutputFolderError",
     "check_writable",
     "RunConflictError",
@@ -128,7 +130,7 @@ class RunSummary:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
-class _DecodeDataset(torch.utils.data.Dataset):
+class DecodeDataset(torch.utils.data.Dataset):
     """Decodes images in DataLoader workers; a bad file becomes an error record, not a crash."""
 
     def __init__(
@@ -161,6 +163,9 @@ class _DecodeDataset(torch.utils.data.Dataset):
         }
 
 
+_DecodeDataset = DecodeDataset  # the earlier private name
+
+
 def _collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
@@ -173,8 +178,54 @@ def overlay_sample(ids: list[str], count: int) -> frozenset[str]:
     return frozenset(ids[i] for i in positions)
 
 
+class BatchEngine(Protocol):
+    """Executes a run's planned batches: decode, models, writes (see :func:`run_dataset`).
+
+    The planning (identity, lock, folder, order, batch grid, resume) and the finish
+    (manifest, evaluation) stay in the runner; an engine only runs ``batches`` (each one
+    forward batch, in grid order), writes the outputs of the ids in ``pending`` with
+    :func:`~samwsss.pipeline.writers.write_outputs`, records unreadable images in
+    ``failures`` and returns how many images got outputs.
+    """
+
+    def run_batches(
+        self,
+        pipeline: Pipeline,
+        dataset: SegmentationDataset,
+        options: RunOptions,
+        spec: OutputSpec,
+        batches: list[list[str]],
+        pending: set[str],
+        failures: FailureLog,
+    ) -> int:
+        """Run ``batches``; return how many images got outputs."""
+        ...
+
+
+class LocalEngine:
+    """The in-process engine: DataLoader workers decode, this process runs the models and
+    two threads write."""
+
+    def run_batches(
+        self,
+        pipeline: Pipeline,
+        dataset: SegmentationDataset,
+        options: RunOptions,
+        spec: OutputSpec,
+        batches: list[list[str]],
+        pending: set[str],
+        failures: FailureLog,
+    ) -> int:
+        """Run ``batches`` here (see :class:`BatchEngine`)."""
+        return _run_batches(pipeline, dataset, options, spec, batches, pending, failures)
+
+
 def run_dataset(
-    pipeline: Pipeline, dataset: SegmentationDataset, options: RunOptions, data: dict[str, Any]
+    pipeline: Pipeline,
+    dataset: SegmentationDataset,
+    options: RunOptions,
+    data: dict[str, Any],
+    engine: BatchEngine | None = None,
 ) -> RunSummary:
     """Run a route over a dataset, writing per-image outputs under ``options.out``.
 
@@ -183,6 +234,9 @@ def run_dataset(
         dataset: images, labels (text input) and optional ground truth.
         options: outputs, sharding and resume behaviour.
         data: how the dataset was opened (path, split, ...); part of the run's identity.
+        engine: what executes the planned batches (default :class:`LocalEngine`; see
+            :class:`samwsss.pipeline.ray_engine.RayEngine`); not part of the identity: the
+            outputs are the same.
 
     Returns:
         Counts, timing and the mIoU when the run finished the dataset and had ground truth.
@@ -196,11 +250,15 @@ def run_dataset(
     """
     check_writable(options.out)
     with hold_run_lock(options.out, options.shard):
-        return _run_dataset_locked(pipeline, dataset, options, data)
+        return _run_dataset_locked(pipeline, dataset, options, data, engine or LocalEngine())
 
 
 def _run_dataset_locked(
-    pipeline: Pipeline, dataset: SegmentationDataset, options: RunOptions, data: dict[str, Any]
+    pipeline: Pipeline,
+    dataset: SegmentationDataset,
+    options: RunOptions,
+    data: dict[str, Any],
+    engine: BatchEngine,
 ) -> RunSummary:
     """:func:`run_dataset` with this shard's lock held."""
     ids = list(dataset.ids)
@@ -238,7 +296,7 @@ def _run_dataset_locked(
     started = time.time()
     failures = FailureLog(failures_path)
     try:
-        processed = _run_batches(pipeline, dataset, options, spec, batches, pending, failures)
+        processed = engine.run_batches(pipeline, dataset, options, spec, batches, pending, failures)
     finally:
         failures.close()
     complete_now = spec.complete_ids(mine)
@@ -320,15 +378,22 @@ def _run_batches(
     return processed
 
 
-def _readable(item: dict[str, Any], route: str, failures: FailureLog) -> bool:
-    """Whether a decoded item can run; an unreadable image (or, for text input, one with
-    no labels) is logged as a failure."""
-    error = item["error"]
+def unreadable_reason(item: dict[str, Any], route: str) -> str | None:
+    """Why a decoded item cannot run (an unreadable image, or for text input an image with
+    no labels), or ``None`` when it can."""
+    error: str | None = item["error"]
     if error is None and route == "text-input" and item["labels"] is None:
         error = (
             f"{item['image_id']}: no image-level labels for this image; add it to the "
             "labels file (an empty list means no object) or use zero-shot"
         )
+    return error
+
+
+def _readable(item: dict[str, Any], route: str, failures: FailureLog) -> bool:
+    """Whether a decoded item can run; an unreadable image (or, for text input, one with
+    no labels) is logged as a failure."""
+    error = unreadable_reason(item, route)
     if error is not None:
         failures.record(item["image_id"], error)
         return False
@@ -374,7 +439,7 @@ def _load(
         positions.append(list(range(start, start + len(batch))))
         start += len(batch)
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(dataset, ids, resizes),
+        DecodeDataset(dataset, ids, resizes),
         batch_sampler=positions,
         num_workers=workers,
         worker_init_fn=exit_with_parent,

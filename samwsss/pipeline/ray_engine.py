@@ -1,0 +1,318 @@
+"""Run a dataset's planned batches on a Ray cluster (``--engine ray``).
+
+The plan is the local runner's: :func:`samwsss.pipeline.runner.run_dataset` decides the
+identity, the lock, the folder, the order, the fixed batch grid and what to resume; this
+engine only executes the planned batches, as a Ray Data plan::
+
+    planned batches (one row each) -> decode on CPU tasks -> map_batches on actors that
+    each hold one Pipeline (models loaded once per actor) -> results to the driver
+
+One row is one planned batch, and every ``map_batches`` takes one row per call, so a
+forward batch holds exactly the images the local runner puts together (images of one
+size): the outputs are byte-identical.
+
+The driver writes: actors return each image's mask, detections (on the CPU) and tags, and
+the driver writes them with the same atomic writers and failure log as a local run. One
+writer keeps the run folder's guarantees (atomic files, the failure log appended by one
+process, the manifest counting what exists) without shared storage between nodes; the cost
+is moving the masks to the driver, small next to the models' time.
+
+Ray is imported only when this engine runs (``pip install 'samwsss[ray]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from samwsss.data.base import SegmentationDataset
+    from samwsss.pipeline.config import PipelineConfig
+    from samwsss.pipeline.pipeline import Pipeline
+    from samwsss.pipeline.run_folder import FailureLog
+    from samwsss.pipeline.runner import RunOptions
+    from samwsss.pipeline.writers import OutputSpec
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RayEngine"]
+
+
+@dataclass
+class RayEngine:
+    """Executes planned batches with Ray Data: CPU decode tasks, then a pool of actors
+    that each hold one :class:`~samwsss.pipeline.pipeline.Pipeline`.
+
+    Attributes:
+        address: the cluster to use (``ray.init(address=...)``); ``None``: a running
+            cluster if there is one (``RAY_ADDRESS`` or a local one), else start one here.
+            Ignored when Ray is already initialised in this process.
+        actors: pipeline actors (each loads the models once).
+        gpus_per_actor: GPUs each actor reserves; fractions share a GPU (``0.5``: two
+            actors per GPU); ``0``: actors run on the CPU.
+        cpus_per_actor: CPUs each actor reserves (fractions allowed).
+        decode_tasks: CPU decode tasks running at once (image decoding and the stages'
+            PIL resizes, as the local runner's ``--workers``).
+        decode_cpus: CPUs each decode task reserves (fractions allowed).
+        device: the actors' torch device; default ``cuda`` with GPUs, else ``cpu``.
+        threads: torch CPU threads in each actor (``None``: Ray's default, the actor's
+            whole CPUs). Float reductions depend on the thread count: outputs are
+            byte-identical to a local run with the same ``--threads``.
+    """
+
+    address: str | None = None
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    decode_tasks: int = 2
+    decode_cpus: float = 1.0
+    device: str | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.actors, bool) or not isinstance(self.actors, int) or self.actors < 1:
+            raise ValueError(f"ray actors must be an integer >= 1, got {self.actors!r}")
+        if (
+            isinstance(self.decode_tasks, bool)
+            or not isinstance(self.decode_tasks, int)
+            or self.decode_tasks < 1
+        ):
+            raise ValueError(f"ray decode tasks must be an integer >= 1, got {self.decode_tasks!r}")
+        for name in ("gpus_per_actor", "cpus_per_actor", "decode_cpus"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"ray {name} must be a number >= 0, got {value!r}")
+        if self.gpus_per_actor > 1 and float(self.gpus_per_actor) != int(self.gpus_per_actor):
+            raise ValueError(
+                f"ray gpus_per_actor above 1 must be a whole number, got {self.gpus_per_actor!r}; "
+                "use a fraction (<= 1) to share a GPU, or a whole number of GPUs"
+            )
+
+    @property
+    def actor_device(self) -> str:
+        """The torch device of each actor's pipeline."""
+        if self.device is not None:
+            return self.device
+        return "cuda" if self.gpus_per_actor > 0 else "cpu"
+
+    def run_batches(
+        self,
+        pipeline: Pipeline,
+        dataset: SegmentationDataset,
+        options: RunOptions,
+        spec: OutputSpec,
+        batches: list[list[str]],
+        pending: set[str],
+        failures: FailureLog,
+    ) -> int:
+        """Run ``batches`` on Ray; the driver writes (see
+        :class:`~samwsss.pipeline.runner.BatchEngine`).
+
+        Raises:
+            ValueError: the pipeline was not built from a config (actors rebuild it from
+                ``pipeline.config``).
+        """
+        if not batches:
+            return 0
+        if pipeline.config is None:
+            raise ValueError(
+                "the ray engine rebuilds the pipeline in each actor from its settings, and "
+                "this pipeline has none: build it with Pipeline.from_config (or from_preset)"
+            )
+        from tqdm.auto import tqdm
+
+        from samwsss.pipeline.runner import unreadable_reason
+        from samwsss.pipeline.writers import write_outputs
+
+        ray = _connect(self.address)
+        resizes = pipeline.host_resizes(options.route)
+        plan = (
+            ray.data.from_items([{"batch": json.dumps(batch)} for batch in batches])
+            .map_batches(
+                _decode,
+                batch_size=1,
+                # wrapped: Ray Data walks sequence-like arguments, and a dataset iterates
+                # (decoding every image)
+                fn_kwargs={"source": _Source(dataset, resizes)},
+                num_cpus=self.decode_cpus,
+                compute=ray.data.TaskPoolStrategy(size=self.decode_tasks),
+            )
+            .map_batches(
+                _PipelineActor,
+                batch_size=1,
+                fn_constructor_kwargs={
+                    "config": pipeline.config,
+                    "device": self.actor_device,
+                    "route": options.route,
+                    "keep_masks": spec.instances,
+                    "overlay_ids": spec.overlay_ids,
+                    "threads": self.threads,
+                },
+                num_cpus=self.cpus_per_actor,
+                num_gpus=self.gpus_per_actor,
+                compute=ray.data.ActorPoolStrategy(size=self.actors),
+            )
+        )
+        logger.info(
+            "ray: %d batches on %d actor(s) (%s, %g GPU each), %d decode task(s)",
+            len(batches), self.actors, self.actor_device, self.gpus_per_actor, self.decode_tasks,
+        )  # fmt: skip
+        processed = 0
+        total = sum(len(batch) for batch in batches)
+        interactive = sys.stderr.isatty()
+        with (
+            ThreadPoolExecutor(2) as writer,
+            tqdm(
+                total=total,
+                unit="img",
+                desc="samwsss[ray]",
+                dynamic_ncols=interactive,
+                mininterval=0.1 if interactive else 30.0,
+            ) as bar,
+        ):
+            in_flight: deque[Future[None]] = deque()
+            for row in plan.iter_rows():
+                records: list[dict[str, Any]] = pickle.loads(row["payload"])
+                for record in records:
+                    reason = unreadable_reason(record, options.route)
+                    if reason is not None:
+                        failures.record(record["image_id"], reason)
+                        continue
+                    if record["image_id"] not in pending:
+                        continue  # finished by an earlier run; ran only to keep the batch
+                    result = record["result"]
+                    in_flight.append(
+                        writer.submit(
+                            write_outputs, spec, record["image_id"], record["image"],
+                            result.mask, result.detections, pipeline.mapping, result.tags,
+                            result.tag_sources,
+                        )
+                    )  # fmt: skip
+                    processed += 1
+                bar.update(len(records))
+                while len(in_flight) > 2 * pipeline.batch_size:
+                    in_flight.popleft().result()
+            while in_flight:
+                in_flight.popleft().result()
+        return processed
+
+
+def _connect(address: str | None) -> Any:
+    """Import Ray and connect (or start a local cluster) unless already initialised.
+
+    The workers get this process's ``samwsss`` on their ``PYTHONPATH``, so that a local
+    cluster runs the same code as the driver (a source checkout, not an older install).
+    """
+    try:
+        import ray
+        import ray.data
+    except ImportError as error:
+        raise ValueError(
+            "--engine ray needs Ray Data: pip install 'samwsss[ray]' (or 'ray[data]'), or use "
+            "--engine local"
+        ) from error
+    if not ray.is_initialized():
+        import os
+
+        import samwsss
+
+        source = str(Path(samwsss.__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(
+            address=address,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+            logging_level=logging.WARNING,
+        )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return ray
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The dataset and the stages' PIL resizes, shipped to the decode tasks."""
+
+    dataset: SegmentationDataset
+    resizes: tuple[Any, ...]
+
+
+def _decode(batch: dict[str, np.ndarray], source: _Source) -> dict[str, np.ndarray]:
+    """Decode one planned batch (a Ray Data task): the local runner's decode of each id,
+    pickled as one payload."""
+    from samwsss.pipeline.runner import DecodeDataset
+
+    payloads = []
+    for planned in batch["batch"]:
+        ids = [str(image_id) for image_id in json.loads(planned)]
+        decoder = DecodeDataset(source.dataset, ids, source.resizes)
+        items = [decoder[index] for index in range(len(ids))]
+        payloads.append(pickle.dumps(items, protocol=5))
+    return {"payload": np.array(payloads, dtype=object)}
+
+
+class _PipelineActor:
+    """A Ray actor holding one pipeline: runs decoded batches, returns results."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        device: str,
+        route: str,
+        keep_masks: bool,
+        overlay_ids: frozenset[str],
+        threads: int | None = None,
+    ) -> None:
+        from samwsss.pipeline.pipeline import Pipeline
+
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.pipeline = Pipeline.from_config(
+            config, device=device, with_tagger=route == "zero-shot"
+        )
+        self.route = route
+        self.keep_masks = keep_masks
+        self.overlay_ids = overlay_ids
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run each decoded batch; return per-image records (pickled, one per batch)."""
+        from samwsss.pipeline.runner import unreadable_reason
+
+        payloads = []
+        for payload in batch["payload"]:
+            items: list[dict[str, Any]] = pickle.loads(payload)
+            good = [item for item in items if unreadable_reason(item, self.route) is None]
+            results = []
+            if good:
+                labels = (
+                    [tuple(item["labels"]) for item in good] if self.route == "text-input" else None
+                )
+                results = self.pipeline.run_arrays(
+                    [item["image"] for item in good],
+                    labels,
+                    keep_masks=self.keep_masks,
+                    prepared=[item["prepared"] for item in good],
+                )
+            by_id = {item["image_id"]: r for item, r in zip(good, results, strict=True)}
+            records = [
+                {
+                    "image_id": item["image_id"],
+                    "error": item["error"],
+                    "labels": item["labels"],
+                    # the image goes back only for an overlay
+                    "image": item["image"] if item["image_id"] in self.overlay_ids else None,
+                    "result": by_id.get(item["image_id"]),
+                }
+                for item in items
+            ]
+            payloads.append(pickle.dumps(records, protocol=5))
+        return {"payload": np.array(payloads, dtype=object)}

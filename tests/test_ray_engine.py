@@ -1,0 +1,168 @@
+"""``--engine ray``: the same outputs, failures and resume as the local runner, on a local
+Ray cluster the tests start (2 CPUs, no dashboard) with tiny models.
+
+Both engines run with ``--threads 1``: float reductions depend on torch's thread count,
+and outputs are byte-identical for the same settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from samwsss.cli import cli
+from tests.data_fixtures import make_voc_tree
+from tests.test_cli_run import _bad_image_folder, _outputs
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    if ray.is_initialized():
+        ray.shutdown()
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+        logging_level="WARNING",
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
+    return [
+        "--boxer", str(tiny_gdino_small_dir), "--masker", str(tiny_sam_session_dir),
+        "--box-threshold", "0.2", "--text-threshold", "0", "--device", "cpu",
+        "--batch-size", "2", "--threads", "1",
+    ]  # fmt: skip
+
+
+RAY = ["--engine", "ray", "--ray-actors", "1", "--ray-decode-tasks", "1"]
+
+
+def _run(args: list[str]) -> Result:
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_voc_tree(tmp_path_factory.mktemp("voc"))
+
+
+def _voc_args(voc: Path, out: Path | str, models: list[str]) -> list[str]:
+    return [
+        "text-input", "--data", str(voc), "--split", "train_aug", "--out", str(out),
+        "--plain", "--instances", "--overlays", "2", "--workers", "0", *models,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_voc_run(voc: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "voc"
+    result = _run(_voc_args(voc, out, models))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_ray_outputs_identical_to_local(
+    ray_cluster: None, voc: Path, local_voc_run: Path, models: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "ray"
+    result = _run([*_voc_args(voc, out, models), *RAY])
+    assert result.exit_code == 0, result.output
+    assert "mIoU" in result.output
+    local = _outputs(local_voc_run)
+    assert any(name.startswith("masks_plain/") for name in local)
+    assert any(name.startswith("instances/") for name in local)
+    assert _outputs(out) == local
+    # the same run identity: the local folder's config resumes under ray as nothing to do
+    assert (out / "config.yaml").read_text() == (local_voc_run / "config.yaml").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"images": 3, "complete": 3, "failed": 0, "remaining": 0}
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    expected = json.loads((local_voc_run / "evaluation.json").read_text())
+    for key in ("predictions", "elapsed_s"):
+        evaluation.pop(key), expected.pop(key)
+    assert evaluation == expected
+
+
+def test_ray_rerun_after_removed_outputs_completes_identically(
+    ray_cluster: None, voc: Path, local_voc_run: Path, models: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "resumed"
+    first = _run([*_voc_args(voc, out, models), *RAY, "--max-images", "1"])  # "killed"
+    assert first.exit_code == 0, first.output
+    assert len(list((out / "masks").glob("*.png"))) == 1
+    second = _run([*_voc_args(voc, out, models), *RAY])
+    assert second.exit_code == 0, second.output
+    assert _outputs(out) == _outputs(local_voc_run)
+    # remove some outputs of a finished run: a rerun writes exactly those again
+    removed = sorted((out / "masks").glob("*.png"))[0]
+    removed.unlink()
+    (out / "instances" / f"{removed.stem}.json").unlink()
+    third = _run([*_voc_args(voc, out, models), *RAY])
+    assert third.exit_code == 0, third.output
+    assert "1 images processed" in third.output
+    assert _outputs(out) == _outputs(local_voc_run)
+
+
+def test_ray_failures_logged_like_local(
+    ray_cluster: None, tmp_path: Path, models: list[str]
+) -> None:
+    folder = _bad_image_folder(tmp_path)
+    args = [
+        "text-input", "--data", str(folder), "--labels", str(tmp_path / "labels.json"),
+        "--mapping", "voc", "--workers", "0", "--instances", *models,
+    ]  # fmt: skip
+    local = _run([*args, "--out", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    remote = _run([*args, "--out", str(tmp_path / "ray"), *RAY])
+    assert remote.exit_code == 0, remote.output
+
+    def failures(out: Path) -> list[dict[str, str]]:
+        lines = (out / "failures" / "failures.jsonl").read_text().splitlines()
+        return sorted((json.loads(line) for line in lines), key=lambda f: f["image_id"])
+
+    assert [f["image_id"] for f in failures(tmp_path / "ray")] == ["corrupt", "truncated"]
+    assert failures(tmp_path / "ray") == failures(tmp_path / "local")
+    assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local")
+
+
+def test_ray_engine_rejects_bad_settings() -> None:
+    from samwsss.pipeline.ray_engine import RayEngine
+
+    with pytest.raises(ValueError, match="actors"):
+        RayEngine(actors=0)
+    with pytest.raises(ValueError, match="gpus_per_actor"):
+        RayEngine(gpus_per_actor=-1)
+    with pytest.raises(ValueError, match="whole number"):
+        RayEngine(gpus_per_actor=1.5)
+    assert RayEngine(gpus_per_actor=0.5).actor_device == "cuda"
+
+
+def test_ray_file_uri_out_round_trips(
+    ray_cluster: None, voc: Path, local_voc_run: Path, models: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "uri"
+    result = _run([*_voc_args(voc, f"file://{out}", models), *RAY, "--no-evaluate"])
+    assert result.exit_code == 0, result.output
+    assert _outputs(out) == _outputs(local_voc_run)
+
+
+def test_object_store_out_is_refused_with_the_fix(voc: Path, models: list[str]) -> None:
+    result = CliRunner().invoke(
+        cli, [*_voc_args(voc, "x", models)[:5], "--out", "memory://bucket/run", *models]
+    )
+    assert result.exit_code != 0
+    assert "file:// URIs" in result.output and "copy it" in result.output
