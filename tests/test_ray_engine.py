@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def ray_cluster() -> Iterator[None]:
     if ray.is_initialized():
         ray.shutdown()
+    # ray.init installs its own SIGTERM/SIGINT handlers in this process; give the next
+    # modules (the run lock's SIGTERM test) back the ones they had
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     ray.init(
         num_cpus=2,
@@ -35,8 +39,12 @@ def ray_cluster() -> Iterator[None]:
         runtime_env={"env_vars": {"PYTHONPATH": path}},
         logging_level="WARNING",
     )
-    yield
-    ray.shutdown()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="module")
