@@ -211,7 +211,7 @@ def _window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def _window_probabilities(
+def window_probabilities(
     model: nn.Module,
     arch: SegmentationArch | None,
     inputs: torch.Tensor,
@@ -288,7 +288,7 @@ def predict_probabilities(
             if options.sliding_window is None:
                 probs = _logits(model, arch, inputs, (height, width)).softmax(dim=1)
             else:
-                probs = _window_probabilities(
+                probs = window_probabilities(
                     model, arch, inputs, options.sliding_window, options.stride()
                 ).float()
                 probs = upsample_logits(probs, (height, width))

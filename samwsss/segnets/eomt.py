@@ -38,7 +38,11 @@ from samwsss.segnets.common import (
     refuse_segmentation_init,
     split_param_groups,
 )
-from samwsss.segnets.mask_loss import MaskLossSettings, mask_classification_loss
+from samwsss.segnets.mask_loss import (
+    MaskLossSettings,
+    mask_classification_loss,
+    semantic_log_scores,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -275,50 +279,21 @@ class EomtArch:
             layers, labels, num_classes, self.settings, world_size=world_size
         )
 
-    def _window_scores(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, C, S, S)`` semantic scores of one ``image_size`` window."""
-        import torch
-        from torch.nn import functional as F
-
-        out = model(pixel_values=pixels)
-        probs = out.class_queries_logits.float().softmax(-1)[..., :-1]
-        masks = F.interpolate(
-            out.masks_queries_logits.float(),
-            size=pixels.shape[-2:],
-            mode="bilinear",
-            align_corners=False,
-        )
-        return torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid())
-
     def logits(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` float32 ``log`` semantic scores (sliding window when the input
-        is not ``image_size`` square)."""
+        """``(B, C, H, W)`` float32 ``log`` semantic scores. The network takes exactly
+        ``image_size`` squares: another input size runs ``predict``'s sliding window
+        (:func:`samwsss.deeplab.predict.window_probabilities`, stride 2/3) over it."""
         import torch
-        from torch.nn import functional as F
 
         side = int(_unwrap(model).config.image_size)
-        height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
-        padded = F.pad(pixels, (0, max(0, side - width), 0, max(0, side - height)))
-        full_h, full_w = int(padded.shape[-2]), int(padded.shape[-1])
-        stride = max(1, side * 2 // 3)
+        size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+        if size == (side, side):
+            out = model(pixel_values=pixels)
+            return semantic_log_scores(out.class_queries_logits, out.masks_queries_logits, size)
+        from samwsss.deeplab.predict import window_probabilities
 
-        def starts(size: int) -> list[int]:
-            points = list(range(0, size - side, stride))
-            return [*points, size - side]
-
-        total: torch.Tensor | None = None
-        counts = torch.zeros(1, 1, full_h, full_w, device=pixels.device)
-        for top in starts(full_h):
-            for left in starts(full_w):
-                window = padded[..., top : top + side, left : left + side]
-                scores = self._window_scores(model, window)
-                if total is None:
-                    total = scores.new_zeros(scores.shape[0], scores.shape[1], full_h, full_w)
-                total[..., top : top + side, left : left + side] += scores
-                counts[..., top : top + side, left : left + side] += 1
-        assert total is not None
-        scores = (total / counts)[..., :height, :width]
-        return torch.log(scores + 1e-8)
+        probs = window_probabilities(model, self, pixels, side, max(1, side * 2 // 3))
+        return torch.log(probs + 1e-8)
 
     def param_groups(
         self, model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float

@@ -70,7 +70,7 @@ from samwsss.stages.boxer_text import (
     normalize_prompt,
     pack_captions,
 )
-from samwsss.stages.contracts import ImageBatch, ModelSource, Query
+from samwsss.stages.contracts import ImageBatch, ModelSource, Query, check_queries
 from samwsss.stages.pil_resize import BILINEAR, PilResize
 
 logger = logging.getLogger(__name__)
@@ -388,7 +388,9 @@ class GroundingDinoBoxer:
                 pair, or ``prompt_mode`` is unknown.
         """
         batch = ImageBatch.of(images, self._device)
-        return self.detect(batch, _check_queries(queries, len(batch)), prompt_mode=prompt_mode)
+        return self.detect(
+            batch, check_queries(queries, len(batch), normalize_prompt), prompt_mode=prompt_mode
+        )
 
     def detect(
         self,
@@ -683,46 +685,6 @@ def clip_to_image(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``(N, 4)`` xyxy pixels clipped to ``[0, width]`` x ``[0, height]``."""
     limit = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
     return torch.minimum(boxes.clamp(min=0.0), limit)
-
-
-def _check_queries(queries: Sequence[Sequence[Query]], count: int) -> list[list[Query]]:
-    """Validate per-image ``(class_id, prompt)`` queries and normalise the prompts."""
-    if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence):
-        raise ValueError("queries must be a list with one list of (class_id, prompt) per image")
-    if len(queries) != count:
-        raise ValueError(
-            f"got {count} images but {len(queries)} query lists: give one list of "
-            "(class_id, prompt) pairs per image (an empty list for none)"
-        )
-    normalized = []
-    for image_index, image_queries in enumerate(queries):
-        if isinstance(image_queries, (str, bytes)) or not isinstance(image_queries, Sequence):
-            raise ValueError(
-                f"queries[{image_index}] must be a list of (class_id, prompt) pairs, "
-                f"got {image_queries!r}"
-            )
-        checked = []
-        for query in image_queries:
-            if (
-                isinstance(query, (str, bytes))
-                or not isinstance(query, Sequence)
-                or len(query) != 2
-            ):
-                raise ValueError(
-                    f"queries[{image_index}] holds {query!r}: each query is a (class_id, prompt) pair"
-                )
-            class_id, prompt = query
-            if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
-                raise ValueError(
-                    f"queries[{image_index}] class_id {class_id!r} must be an integer >= 1"
-                )
-            if int(class_id) < 1:
-                raise ValueError(
-                    f"queries[{image_index}] class_id {class_id} must be >= 1 (0 is background)"
-                )
-            checked.append((int(class_id), normalize_prompt(prompt)))
-        normalized.append(checked)
-    return normalized
 
 
 def _names() -> list[str]:

@@ -16,7 +16,7 @@ weights came from as a :class:`ModelSource`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
@@ -326,3 +326,51 @@ class Masker(Stage, Protocol):
 class TextSegmenter(Boxer, Protocol):
     """Images + queries -> detections with masks in one stage (replaces boxer + masker):
     :meth:`Boxer.detect`'s call, whose ``Detections`` carry ``masks`` and ``mask_scores``."""
+
+
+def check_queries(
+    queries: Sequence[Sequence[Query]], count: int, normalize: Callable[[Any], str]
+) -> list[list[Query]]:
+    """Validate per-image ``(class_id, prompt)`` queries; prompts pass through ``normalize``
+    (each stage's own prompt form).
+
+    Raises:
+        ValueError: not one list per image, or a query that is not ``(int >= 1, prompt)``;
+            the message names the position and the value.
+    """
+    if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence):
+        raise ValueError("queries must be a list with one list of (class_id, prompt) per image")
+    if len(queries) != count:
+        raise ValueError(
+            f"got {count} images but {len(queries)} query lists: give one list of "
+            "(class_id, prompt) pairs per image (an empty list for none)"
+        )
+    checked: list[list[Query]] = []
+    for image_index, image_queries in enumerate(queries):
+        if isinstance(image_queries, (str, bytes)) or not isinstance(image_queries, Sequence):
+            raise ValueError(
+                f"queries[{image_index}] must be a list of (class_id, prompt) pairs, "
+                f"got {image_queries!r}"
+            )
+        pairs: list[Query] = []
+        for query in image_queries:
+            if (
+                isinstance(query, (str, bytes))
+                or not isinstance(query, Sequence)
+                or len(query) != 2
+            ):
+                raise ValueError(
+                    f"queries[{image_index}] holds {query!r}: each query is a (class_id, prompt) pair"
+                )
+            class_id, prompt = query
+            if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
+                raise ValueError(
+                    f"queries[{image_index}] class_id {class_id!r} must be an integer >= 1"
+                )
+            if int(class_id) < 1:
+                raise ValueError(
+                    f"queries[{image_index}] class_id {class_id} must be >= 1 (0 is background)"
+                )
+            pairs.append((int(class_id), normalize(prompt)))
+        checked.append(pairs)
+    return checked

@@ -43,7 +43,7 @@ import torch
 from samwsss import registry
 from samwsss.checks import check_count, check_fraction, parse_dtype
 from samwsss.detections import Detections
-from samwsss.stages.contracts import ImageBatch, ModelSource, Query
+from samwsss.stages.contracts import ImageBatch, ModelSource, Query, check_queries
 
 logger = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ class Sam3Segmenter:
                 pair.
         """
         batch = ImageBatch.of(images, self._device)
-        return self.detect(batch, check_queries(queries, len(batch)))
+        return self.detect(batch, check_queries(queries, len(batch), normalize_prompt))
 
     def detect(
         self,
@@ -632,50 +632,6 @@ def normalize_prompt(prompt: Any) -> str:
     if not text:
         raise ValueError(f"empty prompt {prompt!r}: give a short noun phrase such as 'dog'")
     return text
-
-
-def check_queries(queries: Sequence[Sequence[Query]], count: int) -> list[list[Query]]:
-    """Validate per-image ``(class_id, prompt)`` queries and normalise the prompts.
-
-    Raises:
-        ValueError: not one list per image, or a query that is not ``(int >= 1, prompt)``.
-    """
-    if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence):
-        raise ValueError("queries must be a list with one list of (class_id, prompt) per image")
-    if len(queries) != count:
-        raise ValueError(
-            f"got {count} images but {len(queries)} query lists: give one list of "
-            "(class_id, prompt) pairs per image (an empty list for none)"
-        )
-    checked: list[list[Query]] = []
-    for image_index, image_queries in enumerate(queries):
-        if isinstance(image_queries, (str, bytes)) or not isinstance(image_queries, Sequence):
-            raise ValueError(
-                f"queries[{image_index}] must be a list of (class_id, prompt) pairs, "
-                f"got {image_queries!r}"
-            )
-        pairs: list[Query] = []
-        for query in image_queries:
-            if (
-                isinstance(query, (str, bytes))
-                or not isinstance(query, Sequence)
-                or len(query) != 2
-            ):
-                raise ValueError(
-                    f"queries[{image_index}] holds {query!r}: each query is a (class_id, prompt) pair"
-                )
-            class_id, prompt = query
-            if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
-                raise ValueError(
-                    f"queries[{image_index}] class_id {class_id!r} must be an integer >= 1"
-                )
-            if int(class_id) < 1:
-                raise ValueError(
-                    f"queries[{image_index}] class_id {class_id} must be >= 1 (0 is background)"
-                )
-            pairs.append((int(class_id), normalize_prompt(prompt)))
-        checked.append(pairs)
-    return checked
 
 
 def _model_type(checkpoint: str, hub_kwargs: dict[str, Any]) -> str | None:
