@@ -405,3 +405,19 @@ def test_a_wrong_model_type_is_refused(backbones):
         arch.build(NUM_CLASSES, str(backbones["mit"]))
     with pytest.raises(ValueError, match="MiT"):
         tiny_arch("segformer-b5").build(NUM_CLASSES, str(backbones["swin"]))
+
+
+def test_eomt_logits_slide_a_window_over_other_sizes(backbones):
+    from samwsss.deeplab.predict import window_probabilities
+
+    arch, model = _build("eomt-dinov2-large", backbones)
+    model.eval()
+    side = arch.image_size
+    with torch.no_grad():
+        square = arch.logits(model, torch.randn(1, 3, side, side))
+        pixels = torch.randn(1, 3, side + 10, side - 6)
+        logits = arch.logits(model, pixels)
+        expected = window_probabilities(model, arch, pixels, side, max(1, side * 2 // 3))
+    assert square.shape[-2:] == (side, side)
+    assert logits.shape == (1, square.shape[1], side + 10, side - 6)
+    assert torch.allclose(logits.softmax(1), expected, atol=1e-5)
