@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,25 @@ def tiny_sam_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from samwsss.testing.sam import build_tiny_sam
 
     return build_tiny_sam(tmp_path_factory.mktemp("sam"))
+
+
+@pytest.fixture(scope="session")
+def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
+    """CLI options of a run with the tiny Grounding DINO and SAM on the CPU (the thresholds
+    make the random models find a few boxes), batches of 2."""
+    return [
+        "--boxer", str(tiny_gdino_small_dir), "--masker", str(tiny_sam_session_dir),
+        "--box-threshold", "0.2", "--text-threshold", "0", "--device", "cpu",
+        "--batch-size", "2",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def torch_threads_restored() -> Iterator[None]:
+    """For modules whose runs set torch to one thread (``--threads 1``): the next module
+    gets back the thread count it had."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

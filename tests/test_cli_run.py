@@ -22,24 +22,6 @@ from tests.data_fixtures import (
 )
 
 
-@pytest.fixture(scope="module")
-def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
-    return [
-        "--boxer",
-        str(tiny_gdino_small_dir),
-        "--masker",
-        str(tiny_sam_session_dir),
-        "--box-threshold",
-        "0.2",
-        "--text-threshold",
-        "0",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "2",
-    ]
-
-
 def _run(args: list[str]) -> Result:
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     return result

@@ -38,15 +38,6 @@ def write_bomb_png(path: Path, side: int = 20000) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
 
 
-@pytest.fixture(scope="module")
-def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
-    return [
-        "--boxer", str(tiny_gdino_small_dir), "--masker", str(tiny_sam_session_dir),
-        "--box-threshold", "0.2", "--text-threshold", "0", "--device", "cpu",
-        "--batch-size", "2",
-    ]  # fmt: skip
-
-
 def _run(args: list[str]) -> Result:
     return CliRunner().invoke(cli, args, catch_exceptions=False)
 

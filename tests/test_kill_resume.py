@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,32 +36,8 @@ from tests.forked_runs import (
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _torch_threads_restored() -> Iterator[None]:
-    """The runs here set torch to one thread (``--threads 1``); the next module gets back
-    what it had."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
-    return [
-        "--boxer",
-        str(tiny_gdino_small_dir),
-        "--masker",
-        str(tiny_sam_session_dir),
-        "--box-threshold",
-        "0.2",
-        "--text-threshold",
-        "0",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "2",
-    ]
+def _threads(torch_threads_restored: None) -> None:
+    """Runs here use one torch thread; restored after the module."""
 
 
 @pytest.fixture(scope="module")

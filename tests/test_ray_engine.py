@@ -48,12 +48,9 @@ def ray_cluster() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
-    return [
-        "--boxer", str(tiny_gdino_small_dir), "--masker", str(tiny_sam_session_dir),
-        "--box-threshold", "0.2", "--text-threshold", "0", "--device", "cpu",
-        "--batch-size", "2", "--threads", "1",
-    ]  # fmt: skip
+def models(models: list[str]) -> list[str]:
+    """The tiny models on one torch thread (the local reference uses the same)."""
+    return [*models, "--threads", "1"]
 
 
 RAY = ["--engine", "ray", "--ray-actors", "1", "--ray-decode-tasks", "1"]

@@ -178,32 +178,8 @@ def test_sigterm_ends_the_run_and_removes_its_lock(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _torch_threads_restored() -> Iterator[None]:
-    """The runs here set torch to one thread (``--threads 1``); the next module gets back
-    what it had."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
-    return [
-        "--boxer",
-        str(tiny_gdino_small_dir),
-        "--masker",
-        str(tiny_sam_session_dir),
-        "--box-threshold",
-        "0.2",
-        "--text-threshold",
-        "0",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "2",
-    ]
+def _threads(torch_threads_restored: None) -> None:
+    """Runs here use one torch thread; restored after the module."""
 
 
 @pytest.fixture(scope="module")
