@@ -1,0 +1,172 @@
+"""Where runs read and write: local paths, or fsspec URLs (``s3://``, ``gs://``, ``hf://``,
+``memory://``, ...).
+
+A location is a :class:`pathlib.Path` when it is local (a plain path or a ``file://``
+URL) and a :class:`upath.UPath` otherwise: both offer ``/``, ``name``, ``stem``,
+``is_file``, ``read_bytes``, ``open`` and ``glob``, so code that reads datasets and run
+folders works on either. What differs is here:
+
+* object stores have no folders (a prefix exists only while an object is under it), no
+  rename and no append: :func:`list_file_names` and :func:`is_folder` answer for an empty
+  or missing prefix without raising, :func:`put_bytes` writes one object in one request
+  (an object appears whole or not at all, as a renamed file does), and
+  :func:`remove_tree` deletes a prefix;
+* the file system of a URL comes from an optional package (``s3fs`` for ``s3://``,
+  ``gcsfs`` for ``gs://``; ``huggingface_hub``, a dependency, for ``hf://``):
+  :func:`as_path` says which one to install when it is missing.
+
+Credentials come from each package's usual places (environment variables, config files,
+instance metadata), on every machine that reads or writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePath
+from typing import IO, TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+#: A local path or a :class:`upath.UPath` on any fsspec file system.
+AnyPath = Union[Path, "UPath"]
+
+#: URL schemes that name the local file system.
+_LOCAL_SCHEMES = ("file", "local")
+#: The package each common scheme needs, for the error message.
+_BACKENDS = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+    "hf": "huggingface_hub",
+}
+
+
+def is_url(location: object) -> bool:
+    """Whether ``location`` is a string (or UPath) naming a non-local file system."""
+    if isinstance(location, PurePath):
+        return False
+    text = str(location)
+    if "://" not in text:
+        return False
+    return text.partition("://")[0].lower() not in _LOCAL_SCHEMES
+
+
+def is_remote(path: AnyPath) -> bool:
+    """Whether ``path`` lives on a non-local file system (not a :class:`pathlib.Path`)."""
+    return not isinstance(path, PurePath)
+
+
+def as_path(location: str | os.PathLike[str] | AnyPath) -> AnyPath:
+    """The path of ``location``: a :class:`~pathlib.Path` for a local path or ``file://``
+    URL (``~`` expanded), a :class:`upath.UPath` for any other fsspec URL.
+
+    Raises:
+        ValueError: an unknown URL scheme, or the package its file system needs is not
+            installed (the message names it).
+    """
+    if isinstance(location, PurePath):
+        return Path(location)
+    if not isinstance(location, str) and not is_url(location):
+        return Path(os.fspath(location)).expanduser()  # type: ignore[arg-type]
+    text = str(location)
+    if "://" not in text:
+        return Path(text).expanduser()
+    scheme, _, rest = text.partition("://")
+    if scheme.lower() in _LOCAL_SCHEMES:
+        return Path(rest).expanduser()
+    from upath import UPath
+
+    try:
+        path = UPath(text)
+        path.fs  # noqa: B018 -- builds the file system now: a missing package fails here
+    except ImportError as error:
+        package = _BACKENDS.get(scheme.lower(), f"the fsspec implementation of {scheme}://")
+        raise ValueError(
+            f"{text}: reading or writing {scheme}:// needs {package}; install it (pip install "
+            f"{package}) on every machine of the run"
+        ) from error
+    except ValueError as error:
+        raise ValueError(
+            f"{text}: unknown storage scheme {scheme}:// ({error}); give a local path or a "
+            "URL fsspec knows (s3://, gs://, hf://, memory://, ...)"
+        ) from error
+    return path
+
+
+def describe(path: AnyPath) -> str:
+    """How ``path`` is written in messages and run identities: a local path made absolute,
+    a URL as it is."""
+    if isinstance(path, Path):
+        return str(path.resolve())
+    return str(path)
+
+
+def is_folder(path: AnyPath) -> bool:
+    """Whether ``path`` is a folder (on an object store: a prefix with objects under it)."""
+    try:
+        return path.is_dir()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def list_file_names(folder: AnyPath) -> set[str]:
+    """The names of the files directly in ``folder`` (empty when it does not exist), with
+    one listing request: a resumed run checks tens of thousands of outputs."""
+    if isinstance(folder, Path):
+        if not folder.is_dir():
+            return set()
+        with os.scandir(folder) as local:
+            return {entry.name for entry in local if entry.is_file()}
+    try:
+        entries = folder.fs.ls(folder.path, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+    return {
+        str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+        for entry in entries
+        if entry.get("type") == "file"
+    }
+
+
+def put_bytes(path: AnyPath, data: bytes) -> None:
+    """Write ``data`` to the remote ``path`` as one object in one request (it appears whole
+    or not at all; an existing object is replaced)."""
+    if isinstance(path, Path):
+        raise ValueError(f"put_bytes writes remote objects; {path} is local (use samwsss.atomic)")
+    path.fs.pipe_file(path.path, data)
+
+
+def remove_file(path: AnyPath) -> None:
+    """Delete the file ``path`` if it exists."""
+    if isinstance(path, Path):
+        path.unlink(missing_ok=True)
+        return
+    try:
+        path.fs.rm_file(path.path)
+    except FileNotFoundError:
+        pass
+
+
+def remove_tree(folder: AnyPath) -> None:
+    """Delete ``folder`` and everything under it, if it exists."""
+    if isinstance(folder, Path):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        folder.fs.rm(folder.path, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def open_binary(path: AnyPath) -> IO[bytes]:
+    """Open ``path`` for reading bytes (a local file, or a buffered remote object)."""
+    if isinstance(path, Path):
+        return open(path, "rb")
+    return path.open("rb")
