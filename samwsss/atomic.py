@@ -2,6 +2,10 @@
 
 A crash at any point leaves either the old file or the complete new file, never a
 half-written one. Temporary files start with ``.tmp-`` so resumable runs can sweep them.
+
+On an fsspec location (:mod:`samwsss.storage`; object stores have no rename) the data is
+buffered in memory and written as one object in one request, which also appears whole or
+not at all, and leaves no temporary behind.
 """
 
 from __future__ import annotations
@@ -12,19 +16,24 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+#: Where atomic writes go: a local path, or a :class:`upath.UPath` (see samwsss.storage).
+Target = Union[str, "os.PathLike[str]", "UPath"]
 
 TEMP_PREFIX = ".tmp-"
 
 
 @contextlib.contextmanager
-def atomic_open(
-    path: str | os.PathLike[str], mode: str = "wb", fsync: bool = True
-) -> Iterator[IO[Any]]:
+def atomic_open(path: Target, mode: str = "wb", fsync: bool = True) -> Iterator[IO[Any]]:
     """Open ``path`` for writing so that it appears only once fully written.
 
     Args:
-        path: final destination; its parent folder is created if missing.
+        path: final destination; its parent folder is created if missing. A remote
+            location (:func:`samwsss.storage.as_path` of a URL) is written as one object.
         mode: ``"wb"`` or ``"w"``.
         fsync: also force the data to disk before the rename (survives a power cut, not
             just a killed process); per-image outputs skip it for speed.
@@ -35,7 +44,13 @@ def atomic_open(
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
-    target = Path(path)
+    from samwsss.storage import is_remote
+
+    if is_remote(path):  # type: ignore[arg-type]
+        with _object_open(path, mode) as handle:
+            yield handle
+        return
+    target = Path(path)  # type: ignore[arg-type]
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
     encoding = "utf-8" if mode == "w" else None
@@ -52,21 +67,32 @@ def atomic_open(
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, fsync: bool = True) -> None:
+@contextlib.contextmanager
+def _object_open(path: Any, mode: str) -> Iterator[IO[Any]]:
+    """Buffer the writes in memory; put them as one object when the block ends normally."""
+    import io
+
+    from samwsss.storage import put_bytes
+
+    buffer: io.BytesIO | io.StringIO = io.BytesIO() if mode == "wb" else io.StringIO()
+    yield buffer
+    data = buffer.getvalue()
+    put_bytes(path, data if isinstance(data, bytes) else data.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Target, data: bytes, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb", fsync=fsync) as handle:
         handle.write(data)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, fsync: bool = True) -> None:
+def atomic_write_text(path: Target, text: str, fsync: bool = True) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     with atomic_open(path, "w", fsync=fsync) as handle:
         handle.write(text)
 
 
-def atomic_write_json(
-    path: str | os.PathLike[str], obj: Any, indent: int | None = 2, fsync: bool = True
-) -> None:
+def atomic_write_json(path: Target, obj: Any, indent: int | None = 2, fsync: bool = True) -> None:
     """Serialise ``obj`` as JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n", fsync=fsync)
 

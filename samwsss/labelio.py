@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -17,6 +16,7 @@ from PIL import Image
 from samwsss.atomic import atomic_write_bytes
 from samwsss.classes import voc_palette
 from samwsss.data.images import ImageReadError
+from samwsss.storage import AnyPath, as_path, open_binary
 
 _PALETTE = voc_palette()
 
@@ -25,11 +25,12 @@ class LabelReadError(ImageReadError):
     """A label PNG that cannot be opened or decoded (corrupt, truncated, too large)."""
 
 
-def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
+def read_label_png(path: str | os.PathLike[str] | AnyPath) -> np.ndarray:
     """Read a label map.
 
     Args:
-        path: a palette (``P``) or 8-bit grayscale (``L``) PNG.
+        path: a palette (``P``) or 8-bit grayscale (``L``) PNG; a local path or an fsspec
+            location (:func:`samwsss.storage.as_path`).
 
     Returns:
         ``(H, W)`` uint8 array of class indices (255 = ignore).
@@ -40,8 +41,9 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
         LabelReadError (a ``ValueError``): the file is not an image, truncated or too large.
         FileNotFoundError: if ``path`` does not exist.
     """
+    source = as_path(path)
     try:
-        with Image.open(path) as image:
+        with open_binary(source) as handle, Image.open(handle) as image:
             mode = image.mode
             if mode in ("P", "L"):
                 return np.array(image, dtype=np.uint8)
@@ -94,12 +96,16 @@ def encode_label_png(label: np.ndarray, palette: bool = True) -> bytes:
 
 
 def write_label_png(
-    path: str | os.PathLike[str], label: np.ndarray, palette: bool = True, fsync: bool = True
-) -> Path:
+    path: str | os.PathLike[str] | AnyPath,
+    label: np.ndarray,
+    palette: bool = True,
+    fsync: bool = True,
+) -> AnyPath:
     """Atomically write an ``(H, W)`` uint8 label map as a PNG.
 
     Args:
-        path: destination; parent folders are created.
+        path: destination; parent folders are created (an fsspec location is written as
+            one object).
         label: class indices, 255 = ignore.
         palette: ``True`` (default) writes a VOC-palette ``P`` PNG that image viewers show
             in colour; ``False`` writes a plain grayscale index PNG like the authors' scripts.
@@ -108,6 +114,6 @@ def write_label_png(
     Returns:
         The written path.
     """
-    target = Path(path)
+    target = as_path(path)
     atomic_write_bytes(target, encode_label_png(label, palette=palette), fsync=fsync)
     return target
