@@ -165,8 +165,15 @@ def remove_tree(folder: AnyPath) -> None:
         pass
 
 
-def open_binary(path: AnyPath) -> IO[bytes]:
-    """Open ``path`` for reading bytes (a local file, or a buffered remote object)."""
+def open_binary(path: AnyPath, block_size: int | None = None) -> IO[bytes]:
+    """Open ``path`` for reading bytes (a local file, or a buffered remote object).
+
+    Args:
+        block_size: bytes a remote read fetches at a time (default: the file system's, often
+            megabytes); a small one when only a header is read (an image's size).
+    """
     if isinstance(path, Path):
         return open(path, "rb")
+    if block_size is not None:
+        return path.open("rb", block_size=block_size)
     return path.open("rb")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -75,10 +74,9 @@ def mapping_option(
 def gt_dir_option(
     help: str = "Folder of ground-truth <id>.png replacing the dataset's own.",
 ) -> Decorator:
-    """``--gt-dir`` (a folder: ``Path`` or ``None``)."""
-    return click.option(
-        "--gt-dir", default=None, type=click.Path(file_okay=False, path_type=Path), help=help
-    )
+    """``--gt-dir`` (a folder, as given: a local path or an fsspec URL; ``None`` when not
+    given)."""
+    return click.option("--gt-dir", default=None, type=str, help=help)
 
 
 def label_source_option(

@@ -467,7 +467,7 @@ def predict_command(
     data: str,
     split: str | None,
     mapping: str | None,
-    gt_dir: Path | None,
+    gt_dir: str | None,
     coco_gt_rule: str,
     out: Path,
     scales: str,

@@ -90,7 +90,7 @@ def evaluate_command(
     pred_dir: Path,
     data: str | None,
     split: str | None,
-    gt_dir: Path | None,
+    gt_dir: str | None,
     mapping: str | None,
     label_source: str | None,
     coco_gt_rule: str | None,
@@ -144,7 +144,7 @@ def evaluate_command(
 def _open_ground_truth(
     data: str | None,
     split: str | None,
-    gt_dir: Path | None,
+    gt_dir: str | None,
     mapping: str | None,
     label_source: str | None,
     coco_gt_rule: str | None,

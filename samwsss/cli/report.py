@@ -41,7 +41,7 @@ def report_command(
     run_dir: Path,
     data: str | None,
     split: str | None,
-    gt_dir: Path | None,
+    gt_dir: str | None,
     out: Path | None,
     workers: int | None,
     thumb_size: int,
@@ -68,7 +68,7 @@ def report_command(
     )
 
 
-def _ground_truth(run_dir: Path, data: str | None, split: str | None, gt_dir: Path | None) -> Any:
+def _ground_truth(run_dir: Path, data: str | None, split: str | None, gt_dir: str | None) -> Any:
     """The GT dataset for ``--data`` (with the run's mapping), or ``None``."""
     if data is None:
         if split is not None or gt_dir is not None:

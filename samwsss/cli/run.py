@@ -58,7 +58,8 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             "--out",
             type=click.Path(file_okay=False),
             default=None,
-            help="Output folder (required).",
+            help="Output folder (required): a local path or an fsspec URL (s3://bucket/run, "
+            "gs://..., needs s3fs/gcsfs).",
         ),
         click.option(
             "--config",
@@ -321,8 +322,9 @@ def _run(route: str, options: dict[str, Any]) -> None:
     from samwsss.pipeline.config import preset
     from samwsss.pipeline.pipeline import Pipeline
     from samwsss.pipeline.run_folder import FAILURES_DIR
-    from samwsss.pipeline.run_lock import RunLock
+    from samwsss.pipeline.run_lock import acquire_run_lock
     from samwsss.pipeline.runner import RunOptions, Shard, check_writable, run_dataset
+    from samwsss.storage import as_path, describe
 
     pipeline_settings, run = _resolve_settings(route, options)
     if not run.get("data"):
@@ -331,7 +333,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
         )
     if not run.get("out"):
         raise ValueError("--out is required: the folder the masks and the run manifest go to")
-    run["out"] = _local_out(str(run["out"]))
+    out = as_path(str(run["out"]))  # a folder, or an fsspec URL (s3://bucket/run, ...)
     dataset = open_dataset(
         run["data"],
         run.get("split"),
@@ -346,8 +348,8 @@ def _run(route: str, options: dict[str, Any]) -> None:
     shard = Shard.parse(run.get("shard"))
     # a folder a live run holds is refused now, not after minutes of loading weights
     # (run_dataset takes the lock for the run itself)
-    check_writable(Path(run["out"]))
-    RunLock.acquire(Path(run["out"]), shard).release()
+    check_writable(out)
+    acquire_run_lock(out, shard).release()
     device = _device_for_rank(run.get("device"))
     if run.get("threads") is not None:
         import torch
@@ -363,7 +365,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
         pipe.require_tagger()  # load it now: a missing download fails before the run starts
     run_options = RunOptions(
         route=route,
-        out=Path(run["out"]),
+        out=out,
         shard=shard,
         workers=int(run.get("workers", DEFAULT_WORKERS)),
         palette=bool(run.get("palette", True)),
@@ -377,12 +379,12 @@ def _run(route: str, options: dict[str, Any]) -> None:
         retry_failures=bool(run.get("retry_failures", False)),
     )
     data_identity = {
-        "data": str(Path(run["data"]).resolve()),
+        "data": describe(as_path(str(run["data"]))),
         "split": run.get("split"),
         "label_source": run.get("label_source", "xml"),
         "coco_gt_rule": run.get("coco_gt_rule", "overwrite"),
         "labels": _file_identity(run.get("labels")),
-        "gt_dir": str(Path(run["gt_dir"]).resolve()) if run.get("gt_dir") else None,
+        "gt_dir": describe(as_path(str(run["gt_dir"]))) if run.get("gt_dir") else None,
         "mapping": _file_identity(config.mapping)
         if Path(config.mapping).is_file()
         else config.mapping,
@@ -401,20 +403,6 @@ def _run(route: str, options: dict[str, Any]) -> None:
         click.echo(summary.report_table)
     if summary.miou is not None:
         click.echo(f"mIoU {summary.miou * 100:.2f} (report: {run_options.out / 'evaluation.json'})")
-
-
-def _local_out(out: str) -> str:
-    """``--out`` as a local path: a ``file://`` URI is its path; other URLs are refused."""
-    if "://" not in out:
-        return out
-    protocol, _, rest = out.partition("://")
-    if protocol == "file":
-        return rest
-    raise ValueError(
-        f"--out {out}: only local folders and file:// URIs are supported (the run folder's "
-        "lock, atomic renames and resume need a file system); write to a local folder and "
-        "copy it to the object store afterwards"
-    )
 
 
 def _engine(run: dict[str, Any], device: str | None) -> Any:
@@ -458,13 +446,17 @@ def _mapping_of(dataset: Any) -> str:
 
 
 def _file_identity(path: str | None) -> dict[str, str] | None:
-    """Path and content hash of a settings file, so an edited file counts as a new run."""
+    """Path (or URL) and content hash of a settings file, so an edited file counts as a new
+    run."""
     if not path:
         return None
     import hashlib
 
-    target = Path(path).resolve()
-    return {"path": str(target), "sha256": hashlib.sha256(target.read_bytes()).hexdigest()[:16]}
+    from samwsss.storage import as_path, describe
+
+    target = as_path(path)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()[:16]
+    return {"path": describe(target), "sha256": digest}
 
 
 def _device_for_rank(device: str | None) -> str | None:

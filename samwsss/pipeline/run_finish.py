@@ -7,7 +7,6 @@ import json
 import logging
 import platform
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -15,8 +14,9 @@ import torch
 from samwsss.atomic import atomic_write_json
 from samwsss.data.base import SegmentationDataset
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.run_folder import read_failures
+from samwsss.pipeline.run_folder import FAILURES_DIR, read_failures
 from samwsss.pipeline.writers import OutputSpec
+from samwsss.storage import AnyPath
 
 if TYPE_CHECKING:
     from samwsss.evaluation.report import EvaluationReport
@@ -32,7 +32,7 @@ def write_manifest(
     identity: dict[str, Any],
     summary: RunSummary,
     started: float,
-    failures_path: Path,
+    failures_path: AnyPath,
 ) -> None:
     """``manifest<shard suffix>.json``: settings, environment, counts and timing."""
     manifest = {
@@ -56,7 +56,7 @@ def write_manifest(
             "seconds": round(summary.seconds, 3),
             "images_per_second": round(summary.images_per_second, 3),
         },
-        "failures_file": str(failures_path.relative_to(options.out)),
+        "failures_file": f"{FAILURES_DIR}/{failures_path.name}",
     }
     atomic_write_json(options.out / f"manifest{options.shard.suffix}.json", manifest)
 
@@ -103,7 +103,7 @@ def evaluate_if_complete(
         merge_shard_manifests(options.out, options.shard.count, float(report.miou))
 
 
-def merge_shard_manifests(out: Path, count: int, miou: float) -> None:
+def merge_shard_manifests(out: AnyPath, count: int, miou: float) -> None:
     """One ``manifest.json`` for a sharded run: every shard's manifest, summed counts, mIoU."""
     shards = []
     for index in range(count):
@@ -129,7 +129,7 @@ def merge_shard_manifests(out: Path, count: int, miou: float) -> None:
 
 
 def _evaluate(
-    spec: OutputSpec, dataset: SegmentationDataset, out: Path, count_missing: bool
+    spec: OutputSpec, dataset: SegmentationDataset, out: AnyPath, count_missing: bool
 ) -> EvaluationReport:
     from samwsss.evaluation import evaluate_folder
 

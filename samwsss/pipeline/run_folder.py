@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
 from samwsss.atomic import TEMP_PREFIX, atomic_write_text
 from samwsss.pipeline.writers import INSTANCES_DIR, MASKS_DIR, OVERLAYS_DIR, PLAIN_DIR
+from samwsss.storage import (
+    AnyPath,
+    is_folder,
+    list_file_names,
+    put_bytes,
+    remove_file,
+    remove_tree,
+)
 
 if TYPE_CHECKING:
     from samwsss.pipeline.pipeline import Pipeline
@@ -80,10 +87,18 @@ def prepare_folder(options: RunOptions, identity: dict[str, Any], own_ids: set[s
                     )
                 logger.warning("--overwrite: removing the outputs of a different run in %s", out)
                 for name in (MASKS_DIR, PLAIN_DIR, INSTANCES_DIR, OVERLAYS_DIR, FAILURES_DIR):
-                    shutil.rmtree(out / name, ignore_errors=True)
-                reports = [out / "evaluation.json", out / "evaluation_iou.png"]
-                for stale in list(out.glob("manifest*.json")) + reports:
-                    stale.unlink(missing_ok=True)
+                    remove_tree(out / name)
+                for name in list_file_names(out):
+                    if (
+                        name.startswith("manifest")
+                        and name.endswith(".json")
+                        or name
+                        in (
+                            "evaluation.json",
+                            "evaluation_iou.png",
+                        )
+                    ):
+                        remove_file(out / name)
             elif not options.resume:
                 raise RunConflictError(
                     f"{out} holds a different run (its {CONFIG_FILE} differs from this run's "
@@ -101,15 +116,20 @@ def prepare_folder(options: RunOptions, identity: dict[str, Any], own_ids: set[s
     atomic_write_text(config_path, yaml.safe_dump(identity, sort_keys=False))
 
 
-def _entries(out: Path) -> list[str]:
+def _entries(out: AnyPath) -> list[str]:
     """The names in ``out`` besides the run locks (none when it does not exist)."""
-    if not out.is_dir():
+    if not is_folder(out):
         return []
     return sorted(entry.name for entry in out.iterdir() if entry.name != LOCK_DIR)
 
 
-def remove_own_temporaries(out: Path, own_ids: set[str]) -> None:
-    """Delete ``.tmp-*`` leftovers of this shard's images only (other shards may be writing)."""
+def remove_own_temporaries(out: AnyPath, own_ids: set[str]) -> None:
+    """Delete ``.tmp-*`` leftovers of this shard's images only (other shards may be writing).
+
+    An fsspec location has none: each output is written as one object.
+    """
+    if not isinstance(out, Path):
+        return
     for sub in (MASKS_DIR, PLAIN_DIR, INSTANCES_DIR, OVERLAYS_DIR):
         folder = out / sub
         if not folder.is_dir():
@@ -120,11 +140,14 @@ def remove_own_temporaries(out: Path, own_ids: set[str]) -> None:
                 stale.unlink(missing_ok=True)
 
 
-def read_failures(out: Path) -> dict[str, str]:
+def read_failures(out: AnyPath) -> dict[str, str]:
     """``{image id: reason}`` from every shard's failures file (a torn last line is ignored)."""
     failed: dict[str, str] = {}
-    for path in sorted((out / FAILURES_DIR).glob("failures*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
+    folder = out / FAILURES_DIR
+    for name in sorted(list_file_names(folder)):
+        if not (name.startswith("failures") and name.endswith(".jsonl")):
+            continue
+        for line in (folder / name).read_text(encoding="utf-8").splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
@@ -137,23 +160,40 @@ def read_failures(out: Path) -> dict[str, str]:
 class FailureLog:
     """Appends ``{"image_id", "reason"}`` lines to this shard's failure log as they happen.
 
+    On an fsspec location (object stores cannot append) the log is kept in memory and the
+    whole object is put again after each line: one request per unreadable image, each
+    leaving a complete log behind.
+
     Args:
         path: the shard's ``failures*.jsonl`` (its folder is created).
     """
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: AnyPath) -> None:
         self.path = path
         self.count = 0
-        self._file = open(path, "a", encoding="utf-8")
+        self._file: IO[str] | None = None
+        self._lines: list[str] = []
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8")
+        elif path.is_file():
+            self._lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if self._lines and not self._lines[-1].endswith("\n"):
+                self._lines.pop()  # a torn last line (read_failures ignores it too)
 
     def record(self, image_id: str, reason: str) -> None:
-        """Log one unreadable image (flushed at once, so a kill loses nothing)."""
-        self._file.write(json.dumps({"image_id": image_id, "reason": reason}) + "\n")
-        self._file.flush()
+        """Log one unreadable image (written at once, so a kill loses nothing)."""
+        line = json.dumps({"image_id": image_id, "reason": reason}) + "\n"
+        if self._file is not None:
+            self._file.write(line)
+            self._file.flush()
+        else:
+            self._lines.append(line)
+            put_bytes(self.path, "".join(self._lines).encode("utf-8"))
         self.count += 1
         logger.warning("skipped %s", reason)
 
     def close(self) -> None:
         """Close the file."""
-        self._file.close()
+        if self._file is not None:
+            self._file.close()

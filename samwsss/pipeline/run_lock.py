@@ -20,6 +20,10 @@ which holds JSON naming it: ``pid``, ``host``, ``started``, ``shard`` and ``comm
   wipes a folder only once no other live lock is there.
 * The lock is removed on a normal end, on an exception and on SIGTERM; only SIGKILL (or a
   power cut) leaves it behind, for the next run to take over.
+
+A run folder on an object store (an fsspec ``--out``) holds a lease instead, renewed while
+the run lives: see :mod:`samwsss.pipeline.object_lock`. :func:`hold_run_lock` and
+:func:`acquire_run_lock` pick the kind from the folder.
 """
 
 from __future__ import annotations
@@ -41,10 +45,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.run_folder import LOCK_DIR, RunConflictError
+from samwsss.storage import AnyPath
+
+if TYPE_CHECKING:
+    from samwsss.pipeline.object_lock import ObjectStoreLock
 
 try:
     import fcntl
@@ -55,7 +63,7 @@ logger = logging.getLogger(__name__)
 
 #: How many times a lock that changes under us (released, replaced) is looked at again.
 _ATTEMPTS = 5
-_LOCK_NAME = re.compile(r"shard-(\d+)-of-(\d+)\.json")
+LOCK_NAME = re.compile(r"shard-(\d+)-of-(\d+)\.json")
 
 
 class RunLockedError(RunConflictError):
@@ -95,9 +103,9 @@ class LockHolder:
         )
 
 
-def lock_path(out: Path, shard: Shard) -> Path:
+def lock_path(out: AnyPath, shard: Shard) -> AnyPath:
     """The lock file of ``shard`` of the run folder ``out``."""
-    return Path(out) / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
+    return out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
 
 
 def this_host() -> str:
@@ -149,8 +157,8 @@ class RunLock:
         if out.exists() and not out.is_dir():
             raise RunConflictError(f"{out} is a file: --out must be a folder")
         made_out = None if out.exists() else out
-        path = lock_path(out, shard)
-        record = _own_record(shard)
+        path = out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
+        record = own_record(shard)
         for _ in range(_ATTEMPTS):
             # (again each time: a shard that just finished removes the folder when empty)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,16 +195,31 @@ class RunLock:
                     empty.rmdir()
 
 
+def acquire_run_lock(out: AnyPath, shard: Shard) -> RunLock | ObjectStoreLock:
+    """Lock ``shard`` of ``out``: a :class:`RunLock` for a local folder, an
+    :class:`~samwsss.pipeline.object_lock.ObjectStoreLock` (a renewed lease) for an fsspec
+    location. Release it with ``release()``.
+
+    Raises:
+        RunLockedError: see :meth:`RunLock.acquire` and ``ObjectStoreLock.acquire``.
+    """
+    if isinstance(out, Path):
+        return RunLock.acquire(out, shard)
+    from samwsss.pipeline.object_lock import ObjectStoreLock
+
+    return ObjectStoreLock.acquire(out, shard)
+
+
 @contextlib.contextmanager
-def hold_run_lock(out: Path, shard: Shard) -> Iterator[RunLock]:
+def hold_run_lock(out: AnyPath, shard: Shard) -> Iterator[RunLock | ObjectStoreLock]:
     """Hold the lock of ``shard`` of ``out`` for the block; removed however the block ends
     (SIGTERM, in the main thread, ends it with ``SystemExit(143)`` so that it is removed
     too).
 
     Raises:
-        RunLockedError: see :meth:`RunLock.acquire`.
+        RunLockedError: see :func:`acquire_run_lock`.
     """
-    lock = RunLock.acquire(out, shard)
+    lock = acquire_run_lock(out, shard)
     try:
         with _sigterm_exits():
             yield lock
@@ -204,7 +227,7 @@ def hold_run_lock(out: Path, shard: Shard) -> Iterator[RunLock]:
         lock.release()
 
 
-def _own_record(shard: Shard) -> bytes:
+def own_record(shard: Shard) -> bytes:
     record = {
         "pid": os.getpid(),
         "host": this_host(),
@@ -344,7 +367,7 @@ def _refuse_overlapping_runs(out: Path, shard: Shard, own: Path) -> None:
     """Raise if a live run of another shard count uses ``out`` (its images overlap ours);
     shards ``i/n`` and ``j/n`` of one run share the folder."""
     for path in sorted((out / LOCK_DIR).iterdir()):
-        match = _LOCK_NAME.fullmatch(path.name)
+        match = LOCK_NAME.fullmatch(path.name)
         if path == own or match is None or int(match.group(2)) == shard.count:
             continue
         try:

@@ -40,6 +40,7 @@ from samwsss.pipeline.run_folder import (
 from samwsss.pipeline.run_lock import RunLockedError, hold_run_lock
 from samwsss.pipeline.writers import OutputSpec, write_outputs
 from samwsss.stages.pil_resize import PilResize
+from samwsss.storage import AnyPath, as_path, open_binary, put_bytes, remove_file
 from samwsss.workers import exit_with_parent
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class RunOptions:
 
     Attributes:
         route: ``"text-input"`` or ``"zero-shot"``.
-        out: the run folder.
+        out: the run folder: a local path, or an fsspec URL (``s3://bucket/run``; see
+            :mod:`samwsss.storage`) given as a string or made with ``as_path``.
         shard: the part of the dataset this process runs.
         workers: DataLoader worker processes decoding images ahead of the GPU.
         palette / plain / instances: which mask outputs to write (see writers).
@@ -82,7 +84,7 @@ class RunOptions:
     """
 
     route: str
-    out: Path
+    out: AnyPath
     shard: Shard = field(default_factory=Shard)
     workers: int = DEFAULT_WORKERS
     palette: bool = True
@@ -102,7 +104,7 @@ class RunOptions:
         check_count("overlays", self.overlays, minimum=0)
         if self.max_images is not None:
             check_count("max_images (or leave it out)", self.max_images)
-        self.out = Path(self.out)
+        self.out = as_path(self.out)
 
 
 @dataclass
@@ -315,16 +317,24 @@ class OutputFolderError(ValueError):
     """The run's output folder cannot be created or written to."""
 
 
-def check_writable(out: Path) -> None:
-    """Create ``out`` and check that files can be made in it.
+def check_writable(out: AnyPath) -> None:
+    """Create ``out`` and check that files can be made in it (on an object store: put and
+    delete a small probe object, which also checks the credentials).
 
     Raises:
         OutputFolderError: naming the folder, the OS error and what to do.
     """
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", delete=True)
-        probe.close()
+        if isinstance(out, Path):
+            out.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", delete=True)
+            probe.close()
+        else:
+            import uuid
+
+            remote_probe = out / f".write-check-{uuid.uuid4().hex}"
+            put_bytes(remote_probe, b"")
+            remove_file(remote_probe)
     except OSError as error:
         raise OutputFolderError(
             f"cannot write the output folder {out} ({type(error).__name__}: {error}); choose "
@@ -400,6 +410,11 @@ def _readable(item: dict[str, Any], route: str, failures: FailureLog) -> bool:
     return True
 
 
+#: Bytes fetched at a time when reading a remote image's header for its size (a whole
+#: default block would download most images twice).
+_HEADER_BLOCK = 1 << 16
+
+
 def _size_reader(dataset: SegmentationDataset) -> Any:
     """``image id -> (height, width)``: from the dataset when it knows sizes (COCO
     annotations), else from the image header (no decoding); ``None`` when unreadable
@@ -412,7 +427,8 @@ def _size_reader(dataset: SegmentationDataset) -> Any:
 
     def from_header(image_id: str) -> tuple[int, int] | None:
         try:
-            with Image.open(dataset.image_path(image_id)) as image:
+            source = open_binary(dataset.image_path(image_id), block_size=_HEADER_BLOCK)
+            with source as handle, Image.open(handle) as image:
                 return image.height, image.width
         except (OSError, ValueError, Image.DecompressionBombError):
             return None

@@ -14,9 +14,7 @@ only once fully written, a rerun can trust what it finds and redo the rest.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ from samwsss.classes import COCO_INDEX_TO_CATEGORY
 from samwsss.detections import Detections
 from samwsss.labelio import write_label_png
 from samwsss.mapping import ClassMapping
+from samwsss.storage import AnyPath, list_file_names
 
 MASKS_DIR = "masks"
 PLAIN_DIR = "masks_plain"
@@ -38,14 +37,14 @@ class OutputSpec:
     """Which outputs a run writes.
 
     Attributes:
-        root: the run folder.
+        root: the run folder (a local path or an fsspec location, see samwsss.storage).
         palette: write ``masks/<id>.png`` (palette PNG).
         plain: write ``masks_plain/<id>.png`` (plain index PNG).
         instances: write ``instances/<id>.json``.
         overlay_ids: ids that also get ``overlays/<id>.jpg``.
     """
 
-    root: Path
+    root: AnyPath
     palette: bool = True
     plain: bool = False
     instances: bool = False
@@ -56,13 +55,13 @@ class OutputSpec:
             raise ValueError("a run must write palette or plain masks (or both)")
 
     @property
-    def mask_dir(self) -> Path:
+    def mask_dir(self) -> AnyPath:
         """The folder evaluated at the end of a run."""
         return self.root / (MASKS_DIR if self.palette else PLAIN_DIR)
 
-    def paths(self, image_id: str) -> list[Path]:
+    def paths(self, image_id: str) -> list[AnyPath]:
         """Every output path of ``image_id``; the semantic mask last (written last)."""
-        out: list[Path] = []
+        out: list[AnyPath] = []
         if self.instances:
             out.append(self.root / INSTANCES_DIR / f"{image_id}.json")
         if image_id in self.overlay_ids:
@@ -80,19 +79,14 @@ class OutputSpec:
     def complete_ids(self, ids: list[str]) -> set[str]:
         """The ids of ``ids`` whose outputs all exist, listing each output folder once
         (instead of one ``stat`` per file: a resumed run checks tens of thousands)."""
-        listed: dict[Path, set[str]] = {}
+        listed: dict[str, set[str]] = {}
         complete = set()
         for image_id in ids:
             paths = self.paths(image_id)
             for path in paths:
-                if path.parent not in listed:
-                    folder = path.parent
-                    listed[folder] = (
-                        {entry.name for entry in os.scandir(folder) if entry.is_file()}
-                        if folder.is_dir()
-                        else set()
-                    )
-            if all(path.name in listed[path.parent] for path in paths):
+                if str(path.parent) not in listed:
+                    listed[str(path.parent)] = list_file_names(path.parent)
+            if all(path.name in listed[str(path.parent)] for path in paths):
                 complete.add(image_id)
         return complete
 

@@ -12,8 +12,9 @@ same place every time::
 * ``batch`` -- right after the pipeline returns the n-th batch, before any of its outputs
   is queued for writing;
 * ``temp`` -- when the n-th per-image output file is fully written under its temporary
-  name, before the rename that publishes it (a ``.tmp-*`` file is left behind);
-* ``commit`` -- right after the n-th per-image output file is renamed into place;
+  name, before the rename that publishes it (a ``.tmp-*`` file is left behind); on an
+  fsspec ``--out``, just before the put of the n-th per-image object;
+* ``commit`` -- right after the n-th per-image output file is renamed into place (or put);
 * ``image`` -- right after the n-th palette mask (``masks/<id>.png``, the last file written
   for an image) is renamed into place: n images are complete, and the batch of the last
   may hold an image that is not (the writer threads write two images at once).
@@ -25,7 +26,8 @@ workers) are written there, one a line, just before the signal.
 
 Nothing in the package reads these variables: :func:`install` wraps, in the running
 process only, the functions where the events happen (``os.replace`` as the atomic writes
-use it, ``Pipeline.run_arrays``, ``FailureLog.record``). An unset variable installs nothing,
+use it, ``samwsss.storage.put_bytes`` for fsspec outputs, ``Pipeline.run_arrays``,
+``FailureLog.record``). An unset variable installs nothing,
 so runs pay nothing; the module's ``main`` installs the points, then runs the CLI.
 """
 
@@ -134,6 +136,21 @@ def install(point: KillPoint) -> None:
             if Path(target).parent.name == "masks":
                 counter.event("image")
 
+    import samwsss.storage
+
+    real_put = samwsss.storage.put_bytes
+
+    @functools.wraps(real_put)
+    def put(path: Any, data: bytes) -> None:
+        counted = path.parent.name in OUTPUT_DIRS
+        if counted:
+            counter.event("temp")
+        real_put(path, data)
+        if counted:
+            counter.event("commit")
+            if path.parent.name == "masks":
+                counter.event("image")
+
     def after(method: Callable[..., Any], event: str) -> Callable[..., Any]:
         @functools.wraps(method)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -144,6 +161,7 @@ def install(point: KillPoint) -> None:
         return wrapper
 
     os.replace = replace  # type: ignore[assignment]
+    samwsss.storage.put_bytes = put
     Pipeline.run_arrays = after(Pipeline.run_arrays, "batch")  # type: ignore[method-assign]
     FailureLog.record = after(FailureLog.record, "failure")  # type: ignore[method-assign]
 
