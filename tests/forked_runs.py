@@ -36,7 +36,7 @@ def make_kill_tree(root: Path) -> Path:
     return voc
 
 
-def run_args(voc: Path, out: Path, models: list[str], *extra: str) -> list[str]:
+def run_args(voc: Path, out: Path | str, models: list[str], *extra: str) -> list[str]:
     """``text-input`` over the kill tree's ``trainval`` with every output (4 images in 2
     batches: the failure and one image, then two images; 10 output files).
 

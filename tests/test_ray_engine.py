@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from samwsss.cli import cli
-from tests.data_fixtures import make_voc_tree
+from tests.data_fixtures import make_coco_tree, make_voc_tree
 from tests.test_cli_run import _bad_image_folder, _outputs
 
 ray = pytest.importorskip("ray")
@@ -165,9 +166,76 @@ def test_ray_file_uri_out_round_trips(
     assert _outputs(out) == _outputs(local_voc_run)
 
 
-def test_object_store_out_is_refused_with_the_fix(voc: Path, models: list[str]) -> None:
-    result = CliRunner().invoke(
-        cli, [*_voc_args(voc, "x", models)[:5], "--out", "memory://bucket/run", *models]
+def test_ray_object_store_out_round_trips(
+    ray_cluster: None, voc: Path, local_voc_run: Path, models: list[str], tmp_path: Path
+) -> None:
+    """The driver writes: a memory:// folder (this process's) holds the same outputs."""
+    import fsspec
+
+    url = f"memory://samwsss-ray-{uuid.uuid4().hex}/run"
+    result = _run([*_voc_args(voc, url, models), *RAY])
+    assert result.exit_code == 0, result.output
+    assert "mIoU" in result.output
+    fs = fsspec.filesystem("memory")
+    root = "/" + url.removeprefix("memory://")
+    for name in fs.find(root):
+        target = tmp_path / "copy" / name[len(root) + 1 :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(fs.cat_file(name))
+    assert _outputs(tmp_path / "copy") == _outputs(local_voc_run)
+    assert not (tmp_path / "copy" / ".lock").exists()
+
+
+def test_ray_zero_shot_identical_to_local(
+    ray_cluster: None, tmp_path: Path, models: list[str]
+) -> None:
+    coco = make_coco_tree(tmp_path)
+    args = [
+        "zero-shot", "--data", str(coco / "val2014"), "--tagger", "grounding", "--instances",
+        "--workers", "0", *models,
+    ]  # fmt: skip
+    local = _run([*args, "--out", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    remote = _run([*args, "--out", str(tmp_path / "ray"), *RAY])
+    assert remote.exit_code == 0, remote.output
+    outputs = _outputs(tmp_path / "ray")
+    assert any(name.startswith("instances/") for name in outputs)
+    assert outputs == _outputs(tmp_path / "local")
+
+
+def test_a_killed_ray_run_resumes_to_the_same_outputs(
+    ray_cluster: None, voc: Path, local_voc_run: Path, models: list[str], tmp_path: Path
+) -> None:
+    """The driver is SIGKILLed after its third committed file (a separate process attached
+    to the test's cluster); the same command run again finishes to the same outputs."""
+    import subprocess
+    import sys
+
+    from samwsss.testing.killpoints import KILL_AT
+
+    out = tmp_path / "killed"
+    args = [*_voc_args(voc, out, models), *RAY]
+    env = {
+        **os.environ,
+        KILL_AT: "commit:3",
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
+    killed = subprocess.run(
+        [sys.executable, "-m", "samwsss.testing.killpoints", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert result.exit_code != 0
-    assert "file:// URIs" in result.output and "copy it" in result.output
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (out / ".lock" / "shard-0-of-1.json").is_file()
+    written = [p for sub in ("masks", "masks_plain", "instances", "overlays")
+               for p in (out / sub).glob("[!.]*")]  # fmt: skip
+    assert 3 <= len(written) < len(_outputs(local_voc_run))
+    resumed = _run(args)
+    assert resumed.exit_code == 0, resumed.output
+    assert _outputs(out) == _outputs(local_voc_run)
+    assert not (out / ".lock").exists() and not list(out.rglob(".tmp-*"))

@@ -121,7 +121,7 @@ class ObjectStoreLock:
         record["token"] = uuid.uuid4().hex
         lock = cls(path, record)
         lock._put()
-        time.sleep(SETTLE_SECONDS)
+        _settle()
         current = _read(path)
         if current is None or current.token != record["token"]:
             who = current.holder.describe() if current is not None else "a run that removed it"
@@ -170,6 +170,11 @@ class ObjectStoreLock:
             current = _read(self.path)
             if current is not None and current.token == self._record["token"]:
                 remove_file(self.path)
+
+
+def _settle() -> None:
+    """Wait for a put of another run starting at the same moment to land."""
+    time.sleep(SETTLE_SECONDS)
 
 
 def _read(path: AnyPath) -> LeaseRecord | None:

@@ -1,0 +1,274 @@
+"""Runs whose ``--out`` is an fsspec URL: the same outputs as a local run, resume, kill and
+resume, failures, conflicts and the lease lock.
+
+``memory://`` lives in this process; ``objdisk://`` (:mod:`samwsss.testing.object_disk`) is
+an object store on the local disk (whole-object puts, no rename) that forked runs share.
+Every run uses one torch thread, as the reference does (see tests/forked_runs.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import fsspec
+import pytest
+from click.testing import CliRunner
+
+from samwsss.cli import cli
+from samwsss.pipeline import object_lock
+from samwsss.pipeline.batching import Shard
+from samwsss.pipeline.object_lock import ObjectStoreLock
+from samwsss.pipeline.run_lock import RunLockedError, acquire_run_lock, hold_run_lock
+from samwsss.storage import as_path
+from samwsss.testing import object_disk
+from samwsss.testing.killpoints import KILL_AT
+from tests.forked_runs import (
+    CORRUPT_ID,
+    failure_ids,
+    fork_cli,
+    leftovers,
+    make_kill_tree,
+    manifest_config,
+    output_hashes,
+    run_args,
+    wait_exit,
+)
+
+object_disk.register()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads(torch_threads_restored: None) -> None:
+    """Runs here use one torch thread; restored after the module."""
+
+
+@pytest.fixture(autouse=True)
+def _quick_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No settling pause after a lock's put (the races are tested on their own)."""
+    monkeypatch.setattr(object_lock, "SETTLE_SECONDS", 0.0)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_kill_tree(tmp_path_factory.mktemp("remote_tree"))
+
+
+@pytest.fixture(scope="module")
+def reference(tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run into a local folder."""
+    out = tmp_path_factory.mktemp("remote_reference") / "out"
+    result = CliRunner().invoke(cli, run_args(tree, out, models), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _memory_url() -> str:
+    return f"memory://samwsss-test-{uuid.uuid4().hex}/run"
+
+
+def _download(url: str, local: Path) -> Path:
+    """Copy a memory:// run folder to ``local`` (to hash it like a local one)."""
+    fs = fsspec.filesystem("memory")
+    root = url.removeprefix("memory://")
+    for name in fs.find(root):
+        target = local / name[len("/" + root) :].lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(fs.cat_file(name))
+    return local
+
+
+def test_memory_out_equals_the_local_run(
+    tree: Path, models: list[str], reference: Path, tmp_path: Path
+) -> None:
+    url = _memory_url()
+    result = CliRunner().invoke(cli, run_args(tree, url, models), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "3 images processed" in result.output and "1 unreadable" in result.output
+    assert "mIoU" in result.output
+    copy = _download(url, tmp_path / "copy")
+    assert output_hashes(copy) == output_hashes(reference)
+    assert manifest_config(copy) == manifest_config(reference)
+    assert leftovers(copy) == []  # no temporaries, the lock removed
+    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["counts"] == {"images": 4, "complete": 3, "failed": 1, "remaining": 0}
+    assert manifest["failures_file"] == "failures/failures.jsonl"
+
+
+def test_memory_out_resumes_after_max_images(
+    tree: Path, models: list[str], reference: Path, tmp_path: Path
+) -> None:
+    url = _memory_url()
+    first = CliRunner().invoke(
+        cli,
+        run_args(tree, url, models, "--max-images", "2"),
+        catch_exceptions=False,
+    )
+    assert first.exit_code == 0, first.output
+    assert "1 images processed" in first.output  # the failure and one image
+    second = CliRunner().invoke(cli, run_args(tree, url, models), catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    assert "2 images processed, 1 already done" in second.output
+    copy = _download(url, tmp_path / "copy")
+    assert output_hashes(copy) == output_hashes(reference)
+    assert failure_ids(copy) == [CORRUPT_ID]
+
+
+def test_memory_out_holding_another_run_is_refused(tree: Path, models: list[str]) -> None:
+    url = _memory_url()
+    as_path(url + "/config.yaml").write_text("route: zero-shot\n")
+    result = CliRunner().invoke(cli, run_args(tree, url, models))
+    assert result.exit_code != 0
+    assert "holds a different run" in result.output and "--overwrite" in result.output
+
+
+def test_a_missing_storage_package_is_named(tree: Path, models: list[str]) -> None:
+    if _installed("s3fs"):
+        pytest.skip("s3fs is installed here")
+    result = CliRunner().invoke(cli, run_args(tree, "s3://bucket/run", models))
+    assert result.exit_code != 0
+    assert "needs s3fs" in result.output and "pip install s3fs" in result.output
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+#: Where the runs die: after logging the unreadable image; before the second object's put;
+#: with an image half written; with the second batch's first image complete.
+KILL_POINTS = ["failure:1", "temp:2", "commit:3", "image:2"]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_killed_object_store_run_resumes_to_the_same_outputs(
+    point: str,
+    tree: Path,
+    models: list[str],
+    reference: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = tmp_path / "bucket" / "run"
+    url = f"objdisk://{folder}"
+    args = run_args(tree, url, models)
+    pid = fork_cli(args, tmp_path / "killed.log", {KILL_AT: point})
+    assert wait_exit(pid) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
+    assert (folder / ".lock" / "shard-0-of-1.json").is_file()  # SIGKILL leaves the lease
+    assert not (folder / "manifest.json").exists()
+
+    with caplog.at_level(logging.WARNING, logger="samwsss"):
+        resumed = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    assert "taking over the lock of a finished or dead run" in caplog.text
+    assert f"pid {pid} " in caplog.text
+    assert output_hashes(folder) == output_hashes(reference)
+    assert leftovers(folder) == [] and not list(folder.rglob(".objdisk-*"))
+    assert failure_ids(folder) == [CORRUPT_ID]
+
+
+# --- the lease lock -------------------------------------------------------------------
+
+
+def _foreign_lock(url: str, shard: str = "0-of-1", host: str = "elsewhere", age: float = 0.0):
+    path = as_path(f"{url}/.lock/shard-{shard}.json")
+    record = {
+        "pid": 4242,
+        "host": host,
+        "started": "2026-01-01T00:00:00",
+        "shard": shard.replace("-of-", "/"),
+        "command": "samwsss text-input ...",
+        "token": "foreign",
+        "renewed": time.time() - age,
+    }
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_a_live_lease_refuses_a_second_run(tree: Path, models: list[str]) -> None:
+    url = _memory_url()
+    with hold_run_lock(as_path(url), Shard()):
+        result = CliRunner().invoke(cli, run_args(tree, url, models))
+    assert result.exit_code != 0
+    assert "in use by another samwsss run" in result.output and "renewed" in result.output
+    assert not as_path(url + "/.lock/shard-0-of-1.json").exists()  # released
+
+
+def test_a_fresh_lease_of_another_host_is_refused_and_an_expired_one_taken_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = _memory_url()
+    _foreign_lock(url, age=10.0)
+    with pytest.raises(RunLockedError, match="frees itself 300 s after its last renewal"):
+        acquire_run_lock(as_path(url), Shard())
+    _foreign_lock(url, age=object_lock.LEASE_SECONDS + 1)
+    with caplog.at_level(logging.WARNING, logger="samwsss"):
+        lock = acquire_run_lock(as_path(url), Shard())
+    assert "pid 4242 on host elsewhere" in caplog.text
+    record = json.loads(as_path(url + "/.lock/shard-0-of-1.json").read_text())
+    assert record["token"] != "foreign"
+    lock.release()
+    assert not as_path(url + "/.lock/shard-0-of-1.json").exists()
+
+
+def test_a_dead_pid_on_this_host_frees_the_lease_at_once() -> None:
+    from samwsss.pipeline.run_lock import this_host
+
+    url = _memory_url()
+    _foreign_lock(url, host=this_host())  # pid 4242: not alive here (or not ours to check)
+    from samwsss.pipeline.run_lock import pid_alive
+
+    if pid_alive(4242):
+        pytest.skip("pid 4242 runs on this machine")
+    acquire_run_lock(as_path(url), Shard()).release()
+
+
+def test_a_live_run_of_another_shard_count_is_refused() -> None:
+    url = _memory_url()
+    _foreign_lock(url, shard="0-of-2")
+    with pytest.raises(RunLockedError, match="shards of one run share a folder"):
+        acquire_run_lock(as_path(url), Shard())
+    assert not as_path(url + "/.lock/shard-0-of-1.json").exists()  # ours released
+    acquire_run_lock(as_path(url), Shard(1, 2)).release()  # the same count shares it
+
+
+def test_the_holder_renews_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(object_lock, "RENEW_SECONDS", 0.05)
+    url = _memory_url()
+    lock = acquire_run_lock(as_path(url), Shard())
+    path = as_path(url + "/.lock/shard-0-of-1.json")
+    first = json.loads(path.read_text())["renewed"]
+    deadline = time.monotonic() + 5
+    while json.loads(path.read_text())["renewed"] == first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert json.loads(path.read_text())["renewed"] > first
+    lock.release()
+    assert not path.exists()
+
+
+def test_a_run_that_loses_the_put_race_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _memory_url()
+
+    def other_run_puts() -> None:  # during the settling pause
+        _foreign_lock(url, host="racer")
+
+    monkeypatch.setattr(object_lock, "_settle", other_run_puts)
+    with pytest.raises(RunLockedError, match="took the lock .* as this one started"):
+        ObjectStoreLock.acquire(as_path(url), Shard())
+    # the winner's lock stays
+    assert json.loads(as_path(url + "/.lock/shard-0-of-1.json").read_text())["host"] == "racer"
+
+
+def test_release_leaves_a_lock_that_is_no_longer_ours() -> None:
+    url = _memory_url()
+    lock = acquire_run_lock(as_path(url), Shard())
+    _foreign_lock(url, host="successor")
+    lock.release()
+    assert json.loads(as_path(url + "/.lock/shard-0-of-1.json").read_text())["host"] == (
+        "successor"
+    )
