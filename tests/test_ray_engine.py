@@ -96,6 +96,11 @@ def test_ray_outputs_identical_to_local(
     assert (out / "config.yaml").read_text() == (local_voc_run / "config.yaml").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"images": 3, "complete": 3, "failed": 0, "remaining": 0}
+    engine = manifest["environment"]["engine"]
+    assert engine["name"] == "ray" and engine["actors"] == 1 and engine["device"] == "cpu"
+    assert engine["cluster"]["CPU"] == 2.0
+    local_manifest = json.loads((local_voc_run / "manifest.json").read_text())
+    assert local_manifest["environment"]["engine"] == {"name": "local"}
     evaluation = json.loads((out / "evaluation.json").read_text())
     expected = json.loads((local_voc_run / "evaluation.json").read_text())
     for key in ("predictions", "elapsed_s"):
@@ -155,6 +160,21 @@ def test_ray_engine_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="whole number"):
         RayEngine(gpus_per_actor=1.5)
     assert RayEngine(gpus_per_actor=0.5).actor_device == "cuda"
+
+
+def test_resources_the_cluster_cannot_hold_are_named() -> None:
+    from samwsss.pipeline.ray_engine import RayEngine, _check_resources_message
+
+    cluster = {"CPU": 2.0, "GPU": 1.0}
+    assert _check_resources_message(RayEngine(actors=1, decode_cpus=1.0), cluster) is None
+    message = _check_resources_message(RayEngine(actors=2, gpus_per_actor=1.0), cluster)
+    assert message is not None
+    assert "3 CPUs (2 actor(s) x 1 + 1 for a decode task) but the cluster has 2" in message
+    assert "2 GPUs (2 actor(s) x 1) but the cluster has 1" in message
+    assert "--ray-actors" in message
+    assert _check_resources_message(RayEngine(actors=2, gpus_per_actor=0.5), cluster) is not None
+    fits = RayEngine(actors=2, gpus_per_actor=0.5, cpus_per_actor=0.5)
+    assert _check_resources_message(fits, cluster) is None
 
 
 def test_ray_file_uri_out_round_trips(

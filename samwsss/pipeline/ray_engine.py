@@ -28,7 +28,7 @@ import pickle
 import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,7 @@ class RayEngine:
     decode_cpus: float = 1.0
     device: str | None = None
     threads: int | None = None
+    _cluster: dict[str, float] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.actors, bool) or not isinstance(self.actors, int) or self.actors < 1:
@@ -96,6 +97,28 @@ class RayEngine:
                 f"ray gpus_per_actor above 1 must be a whole number, got {self.gpus_per_actor!r}; "
                 "use a fraction (<= 1) to share a GPU, or a whole number of GPUs"
             )
+
+    def describe(self) -> dict[str, Any]:
+        """The engine's settings and the cluster's resources, for the manifest."""
+        info: dict[str, Any] = {
+            "name": "ray",
+            "address": self.address,
+            "actors": self.actors,
+            "gpus_per_actor": self.gpus_per_actor,
+            "cpus_per_actor": self.cpus_per_actor,
+            "decode_tasks": self.decode_tasks,
+            "decode_cpus": self.decode_cpus,
+            "device": self.actor_device,
+        }
+        if self._cluster is not None:
+            info["cluster"] = self._cluster
+        return info
+
+    def _check_resources(self) -> None:
+        """Warn when the cluster, as it is now, cannot hold the actors and a decode task."""
+        message = _check_resources_message(self, self._cluster or {})
+        if message is not None:
+            logger.warning(message)
 
     @property
     def actor_device(self) -> str:
@@ -134,6 +157,12 @@ class RayEngine:
         from samwsss.pipeline.writers import write_outputs
 
         ray = _connect(self.address)
+        self._cluster = {
+            key: float(value)
+            for key, value in ray.cluster_resources().items()
+            if key in ("CPU", "GPU", "memory")
+        }
+        self._check_resources()
         resizes = pipeline.host_resizes(options.route)
         plan = (
             ray.data.from_items([{"batch": json.dumps(batch)} for batch in batches])
@@ -204,6 +233,33 @@ class RayEngine:
             while in_flight:
                 in_flight.popleft().result()
         return processed
+
+
+def _check_resources_message(engine: RayEngine, cluster: dict[str, float]) -> str | None:
+    """Why the cluster as it is now cannot hold the actors and one decode task (``None``
+    when it can)."""
+    cpus = engine.actors * engine.cpus_per_actor + engine.decode_cpus
+    gpus = engine.actors * engine.gpus_per_actor
+    short = []
+    if cpus > cluster.get("CPU", 0.0):
+        short.append(
+            f"{cpus:g} CPUs ({engine.actors} actor(s) x {engine.cpus_per_actor:g} + "
+            f"{engine.decode_cpus:g} for a decode task) but the cluster has "
+            f"{cluster.get('CPU', 0.0):g}"
+        )
+    if gpus > cluster.get("GPU", 0.0):
+        short.append(
+            f"{gpus:g} GPUs ({engine.actors} actor(s) x {engine.gpus_per_actor:g}) but the "
+            f"cluster has {cluster.get('GPU', 0.0):g}"
+        )
+    if not short:
+        return None
+    return (
+        "the ray engine asks for " + "; and ".join(short) + ": unless the cluster "
+        "autoscales, the run waits for resources that never come. Use fewer --ray-actors, "
+        "a smaller --ray-cpus-per-actor / --ray-gpus-per-actor (fractions share), or a "
+        "bigger cluster"
+    )
 
 
 def _connect(address: str | None) -> Any:

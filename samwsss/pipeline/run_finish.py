@@ -33,13 +33,19 @@ def write_manifest(
     summary: RunSummary,
     started: float,
     failures_path: AnyPath,
+    engine: dict[str, Any] | None = None,
 ) -> None:
-    """``manifest<shard suffix>.json``: settings, environment, counts and timing."""
+    """``manifest<shard suffix>.json``: settings, environment (with the engine that ran the
+    models: ``{"name": "local"}``, or the Ray actors' device and count), counts and timing."""
+    env = environment(pipeline)
+    if engine and "device" in engine:  # the models ran there, not in this process
+        env["device"] = engine["device"]
+        env.pop("gpu", None)
     manifest = {
         "config": identity,
         "batch_size": pipeline.batch_size,
         "shard": f"{options.shard.index}/{options.shard.count}",
-        "environment": environment(pipeline),
+        "environment": {**env, "engine": engine or {"name": "local"}},
         "counts": {  # the whole run in this folder (this shard's images)
             "images": summary.total,
             "complete": summary.complete,

@@ -203,6 +203,10 @@ class BatchEngine(Protocol):
         """Run ``batches``; return how many images got outputs."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """What ran the models, for the manifest (``{"name": ..., ...}``)."""
+        ...
+
 
 class LocalEngine:
     """The in-process engine: DataLoader workers decode, this process runs the models and
@@ -220,6 +224,10 @@ class LocalEngine:
     ) -> int:
         """Run ``batches`` here (see :class:`BatchEngine`)."""
         return _run_batches(pipeline, dataset, options, spec, batches, pending, failures)
+
+    def describe(self) -> dict[str, Any]:
+        """``{"name": "local"}`` (the device is the pipeline's, in the manifest)."""
+        return {"name": "local"}
 
 
 def run_dataset(
@@ -307,7 +315,7 @@ def _run_dataset_locked(
         len(mine), len(complete), processed, failures.count, time.time() - started,
         complete=len(complete_now), failed_total=failed_total,
     )  # fmt: skip
-    write_manifest(pipeline, options, identity, summary, started, failures_path)
+    write_manifest(pipeline, options, identity, summary, started, failures_path, engine.describe())
     if options.evaluate and dataset.has_gt:
         evaluate_if_complete(spec, dataset, options, summary)
     return summary
