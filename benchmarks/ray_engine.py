@@ -2,10 +2,13 @@
 
 Builds a tiny Grounding DINO and SAM and a folder of labelled images, then runs
 ``samwsss text-input`` with the local runner and with Ray (1 and 2 CPU actors) into fresh
-folders. Reported: the run's own images/s (engine time: for Ray it includes starting the
-actors and loading the models in them) and the wall time of the whole command.
+folders, and the local runner into an object store on the local disk (``objdisk://``:
+whole-object puts and listings, the object-store code path without a network). Reported:
+the median over ``--repeats`` of the run's own images/s (engine time: for Ray it includes
+starting the actors and loading the models in them) and of the wall time of the whole
+command, and the ratio to the local runner measured in the same process.
 
-    python benchmarks/ray_engine.py --images 32 --threads 1
+    python benchmarks/ray_engine.py --images 32 --threads 1 --repeats 3
 """
 
 from __future__ import annotations
@@ -27,13 +30,18 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per engine (median)")
     args = parser.parse_args()
+    import statistics
 
     import ray
 
     from samwsss.cli import cli
     from samwsss.testing.gdino import build_tiny_grounding_dino
+    from samwsss.testing.object_disk import register
     from samwsss.testing.sam import build_tiny_sam
+
+    register()
 
     root = Path(tempfile.mkdtemp(prefix="samwsss-ray-bench-"))
     rng = np.random.default_rng(0)
@@ -64,6 +72,7 @@ def main() -> None:
     )
     runs = {
         "local (--workers 1)": ["--workers", "1"],
+        "local, out objdisk://": ["--workers", "1"],
         "ray, 1 CPU actor": ["--engine", "ray", "--ray-actors", "1", "--ray-decode-tasks", "1",
                              "--ray-cpus-per-actor", "1"],
         "ray, 2 CPU actors": ["--engine", "ray", "--ray-actors", "2", "--ray-decode-tasks", "1",
@@ -71,20 +80,29 @@ def main() -> None:
     }  # fmt: skip
     print(f"{args.images} images, batch 4, {args.threads} torch thread(s) per process, "
           f"{os.cpu_count()} CPUs visible, Ray cluster of {args.cpus} CPUs")  # fmt: skip
-    print("| engine | run images/s | command wall s |")
-    print("|---|---|---|")
+    print(f"median of {args.repeats} runs each")
+    print("| engine | run images/s | ratio to local | command wall s |")
+    print("|---|---|---|---|")
     only = os.environ.get("BENCH_ONLY")
+    baseline = None
     for name, extra in runs.items():
-        if only and only not in name:
+        if only and only not in name and baseline is not None:
             continue
-        out = root / name.replace(" ", "_").replace(",", "")
-        started = time.perf_counter()
-        result = CliRunner().invoke(cli, [*base, "--out", str(out), *extra])
-        wall = time.perf_counter() - started
-        if result.exit_code != 0:
-            raise SystemExit(f"{name} failed:\n{result.output}\n{result.exception!r}")
-        manifest = json.loads((out / "manifest.json").read_text())
-        print(f"| {name} | {manifest['timing']['images_per_second']:.2f} | {wall:.1f} |")
+        speeds, walls = [], []
+        for repeat in range(args.repeats):
+            folder_name = f"{name.replace(' ', '_').replace(',', '').replace('/', '')}_{repeat}"
+            out = root / "runs" / folder_name
+            target = f"objdisk://{out}" if "objdisk" in name else str(out)
+            started = time.perf_counter()
+            result = CliRunner().invoke(cli, [*base, "--out", target, *extra])
+            walls.append(time.perf_counter() - started)
+            if result.exit_code != 0:
+                raise SystemExit(f"{name} failed:\n{result.output}\n{result.exception!r}")
+            manifest = json.loads((out / "manifest.json").read_text())
+            speeds.append(manifest["timing"]["images_per_second"])
+        speed = statistics.median(speeds)
+        baseline = baseline or speed
+        print(f"| {name} | {speed:.2f} | {speed / baseline:.2f} | {statistics.median(walls):.1f} |")
     ray.shutdown()
 
 

@@ -272,3 +272,22 @@ def test_release_leaves_a_lock_that_is_no_longer_ours() -> None:
     assert json.loads(as_path(url + "/.lock/shard-0-of-1.json").read_text())["host"] == (
         "successor"
     )
+
+
+def test_the_failure_log_of_an_object_store_appends_across_runs() -> None:
+    from samwsss.pipeline.run_folder import FailureLog, read_failures
+
+    url = _memory_url()
+    path = as_path(url + "/failures/failures.jsonl")
+    first = FailureLog(path)
+    first.record("a", "a: cannot decode image")
+    first.close()
+    path.write_text(path.read_text() + '{"image_id": "torn')  # a torn last line
+    second = FailureLog(path)
+    second.record("b", "b: file not found")
+    second.close()
+    assert read_failures(as_path(url)) == {
+        "a": "a: cannot decode image",
+        "b": "b: file not found",
+    }
+    assert path.read_text().count("\n") == 2 and "torn" not in path.read_text()

@@ -111,7 +111,8 @@ def prepare_folder(options: RunOptions, identity: dict[str, Any], own_ids: set[s
             f"{out} is not empty and holds no samwsss run ({', '.join(entries)} ...): "
             "choose an empty or new --out folder, or pass --overwrite / --resume"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(out, Path):  # an object store has no folders to make
+        out.mkdir(parents=True, exist_ok=True)
     remove_own_temporaries(out, own_ids)
     atomic_write_text(config_path, yaml.safe_dump(identity, sort_keys=False))
 
