@@ -8,7 +8,7 @@ the median over ``--repeats`` of the run's own images/s (engine time: for Ray it
 starting the actors and loading the models in them) and of the wall time of the whole
 command, and the ratio to the local runner measured in the same process.
 
-    python benchmarks/ray_engine.py --images 32 --threads 1 --repeats 3
+    python -m benchmarks.ray_engine --images 32 --threads 1 --repeats 3
 """
 
 from __future__ import annotations
