@@ -180,6 +180,8 @@ def scan_folder(folder: AnyPath) -> list[FolderEntry]:
         with os.scandir(folder) as local:
             return list(local)
     key = folder.path.rstrip("/")
+    # a cached listing may predate objects other processes wrote (a run's outputs)
+    folder.fs.invalidate_cache(folder.path)
     listed = folder.fs.ls(folder.path, detail=True)
     entries: list[FolderEntry] = []
     for item in listed:
