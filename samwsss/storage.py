@@ -22,8 +22,9 @@ instance metadata), on every machine that reads or writes.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import IO, TYPE_CHECKING, Union
+from typing import IO, TYPE_CHECKING, Protocol, Union
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -131,6 +132,66 @@ def list_file_names(folder: AnyPath) -> set[str]:
         for entry in entries
         if entry.get("type") == "file"
     }
+
+
+class FolderEntry(Protocol):
+    """One entry of :func:`scan_folder`: an :class:`os.DirEntry` locally, a listed object
+    or prefix remotely."""
+
+    @property
+    def name(self) -> str:
+        """The entry's name (no folder part)."""
+
+    def is_file(self) -> bool:
+        """Whether the entry is a file (locally: symbolic links followed)."""
+
+    def is_dir(self) -> bool:
+        """Whether the entry is a folder (on an object store: a prefix)."""
+
+
+@dataclass(frozen=True)
+class _ListedEntry:
+    """A remote listing entry: its name and the type the file system reported."""
+
+    name: str
+    kind: str
+
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    def is_dir(self) -> bool:
+        return self.kind == "directory"
+
+
+def scan_folder(folder: AnyPath) -> list[FolderEntry]:
+    """The entries directly in ``folder`` (files and sub-folders), with one listing request.
+
+    ``folder`` may be a local path or a remote location (:func:`as_path` of a URL). Locally
+    the entries are :class:`os.DirEntry` objects, whose types are read lazily; remotely
+    their types come with the listing, so nothing is asked per entry: a dataset folder
+    holds tens of thousands of images.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist (on an object store: no object is
+            under the prefix).
+        NotADirectoryError: ``folder`` is a file.
+    """
+    if isinstance(folder, Path):
+        with os.scandir(folder) as local:
+            return list(local)
+    key = folder.path.rstrip("/")
+    # a cached listing may predate objects other processes wrote (a run's outputs)
+    folder.fs.invalidate_cache(folder.path)
+    listed = folder.fs.ls(folder.path, detail=True)
+    entries: list[FolderEntry] = []
+    for item in listed:
+        name = str(item["name"]).rstrip("/")
+        if name == key:  # the folder itself (a folder marker), or the file ``folder`` is
+            if item.get("type") == "file" and len(listed) == 1:
+                raise NotADirectoryError(f"{folder} is a file, not a folder")
+            continue
+        entries.append(_ListedEntry(name.rsplit("/", 1)[-1], str(item.get("type", ""))))
+    return entries
 
 
 def put_bytes(path: AnyPath, data: bytes) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from samwsss.storage import AnyPath
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,10 @@ class SegmentationDataset(abc.ABC, Sequence[Sample]):
         """Image ids in a deterministic order."""
 
     @abc.abstractmethod
-    def image_path(self, image_id: str) -> Path:
-        """Path of the image file for ``image_id``."""
+    def image_path(self, image_id: str) -> AnyPath:
+        """Path of the image file for ``image_id``: a :class:`~pathlib.Path`, or a
+        :class:`upath.UPath` when the dataset was opened from a URL (read it with
+        :func:`samwsss.storage.open_binary` or :func:`samwsss.data.images.load_rgb`)."""
 
     @abc.abstractmethod
     def labels(self, image_id: str) -> tuple[int, ...] | None:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +57,7 @@ from samwsss.data.common import (
     list_images,
 )
 from samwsss.mapping import ClassMapping, normalize_tag
+from samwsss.storage import AnyPath, as_path, is_folder, open_binary, scan_folder
 
 logger = logging.getLogger(__name__)
 
@@ -65,27 +65,34 @@ logger = logging.getLogger(__name__)
 Annotation = tuple[int, bool, Any, Any]
 
 
-def annotation_file_for(root: Path, split: str) -> Path:
+_PREFIX, _SUFFIX = "instances_", ".json"
+
+
+def annotation_file_for(root: AnyPath, split: str) -> AnyPath:
     """The instances file of ``split``: ``root/annotations/instances_<split>.json``."""
-    return root / "annotations" / f"instances_{split}.json"
+    return root / "annotations" / f"{_PREFIX}{split}{_SUFFIX}"
 
 
-def coco_splits(root: Path) -> list[str]:
-    """Splits ``S`` under a COCO root with both ``root/S/`` and its instances JSON."""
+def coco_splits(root: AnyPath) -> list[str]:
+    """Splits ``S`` under a COCO root (local or remote) with both ``root/S/`` and its
+    instances JSON (one listing of ``root/annotations``)."""
     annotations = root / "annotations"
-    if not annotations.is_dir():
+    if not is_folder(annotations):
         return []
     found = []
-    for path in sorted(annotations.glob("instances_*.json")):
-        split = path.stem[len("instances_") :]
-        if (root / split).is_dir():
+    for name in sorted(entry.name for entry in scan_folder(annotations)):
+        if not (name.startswith(_PREFIX) and name.endswith(_SUFFIX)):
+            continue
+        split = name[len(_PREFIX) : -len(_SUFFIX)]
+        if is_folder(root / split):
             found.append(split)
     return found
 
 
-def is_coco_image_folder(path: Path) -> bool:
-    """Whether ``path`` is an image folder with ``../annotations/instances_<name>.json``."""
-    return path.is_dir() and annotation_file_for(path.parent, path.name).is_file()
+def is_coco_image_folder(path: AnyPath) -> bool:
+    """Whether ``path`` (local or remote) is an image folder with
+    ``../annotations/instances_<name>.json``."""
+    return is_folder(path) and annotation_file_for(path.parent, path.name).is_file()
 
 
 def annotation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -170,8 +177,8 @@ Instances = tuple[
 ]
 
 
-def load_instances(path: Path) -> Instances:
-    """Read and check an instances JSON.
+def load_instances(path: AnyPath) -> Instances:
+    """Read and check an instances JSON (a local path or a remote location).
 
     Returns:
         ``(images, labels, annotations)`` keyed by image id (file stem): ``images[id] =
@@ -183,7 +190,7 @@ def load_instances(path: Path) -> Instances:
             an annotation of an unlisted image, duplicate image stems.
     """
     try:
-        with path.open("rb") as handle:
+        with open_binary(path) as handle:
             data = json.load(handle)
     except FileNotFoundError as error:
         raise DatasetError(f"COCO annotation file {path} not found") from error
@@ -262,18 +269,21 @@ class COCODataset(IndexedDataset):
     """A COCO split with semantic GT from instance annotations (see the module docstring).
 
     Args:
-        root: the COCO root holding ``<split>/`` and ``annotations/``.
+        root: the COCO root holding ``<split>/`` and ``annotations/``; a local path or an
+            fsspec URL (``gs://bucket/coco``, see :func:`samwsss.storage.as_path`).
         split: image folder name, e.g. ``"val2014"`` or ``"train2014"``.
         mapping: optional class mapping used for prompts; its class list must be COCO's
             81 classes. ``None``: the built-in ``"coco"`` mapping, loaded on first use.
-        gt_dir: folder of precomputed ``<id>.png`` GT; replaces building it from polygons.
+        gt_dir: folder (path or URL) of precomputed ``<id>.png`` GT; replaces building it
+            from polygons.
         label_source: ``"annotations"`` (default; ``"xml"`` is accepted as a synonym) or
             ``"gt"``.
         gt_rule: ``"overwrite"`` (default) or ``"smallest"``.
-        annotation_file: instances JSON to use instead of
+        annotation_file: instances JSON (path or URL) to use instead of
             ``root/annotations/instances_<split>.json``.
 
     Raises:
+        ValueError: a URL whose file system package is not installed (it is named).
         DatasetError: missing folder or file, invalid JSON, images listed but missing,
             incomplete ``gt_dir``, mapping with another class list, bad option values.
     """
@@ -283,16 +293,16 @@ class COCODataset(IndexedDataset):
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | AnyPath,
         split: str,
         *,
         mapping: MappingLike | None = None,
-        gt_dir: str | os.PathLike[str] | None = None,
+        gt_dir: str | os.PathLike[str] | AnyPath | None = None,
         label_source: str = "annotations",
         gt_rule: str = "overwrite",
-        annotation_file: str | os.PathLike[str] | None = None,
+        annotation_file: str | os.PathLike[str] | AnyPath | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = as_path(root)
         self.split = split
         self.gt_rule = check_gt_rule(gt_rule)
         self._label_source = check_label_source(label_source)
@@ -300,7 +310,7 @@ class COCODataset(IndexedDataset):
         if self._mapping is not None:
             check_mapping_matches(self._mapping, COCO_CLASSES, "COCO")
         self.image_dir = self.root / split
-        if not self.image_dir.is_dir():
+        if not is_folder(self.image_dir):
             splits = coco_splits(self.root)
             found = (
                 ", ".join(splits)
@@ -312,7 +322,7 @@ class COCODataset(IndexedDataset):
                 f"{self.root}: {found}"
             )
         self.annotation_file = (
-            Path(annotation_file)
+            as_path(annotation_file)
             if annotation_file is not None
             else annotation_file_for(self.root, split)
         )
@@ -337,7 +347,7 @@ class COCODataset(IndexedDataset):
         self._sizes = {stem: (images[stem][1], images[stem][2]) for stem in self._ids}
         self._labels = labels
         self._annotations: dict[str, list[Annotation]] | None = annotations
-        self.gt_dir = Path(gt_dir) if gt_dir is not None else None
+        self.gt_dir = as_path(gt_dir) if gt_dir is not None else None
         if self.gt_dir is not None:
             check_gt_complete(self._ids, self.gt_dir, self._scope)
 
@@ -355,7 +365,7 @@ class COCODataset(IndexedDataset):
         """The class mapping (prompts, tags); the built-in ``"coco"`` one unless given."""
         return self._builtin_mapping("coco", "COCO")
 
-    def image_path(self, image_id: str) -> Path:
+    def image_path(self, image_id: str) -> AnyPath:
         self._check_id(image_id)
         return self.image_dir / self._files[image_id]
 

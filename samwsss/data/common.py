@@ -11,7 +11,6 @@ import abc
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from samwsss.classes import IGNORE_INDEX
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import IMAGE_SUFFIXES
+from samwsss.storage import AnyPath, is_folder, scan_folder
 
 if TYPE_CHECKING:
     from samwsss.mapping import ClassMapping
@@ -131,8 +131,9 @@ def format_some(items: Sequence[str], shown: int = _SHOWN) -> str:
     return f"{head} and {extra} more" if extra > 0 else head
 
 
-def list_images(folder: Path) -> dict[str, str]:
-    """Map file stem -> file name for the image files directly in ``folder`` (one listing).
+def list_images(folder: AnyPath) -> dict[str, str]:
+    """Map file stem -> file name for the image files directly in ``folder`` (one listing;
+    ``folder`` may be remote, see :func:`samwsss.storage.scan_folder`).
 
     Hidden files (``.name``, e.g. temporaries) are skipped; subfolders are not entered.
     When one stem has several image files, ``.jpg`` is preferred, then the others in
@@ -140,37 +141,36 @@ def list_images(folder: Path) -> dict[str, str]:
     """
     found: dict[str, str] = {}
     rank = {suffix: position for position, suffix in enumerate(IMAGE_SUFFIXES)}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            stem, suffix = os.path.splitext(entry.name)
-            suffix = suffix.lower()
-            if suffix not in rank or not entry.is_file():
-                continue
-            previous = found.get(stem)
-            if previous is None or rank[suffix] < rank[os.path.splitext(previous)[1].lower()]:
-                found[stem] = entry.name
+    for entry in scan_folder(folder):
+        if entry.name.startswith("."):
+            continue
+        stem, suffix = os.path.splitext(entry.name)
+        suffix = suffix.lower()
+        if suffix not in rank or not entry.is_file():
+            continue
+        previous = found.get(stem)
+        if previous is None or rank[suffix] < rank[os.path.splitext(previous)[1].lower()]:
+            found[stem] = entry.name
     return found
 
 
-def list_pngs(folder: Path) -> set[str]:
-    """Stems of the ``.png`` files directly in ``folder`` (one listing)."""
-    with os.scandir(folder) as entries:
-        return {
-            entry.name[:-4]
-            for entry in entries
-            if entry.name.lower().endswith(".png") and not entry.name.startswith(".")
-        }
+def list_pngs(folder: AnyPath) -> set[str]:
+    """Stems of the ``.png`` files directly in ``folder`` (one listing; may be remote)."""
+    return {
+        entry.name[:-4]
+        for entry in scan_folder(folder)
+        if entry.name.lower().endswith(".png") and not entry.name.startswith(".")
+    }
 
 
-def check_gt_complete(ids: Iterable[str], gt_dir: Path, what: str) -> None:
-    """Require ``gt_dir/<id>.png`` for every id (one folder listing, no decoding).
+def check_gt_complete(ids: Iterable[str], gt_dir: AnyPath, what: str) -> None:
+    """Require ``gt_dir/<id>.png`` for every id (one folder listing, no decoding; ``gt_dir``
+    may be remote).
 
     Raises:
         DatasetError: the folder is missing or some ids have no PNG (they are named).
     """
-    if not gt_dir.is_dir():
+    if not is_folder(gt_dir):
         raise DatasetError(f"ground-truth folder {gt_dir} not found ({what})")
     present = list_pngs(gt_dir)
     missing = [image_id for image_id in ids if image_id not in present]
@@ -182,8 +182,8 @@ def check_gt_complete(ids: Iterable[str], gt_dir: Path, what: str) -> None:
         )
 
 
-def read_gt(path: Path, image_id: str, num_classes: int) -> np.ndarray:
-    """Read a ground-truth PNG and check its values.
+def read_gt(path: AnyPath, image_id: str, num_classes: int) -> np.ndarray:
+    """Read a ground-truth PNG (a local path or a remote location) and check its values.
 
     Returns:
         ``(H, W)`` uint8 label map; values are ``0..num_classes-1`` or 255 (ignore).
@@ -234,7 +234,7 @@ class IndexedDataset(SegmentationDataset):
     _files: dict[str, str]
     _label_source: str
     _mapping: ClassMapping | None
-    gt_dir: Path | None
+    gt_dir: AnyPath | None
 
     @property
     @abc.abstractmethod

@@ -29,7 +29,6 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 from samwsss.data.common import (
     DatasetError,
@@ -43,6 +42,7 @@ from samwsss.data.common import (
 )
 from samwsss.data.images import IMAGE_SUFFIXES
 from samwsss.mapping import ClassMapping
+from samwsss.storage import AnyPath, as_path, is_folder, scan_folder
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ _HEADER_NAMES = frozenset(
 _SEPARATORS = re.compile(r"[;|]")
 
 
-def scan_image_folder(folder: Path) -> list[str]:
-    """File names of the images directly in ``folder``, sorted.
+def scan_image_folder(folder: AnyPath) -> list[str]:
+    """File names of the images directly in ``folder`` (local or remote), sorted; one
+    listing.
 
     Every entry with an image suffix counts, also one that is not a readable file (a
     dangling symbolic link, a folder named ``x.jpg``): the run logs it as a failure.
@@ -62,20 +63,19 @@ def scan_image_folder(folder: Path) -> list[str]:
         DatasetError: not a folder, no images in it (subfolders with images are named),
             or two images with the same stem.
     """
-    if not folder.is_dir():
+    if not is_folder(folder):
         raise DatasetError(f"{folder} is not a folder of images")
     names: list[str] = []
     subfolders: list[str] = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
-                # kept even when not a readable file (a dangling link, a folder named
-                # x.jpg): decoding then logs it as a failure with the reason
-                names.append(entry.name)
-            elif entry.is_dir():
-                subfolders.append(entry.name)
+    for entry in scan_folder(folder):
+        if entry.name.startswith("."):
+            continue
+        if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+            # kept even when not a readable file (a dangling link, a folder named
+            # x.jpg): decoding then logs it as a failure with the reason
+            names.append(entry.name)
+        elif entry.is_dir():
+            subfolders.append(entry.name)
     if not names:
         hint = (
             f"; subfolders are not searched: point at one of {format_some(sorted(subfolders))}"
@@ -103,7 +103,7 @@ def _split_labels(value: str) -> list[str]:
     return [part.strip() for part in _SEPARATORS.split(value) if part.strip()]
 
 
-def _read_json_labels(path: Path, text: str) -> list[tuple[str, list[str | int], str]]:
+def _read_json_labels(path: AnyPath, text: str) -> list[tuple[str, list[str | int], str]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -131,7 +131,7 @@ def _read_json_labels(path: Path, text: str) -> list[tuple[str, list[str | int],
     return rows
 
 
-def _read_csv_labels(path: Path, text: str) -> list[tuple[str, list[str | int], str]]:
+def _read_csv_labels(path: AnyPath, text: str) -> list[tuple[str, list[str | int], str]]:
     rows: list[tuple[str, list[str | int], str]] = []
     reader = csv.reader(io.StringIO(text))
     first = True
@@ -154,9 +154,10 @@ def _read_csv_labels(path: Path, text: str) -> list[tuple[str, list[str | int], 
 
 
 def read_labels_file(
-    path: str | os.PathLike[str], mapping: ClassMapping, names: Iterable[str]
+    path: str | os.PathLike[str] | AnyPath, mapping: ClassMapping, names: Iterable[str]
 ) -> dict[str, tuple[int, ...]]:
-    """Read a JSON or CSV labels file for the images ``names`` (file names in one folder).
+    """Read a JSON or CSV labels file (a local path or an fsspec URL) for the images
+    ``names`` (file names in one folder).
 
     Returns:
         image id (stem) -> sorted class indices of ``mapping``.
@@ -165,7 +166,7 @@ def read_labels_file(
         DatasetError: unreadable file, unknown format, a class not in the mapping (file,
             line and name given), an image named twice, or images not in the folder.
     """
-    source = Path(path)
+    source = as_path(path)
     suffix = source.suffix.lower()
     if suffix not in (".json", ".csv"):
         raise DatasetError(
@@ -218,16 +219,18 @@ class FolderDataset(IndexedDataset):
     """The images directly in one folder, with optional labels and ground truth.
 
     Args:
-        folder: the image folder.
-        labels: optional JSON or CSV labels file (see the module docstring).
+        folder: the image folder; a local path or an fsspec URL (``s3://bucket/photos``,
+            see :func:`samwsss.storage.as_path`).
+        labels: optional JSON or CSV labels file, path or URL (see the module docstring).
         mapping: the class list (a mapping name/path, a ClassMapping, or a list of class
             names). Required with ``labels``; without it ``class_names`` is just
             ``("background",)``.
-        gt_dir: optional folder of ``<stem>.png`` ground-truth label maps.
+        gt_dir: optional folder (path or URL) of ``<stem>.png`` ground-truth label maps.
         label_source: ``"annotations"`` (default; ``"xml"`` is a synonym: the labels file)
             or ``"gt"`` (classes in the ``gt_dir`` masks).
 
     Raises:
+        ValueError: a URL whose file system package is not installed (it is named).
         DatasetError: see :func:`scan_image_folder` and :func:`read_labels_file`; labels
             without a mapping; ``label_source="gt"`` without ``gt_dir``; incomplete GT.
     """
@@ -236,14 +239,14 @@ class FolderDataset(IndexedDataset):
 
     def __init__(
         self,
-        folder: str | os.PathLike[str],
+        folder: str | os.PathLike[str] | AnyPath,
         *,
-        labels: str | os.PathLike[str] | None = None,
+        labels: str | os.PathLike[str] | AnyPath | None = None,
         mapping: MappingLike | None = None,
-        gt_dir: str | os.PathLike[str] | None = None,
+        gt_dir: str | os.PathLike[str] | AnyPath | None = None,
         label_source: str = "annotations",
     ) -> None:
-        self.root = Path(folder)
+        self.root = as_path(folder)
         self.split: str | None = None
         self._label_source = check_label_source(label_source)
         self._mapping = coerce_mapping(mapping)
@@ -251,7 +254,7 @@ class FolderDataset(IndexedDataset):
         self._files = {os.path.splitext(name)[0]: name for name in names}
         self._ids = [os.path.splitext(name)[0] for name in names]
         self.class_names = self._mapping.class_names if self._mapping else ("background",)
-        self.gt_dir = Path(gt_dir) if gt_dir is not None else None
+        self.gt_dir = as_path(gt_dir) if gt_dir is not None else None
         if self._label_source == "gt" and self.gt_dir is None:
             raise DatasetError("label_source='gt' needs gt_dir, the folder of ground-truth PNGs")
         if self.gt_dir is not None:
@@ -261,7 +264,7 @@ class FolderDataset(IndexedDataset):
                     "'coco' or a list of class names) along with gt_dir"
                 )
             check_gt_complete(self._ids, self.gt_dir, f"image folder {self.root}")
-        self.labels_file = Path(labels) if labels is not None else None
+        self.labels_file = as_path(labels) if labels is not None else None
         self._labels: dict[str, tuple[int, ...]] = {}
         if self.labels_file is not None:
             if self._label_source == "gt":
@@ -292,7 +295,7 @@ class FolderDataset(IndexedDataset):
         """The class mapping given, or ``None``."""
         return self._mapping
 
-    def image_path(self, image_id: str) -> Path:
+    def image_path(self, image_id: str) -> AnyPath:
         self._check_id(image_id)
         return self.root / self._files[image_id]
 

@@ -1,6 +1,7 @@
 """``open_dataset``: turn what a user passes as ``--data``/``--split`` into a dataset.
 
-Detection, in order (``data`` is a folder):
+Detection, in order (``data`` is a folder: a local path or an fsspec URL such as
+``s3://bucket/VOCdevkit``, read the same way):
 
 1. **VOC**: ``data`` (or ``data/VOC2012``, or ``data/VOCdevkit/VOC2012``) has
    ``JPEGImages/`` and ``ImageSets/`` -> :class:`VOCDataset` with ``split`` (required).
@@ -24,6 +25,7 @@ from samwsss.data.coco import COCODataset, annotation_file_for, coco_splits, is_
 from samwsss.data.common import DatasetError, MappingLike, check_gt_rule, check_label_source
 from samwsss.data.folder import FolderDataset
 from samwsss.data.voc import VOCDataset, find_voc_root
+from samwsss.storage import AnyPath, as_path, is_folder
 
 logger = logging.getLogger(__name__)
 
@@ -37,28 +39,30 @@ _FORMS = (
 
 
 def open_dataset(
-    data: str | os.PathLike[str] | SegmentationDataset,
+    data: str | os.PathLike[str] | AnyPath | SegmentationDataset,
     split: str | None = None,
     *,
     mapping: MappingLike | None = None,
-    labels: str | os.PathLike[str] | None = None,
-    gt_dir: str | os.PathLike[str] | None = None,
+    labels: str | os.PathLike[str] | AnyPath | None = None,
+    gt_dir: str | os.PathLike[str] | AnyPath | None = None,
     label_source: str = "xml",
     coco_gt_rule: str = "overwrite",
 ) -> SegmentationDataset:
     """Open a VOC split, a COCO split or a plain image folder, detected from ``data``.
 
     Args:
-        data: a folder (see the module docstring for what is detected), or an already
-            opened dataset, returned as is.
+        data: a folder, local or an fsspec URL (``s3://``, ``gs://``, ``hf://``, ...; see
+            the module docstring for what is detected), or an already opened dataset,
+            returned as is.
         split: VOC: ``train``/``val``/``trainval``/``train_aug``/``test``/a list file;
             COCO root: ``val2014``/``train2014``; must be ``None`` for a plain folder.
         mapping: class mapping (``"voc"``, ``"coco"``, a YAML path, a ClassMapping or a
             list of class names). VOC/COCO: optional, must keep their class list (default
             the built-in ``"voc"``/``"coco"``). Folder: required with ``labels`` or
             ``gt_dir``; gives the class list.
-        labels: plain folders only: JSON or CSV image-level labels file.
-        gt_dir: folder of ``<id>.png`` ground truth, replacing the dataset's own.
+        labels: plain folders only: JSON or CSV image-level labels file (path or URL).
+        gt_dir: folder (path or URL) of ``<id>.png`` ground truth, replacing the dataset's
+            own.
         label_source: ``"xml"`` (default; synonym ``"annotations"``: VOC XML, COCO JSON,
             the folder's labels file) or ``"gt"`` (classes present in the GT mask).
         coco_gt_rule: ``"overwrite"`` (default, the survey authors' rule) or ``"smallest"``;
@@ -70,6 +74,8 @@ def open_dataset(
     Raises:
         DatasetError: (a ``ValueError``) the path or options do not fit; the message says
             what was looked for and what to change.
+        ValueError: a URL whose file system package is not installed (the message names
+            the package to install, e.g. s3fs).
     """
     if isinstance(data, SegmentationDataset):
         if split is not None or labels is not None or gt_dir is not None:
@@ -80,10 +86,12 @@ def open_dataset(
         return data
     check_label_source(label_source)
     check_gt_rule(coco_gt_rule)
-    path = Path(data).expanduser()
-    if not path.exists():
-        raise DatasetError(f"data path {path} does not exist; give {_FORMS}")
-    if not path.is_dir():
+    path = as_path(data)
+    if isinstance(path, Path):
+        path = path.expanduser()
+    if not is_folder(path):
+        if not path.exists():
+            raise DatasetError(f"data path {path} does not exist; give {_FORMS}")
         raise DatasetError(f"data path {path} is a file, not a folder; give {_FORMS}")
 
     voc_root = find_voc_root(path)
@@ -94,7 +102,7 @@ def open_dataset(
             voc_root, split or "", mapping=mapping, gt_dir=gt_dir, label_source=label_source
         )
     for candidate in (path, path / "VOC2012"):
-        if (candidate / "JPEGImages").is_dir() and not (candidate / "ImageSets").is_dir():
+        if is_folder(candidate / "JPEGImages") and not is_folder(candidate / "ImageSets"):
             raise DatasetError(
                 f"{candidate} has JPEGImages/ but no ImageSets/: a VOC root needs "
                 "ImageSets/Segmentation/<split>.txt (unpack the full VOCtrainval archive)"
@@ -156,7 +164,7 @@ def open_dataset(
     )
 
 
-def _no_labels_file(labels: str | os.PathLike[str] | None, kind: str) -> None:
+def _no_labels_file(labels: str | os.PathLike[str] | AnyPath | None, kind: str) -> None:
     if labels is not None:
         raise DatasetError(
             f"a labels file ({labels}) is for plain image folders; {kind} labels come from "

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from samwsss.classes import VOC_CLASSES
 from samwsss.data.common import (
@@ -51,6 +50,7 @@ from samwsss.data.common import (
 )
 from samwsss.data.images import IMAGE_SUFFIXES
 from samwsss.mapping import ClassMapping, normalize_tag
+from samwsss.storage import AnyPath, as_path, is_folder, open_binary, scan_folder
 
 logger = logging.getLogger(__name__)
 
@@ -66,32 +66,44 @@ _LIST_SUFFIXES = frozenset((*IMAGE_SUFFIXES, ".png"))
 _VOC_INDEX = {normalize_tag(name): index for index, name in enumerate(VOC_CLASSES)}
 
 
-def is_voc_root(path: Path) -> bool:
+def is_voc_root(path: AnyPath) -> bool:
     """Whether ``path`` looks like a VOC2012 root (``JPEGImages/`` and ``ImageSets/``)."""
-    return (path / "JPEGImages").is_dir() and (path / "ImageSets").is_dir()
+    return is_folder(path / "JPEGImages") and is_folder(path / "ImageSets")
 
 
-def find_voc_root(path: str | os.PathLike[str]) -> Path | None:
-    """The VOC2012 root at ``path``, ``path/VOC2012`` or ``path/VOCdevkit/VOC2012``, or ``None``."""
-    base = Path(path)
+def find_voc_root(path: str | os.PathLike[str] | AnyPath) -> AnyPath | None:
+    """The VOC2012 root at ``path``, ``path/VOC2012`` or ``path/VOCdevkit/VOC2012``, or
+    ``None``; ``path`` may be a URL (:func:`samwsss.storage.as_path`)."""
+    base = as_path(path)
     for candidate in (base, base / "VOC2012", base / "VOCdevkit" / "VOC2012"):
         if is_voc_root(candidate):
             return candidate
     return None
 
 
-def available_splits(root: Path) -> list[str]:
-    """Names of the split list files found in :data:`SPLIT_FOLDERS` under ``root``."""
+def _split_folder(root: AnyPath, folder: str) -> AnyPath:
+    """``root / folder`` for one of :data:`SPLIT_FOLDERS` (``"."`` is ``root`` itself: a
+    remote path keeps a ``/.`` it is joined with)."""
+    return root if folder == "." else root / folder
+
+
+def available_splits(root: AnyPath) -> list[str]:
+    """Names of the split list files found in :data:`SPLIT_FOLDERS` under ``root`` (one
+    listing per folder)."""
     names: set[str] = set()
     for folder in SPLIT_FOLDERS:
-        directory = root / folder
-        if directory.is_dir():
-            names.update(p.stem for p in directory.glob("*.txt") if not p.name.startswith("."))
+        directory = _split_folder(root, folder)
+        if is_folder(directory):
+            names.update(
+                entry.name[: -len(".txt")]
+                for entry in scan_folder(directory)
+                if entry.name.endswith(".txt") and not entry.name.startswith(".")
+            )
     return sorted(names)
 
 
-def find_split_file(root: Path, split: str) -> tuple[str, Path]:
-    """Locate the list file of ``split`` (a name or a path to a ``.txt`` list).
+def find_split_file(root: AnyPath, split: str) -> tuple[str, AnyPath]:
+    """Locate the list file of ``split`` (a name, or the path or URL of a ``.txt`` list).
 
     Returns:
         ``(split name, path of the list file)``.
@@ -99,16 +111,17 @@ def find_split_file(root: Path, split: str) -> tuple[str, Path]:
     Raises:
         DatasetError: no such split; the message lists the splits found and where.
     """
-    as_path = Path(split)
-    if split.endswith(".txt") and as_path.is_file():
-        return as_path.stem, as_path
+    if split.endswith(".txt"):
+        list_file = as_path(split)
+        if list_file.is_file():
+            return list_file.stem, list_file
     for folder in SPLIT_FOLDERS:
         for name in SPLIT_ALIASES.get(split, (split,)):
-            candidate = root / folder / f"{name}.txt"
+            candidate = _split_folder(root, folder) / f"{name}.txt"
             if candidate.is_file():
                 return split, candidate
     found = available_splits(root)
-    where = ", ".join(str(root / folder) for folder in SPLIT_FOLDERS)
+    where = ", ".join(str(_split_folder(root, folder)) for folder in SPLIT_FOLDERS)
     raise DatasetError(
         f"VOC split {split!r} not found: looked for {split}.txt in {where}. "
         + (f"Available splits: {', '.join(found)}. " if found else "No split files found. ")
@@ -122,7 +135,7 @@ def find_split_file(root: Path, split: str) -> tuple[str, Path]:
     )
 
 
-def read_id_list(path: Path) -> list[tuple[str, int]]:
+def read_id_list(path: AnyPath) -> list[tuple[str, int]]:
     """Read a split list: ``[(image id, line number), ...]`` in file order.
 
     Raises:
@@ -146,8 +159,9 @@ def read_id_list(path: Path) -> list[tuple[str, int]]:
     return entries
 
 
-def parse_voc_xml(path: Path) -> tuple[int, ...]:
-    """Image-level labels of one VOC XML: sorted VOC indices of all ``<object>`` names.
+def parse_voc_xml(path: AnyPath) -> tuple[int, ...]:
+    """Image-level labels of one VOC XML (a local path or a remote location): sorted VOC
+    indices of all ``<object>`` names.
 
     Difficult and truncated objects count; part names are ignored.
 
@@ -155,7 +169,8 @@ def parse_voc_xml(path: Path) -> tuple[int, ...]:
         DatasetError: missing or malformed file, or an object name that is not a VOC class.
     """
     try:
-        root = ET.parse(path).getroot()
+        with open_binary(path) as handle:
+            root = ET.parse(handle).getroot()
     except FileNotFoundError as error:
         raise DatasetError(
             f"annotation {path} not found; restore Annotations/ or use label_source='gt' to "
@@ -180,16 +195,19 @@ class VOCDataset(IndexedDataset):
     """PASCAL VOC 2012 segmentation split (see the module docstring for the layout).
 
     Args:
-        root: the VOC2012 folder (or ``VOCdevkit``, or its parent).
+        root: the VOC2012 folder (or ``VOCdevkit``, or its parent); a local path or an
+            fsspec URL (``s3://bucket/VOCdevkit``, see :func:`samwsss.storage.as_path`).
         split: ``"train"``, ``"val"``, ``"trainval"``, ``"train_aug"``, ``"test"``, any
-            other list name found in the split folders, or the path of a list file.
+            other list name found in the split folders, or the path or URL of a list file.
         mapping: optional class mapping (name, path, ClassMapping or names) used for
             prompts; its class list must be VOC's 21 classes. ``None``: the built-in
             ``"voc"`` mapping, loaded on first use of :attr:`mapping`.
-        gt_dir: folder of ``<id>.png`` ground truth, overriding the default folder.
+        gt_dir: folder (path or URL) of ``<id>.png`` ground truth, overriding the default
+            folder.
         label_source: ``"xml"`` (default) or ``"gt"``.
 
     Raises:
+        ValueError: a URL whose file system package is not installed (it is named).
         DatasetError: not a VOC root, unknown split, listed ids without images, missing
             annotations, incomplete GT folder, mapping with another class list.
     """
@@ -199,18 +217,19 @@ class VOCDataset(IndexedDataset):
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | AnyPath,
         split: str,
         *,
         mapping: MappingLike | None = None,
-        gt_dir: str | os.PathLike[str] | None = None,
+        gt_dir: str | os.PathLike[str] | AnyPath | None = None,
         label_source: str = "xml",
     ) -> None:
         found = find_voc_root(root)
         if found is None:
+            base = as_path(root)
             raise DatasetError(
                 f"{root} is not a PASCAL VOC root: looked for JPEGImages/ and ImageSets/ in "
-                f"it, in {Path(root) / 'VOC2012'} and in {Path(root) / 'VOCdevkit' / 'VOC2012'}"
+                f"it, in {base / 'VOC2012'} and in {base / 'VOCdevkit' / 'VOC2012'}"
             )
         self.root = found
         self._label_source = check_label_source(label_source)
@@ -253,13 +272,13 @@ class VOCDataset(IndexedDataset):
 
         is_test = self.split == "test"
         if gt_dir is not None:
-            self.gt_dir: Path | None = Path(gt_dir)
+            self.gt_dir: AnyPath | None = as_path(gt_dir)
         elif is_test:
             self.gt_dir = None
         else:
             folder = "SegmentationClassAug" if "aug" in self.split.lower() else "SegmentationClass"
             self.gt_dir = self.root / folder
-            if not self.gt_dir.is_dir():
+            if not is_folder(self.gt_dir):
                 logger.warning(
                     "no ground truth for VOC %s: %s not found (evaluation needs it; pass "
                     "gt_dir to point elsewhere)",
@@ -278,13 +297,12 @@ class VOCDataset(IndexedDataset):
         self._labels_known = not (is_test and self._label_source == "annotations")
         if self._label_source == "annotations" and self._labels_known:
             annotations = self.root / "Annotations"
-            if not annotations.is_dir():
+            if not is_folder(annotations):
                 raise DatasetError(
                     f"{annotations} not found: image-level labels come from the VOC XML "
                     "annotations; restore it or use label_source='gt'"
                 )
-            with os.scandir(annotations) as listing:
-                xml_ids = {e.name[:-4] for e in listing if e.name.endswith(".xml")}
+            xml_ids = {e.name[:-4] for e in scan_folder(annotations) if e.name.endswith(".xml")}
             no_xml = [image_id for image_id in ids if image_id not in xml_ids]
             if no_xml:
                 raise DatasetError(
@@ -308,7 +326,7 @@ class VOCDataset(IndexedDataset):
         """``"xml"`` or ``"gt"``."""
         return "gt" if self._label_source == "gt" else "xml"
 
-    def image_path(self, image_id: str) -> Path:
+    def image_path(self, image_id: str) -> AnyPath:
         self._check_id(image_id)
         return self.root / "JPEGImages" / self._files[image_id]
 

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, Sampler
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import ImageReadError
 from samwsss.deeplab.transforms import TrainAugmentation
+from samwsss.storage import AnyPath
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class PseudoMaskDataset(SegmentationDataset):
     def ids(self) -> list[str]:
         return self._ids
 
-    def image_path(self, image_id: str) -> Path:
+    def image_path(self, image_id: str) -> AnyPath:
         return self.base.image_path(image_id)
 
     def labels(self, image_id: str) -> tuple[int, ...] | None:

@@ -1,6 +1,7 @@
 """Evaluate a folder of predicted label PNGs against a dataset's ground truth.
 
-Predictions are ``<pred_dir>/<image_id>.png`` (palette or plain uint8, as written by
+Predictions are ``<pred_dir>/<image_id>.png`` (``pred_dir`` a local folder or an fsspec
+URL, listed once) (palette or plain uint8, as written by
 :func:`samwsss.labelio.write_label_png` or the authors' scripts). Images are split into
 chunks; each worker decodes its chunk's prediction and ground-truth PNGs and counts them
 into its own confusion matrix (one ``np.bincount`` per image); the partial matrices are
@@ -28,6 +29,7 @@ from samwsss.data.images import ImageReadError
 from samwsss.evaluation.confusion import ConfusionMatrix
 from samwsss.evaluation.report import EvaluationReport
 from samwsss.labelio import read_label_png
+from samwsss.storage import AnyPath, as_path, is_folder, scan_folder
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class EvaluationWorkerError(RuntimeError):
 
 
 def evaluate_folder(
-    pred_dir: str | os.PathLike[str],
+    pred_dir: str | os.PathLike[str] | AnyPath,
     dataset: SegmentationDataset,
     *,
     missing: MissingPolicy = "error",
@@ -90,7 +92,9 @@ def evaluate_folder(
 
     Args:
         pred_dir: folder holding ``<image_id>.png`` for each ``image_id`` in
-            ``dataset.ids``; other files are ignored (their count is reported).
+            ``dataset.ids``; other files are ignored (their count is reported). A local
+            path or an fsspec URL (``s3://bucket/run/masks``; see
+            :func:`samwsss.storage.as_path`), listed with one request.
         dataset: a dataset with ground truth (``dataset.has_gt``); its ``class_names``
             define ``C`` and its ``ids`` the images evaluated (e.g. a VOC split).
         missing: ``"error"`` (default) raises :class:`MissingPredictionsError` listing the
@@ -120,7 +124,8 @@ def evaluate_folder(
         PredictionSizeError: a prediction's size differs from its ground truth (the message
             names the image and both sizes).
         ValueError: bad arguments, no ground truth, an unreadable prediction, or a class
-            value out of range for ``C`` (the message names the image).
+            value out of range for ``C`` (the message names the image); a URL whose file
+            system package is not installed (it is named).
         EvaluationWorkerError: a worker process died (``backend="process"`` only).
     """
     started = time.perf_counter()
@@ -135,8 +140,8 @@ def evaluate_folder(
         raise ValueError(f"backend must be 'auto', 'thread' or 'process', got {backend!r}")
     pool = _resolve_backend(backend)
     num_workers = _resolve_workers(workers)
-    folder = Path(pred_dir)
-    if not folder.is_dir():
+    folder = as_path(pred_dir)
+    if not is_folder(folder):
         raise ValueError(f"predictions folder {str(folder)!r} does not exist or is not a folder")
     if not dataset.has_gt:
         raise ValueError(
@@ -159,7 +164,9 @@ def evaluate_folder(
             missing_ids.append(image_id)
             paths.append(None)
         else:
-            paths.append(os.path.join(folder, name))
+            paths.append(
+                os.path.join(folder, name) if isinstance(folder, Path) else str(folder / name)
+            )
     if missing_ids and missing == "error":
         raise MissingPredictionsError(missing_ids, len(ids), str(folder))
     if missing_ids:
@@ -224,14 +231,14 @@ def evaluate_folder(
     )
 
 
-def _prediction_files(folder: Path) -> dict[str, str]:
-    """Map stem -> file name of every ``*.png`` in ``folder`` (one directory scan)."""
+def _prediction_files(folder: AnyPath) -> dict[str, str]:
+    """Map stem -> file name of every ``*.png`` in ``folder`` (one directory scan or
+    remote listing)."""
     found: dict[str, str] = {}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            name = entry.name
-            if len(name) > 4 and name[-4:].lower() == ".png" and not name.startswith("."):
-                found.setdefault(name[:-4], name)
+    for entry in scan_folder(folder):
+        name = entry.name
+        if len(name) > 4 and name[-4:].lower() == ".png" and not name.startswith("."):
+            found.setdefault(name[:-4], name)
     return found
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from samwsss.data.base import SegmentationDataset
 from samwsss.labelio import read_label_png
+from samwsss.storage import AnyPath, as_path, is_folder, scan_folder
 
 
 class GroundTruthFolder(SegmentationDataset):
@@ -25,53 +25,57 @@ class GroundTruthFolder(SegmentationDataset):
 
     kind = "gt-folder"
 
-    def __init__(self, gt_dir: str | os.PathLike[str], class_names: Sequence[str]) -> None:
-        """Index ``gt_dir``.
+    def __init__(
+        self, gt_dir: str | os.PathLike[str] | AnyPath, class_names: Sequence[str]
+    ) -> None:
+        """Index ``gt_dir`` (one listing).
 
         Args:
-            gt_dir: folder of ``<image_id>.png`` ground-truth label maps.
+            gt_dir: folder of ``<image_id>.png`` ground-truth label maps; a local path or
+                an fsspec URL (:func:`samwsss.storage.as_path`).
             class_names: class names, background first.
 
         Raises:
             ValueError: ``gt_dir`` is not a folder, holds no PNG files, or the class list
-                is empty.
+                is empty; a URL whose file system package is not installed.
         """
-        self.root = Path(gt_dir)
-        if not self.root.is_dir():
+        self.root = as_path(gt_dir)
+        if not is_folder(self.root):
             raise ValueError(f"ground-truth folder {str(self.root)!r} does not exist")
         names = tuple(str(name) for name in class_names)
         if not names:
             raise ValueError("class_names must not be empty (background first)")
         self.class_names = names
         self.split: str | None = None
-        with os.scandir(self.root) as entries:
-            stems = sorted(
-                entry.name[: -len(".png")]
-                for entry in entries
-                if entry.name.lower().endswith(".png")
-                and not entry.name.startswith(".")
-                and entry.is_file()
-            )
+        files = [
+            entry.name
+            for entry in scan_folder(self.root)
+            if entry.name.lower().endswith(".png")
+            and not entry.name.startswith(".")
+            and entry.is_file()
+        ]
+        stems = sorted(name[: -len(".png")] for name in files)
         if not stems:
             raise ValueError(
                 f"ground-truth folder {str(self.root)!r} holds no .png label maps; give the "
                 "folder of <image_id>.png ground-truth masks"
             )
         self._ids = stems
-        self._paths = {stem: self._find(stem) for stem in stems}
-
-    def _find(self, stem: str) -> Path:
-        path = self.root / f"{stem}.png"
-        if path.is_file():
-            return path
-        return self.root / f"{stem}.PNG"
+        # each stem's file from the listing (``<stem>.png`` first, else the one with another
+        # suffix case), so nothing is asked per mask
+        chosen: dict[str, str] = {}
+        for name in sorted(files):
+            stem = name[: -len(".png")]
+            if stem not in chosen or name == f"{stem}.png":
+                chosen[stem] = name
+        self._paths = {stem: self.root / name for stem, name in chosen.items()}
 
     @property
     def ids(self) -> list[str]:
         """Sorted PNG stems."""
         return list(self._ids)
 
-    def image_path(self, image_id: str) -> Path:
+    def image_path(self, image_id: str) -> AnyPath:
         """Not available: a ground-truth folder has no images."""
         raise ValueError(
             f"a ground-truth-only folder ({self.root}) has no images; open the dataset "
@@ -87,7 +91,7 @@ class GroundTruthFolder(SegmentationDataset):
         """Always ``True``."""
         return True
 
-    def gt_path(self, image_id: str) -> Path:
+    def gt_path(self, image_id: str) -> AnyPath:
         """Path of the ground-truth PNG of ``image_id``."""
         try:
             return self._paths[image_id]

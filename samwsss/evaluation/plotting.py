@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 
 from samwsss.atomic import atomic_write_bytes
 from samwsss.evaluation.confusion import SegmentationMetrics
+from samwsss.storage import AnyPath, as_path
 
 
 def render_class_iou_png(metrics: SegmentationMetrics, title: str = "") -> bytes:
@@ -65,13 +65,14 @@ def render_class_iou_png(metrics: SegmentationMetrics, title: str = "") -> bytes
 
 
 def plot_class_iou(
-    metrics: SegmentationMetrics, path: str | os.PathLike[str], title: str = ""
-) -> Path:
-    """Atomically write the per-class IoU bar chart (see :func:`render_class_iou_png`).
+    metrics: SegmentationMetrics, path: str | os.PathLike[str] | AnyPath, title: str = ""
+) -> AnyPath:
+    """Atomically write the per-class IoU bar chart (see :func:`render_class_iou_png`) to a
+    local path or an fsspec URL (rendered in memory, written as one object).
 
     Returns:
         The written path.
     """
-    target = Path(path)
+    target = as_path(path)
     atomic_write_bytes(target, render_class_iou_png(metrics, title=title))
     return target

@@ -6,13 +6,13 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from samwsss.atomic import atomic_write_json
 from samwsss.evaluation.confusion import SegmentationMetrics
+from samwsss.storage import AnyPath, as_path
 
 #: ``format`` field of the JSON report, and its version.
 REPORT_FORMAT = "samwsss-evaluation"
@@ -132,24 +132,29 @@ class EvaluationReport:
             **self.metrics.to_dict(),
         }
 
-    def to_json(self, path: str | os.PathLike[str]) -> Path:
+    def to_json(self, path: str | os.PathLike[str] | AnyPath) -> AnyPath:
         """Atomically write the report as JSON (see README "Evaluation report").
+
+        Args:
+            path: a local path, or an fsspec URL (``s3://bucket/eval/report.json``; written
+                as one object).
 
         Returns:
             The written path.
         """
-        target = Path(path)
+        target = as_path(path)
         atomic_write_json(target, self.to_dict())
         return target
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> EvaluationReport:
-        """Read a report written by :meth:`to_json` (metrics recomputed from its matrix).
+    def from_json(cls, path: str | os.PathLike[str] | AnyPath) -> EvaluationReport:
+        """Read a report written by :meth:`to_json` (metrics recomputed from its matrix);
+        ``path`` may be a URL.
 
         Raises:
             ValueError: the file is not a samwsss evaluation report.
         """
-        source = Path(path)
+        source = as_path(path)
         try:
             data = json.loads(source.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -181,8 +186,9 @@ class EvaluationReport:
         except (KeyError, TypeError) as error:
             raise ValueError(f"{source}: malformed evaluation report ({error!r})") from error
 
-    def plot(self, path: str | os.PathLike[str]) -> Path:
-        """Write a per-class IoU horizontal bar chart PNG (matplotlib, Agg) atomically.
+    def plot(self, path: str | os.PathLike[str] | AnyPath) -> AnyPath:
+        """Write a per-class IoU horizontal bar chart PNG (matplotlib, Agg) atomically to a
+        local path or an fsspec URL (one object).
 
         Returns:
             The written path.
