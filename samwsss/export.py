@@ -169,7 +169,7 @@ def export_coco(run_dir: Path, out: Path) -> dict[str, Path]:
         file_name = f"{key}.jpg"
         if dataset is not None:
             try:
-                file_name = Path(dataset.image_path(key)).name
+                file_name = dataset.image_path(key).name
             except (KeyError, ValueError):
                 pass
         images.append(
@@ -325,9 +325,12 @@ def export_yolo(run_dir: Path, out: Path, link_images: bool = True) -> dict[str,
 def _link_image(dataset: Any, key: str, images_dir: Path) -> None:
     """``images/<file name>`` -> the dataset's image (a symbolic link; skipped on failure)."""
     try:
-        source = Path(dataset.image_path(key)).resolve()
+        located = dataset.image_path(key)
     except (KeyError, ValueError):
         return
+    if not isinstance(located, Path):
+        return  # an image in an object store: nothing to link to (the labels still go)
+    source = located.resolve()
     images_dir.mkdir(parents=True, exist_ok=True)
     target = images_dir / f"{key}{source.suffix}"
     if target.is_symlink() or target.exists():

@@ -22,6 +22,7 @@ instance metadata), on every machine that reads or writes.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import IO, TYPE_CHECKING, Protocol, Union
@@ -55,6 +56,14 @@ def is_url(location: object) -> bool:
     if "://" not in text:
         return False
     return text.partition("://")[0].lower() not in _LOCAL_SCHEMES
+
+
+def is_location(value: object) -> bool:
+    """Whether ``value`` names a file: a string, an ``os.PathLike`` or a :class:`upath.UPath`."""
+    if isinstance(value, (str, os.PathLike)):
+        return True
+    upath = sys.modules.get("upath")  # a UPath exists only once upath was imported
+    return upath is not None and isinstance(value, upath.UPath)
 
 
 def is_remote(path: AnyPath) -> bool:

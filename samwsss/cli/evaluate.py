@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,8 +29,9 @@ logger = logging.getLogger(__name__)
     "--pred",
     "pred_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of predicted masks, <image_id>.png (palette or plain uint8 PNG).",
+    type=str,
+    help="Folder of predicted masks, <image_id>.png (palette or plain uint8 PNG); a path or "
+    "an fsspec URL (s3://..., needs s3fs).",
 )
 @data_option(
     "Dataset: a VOC root (VOCdevkit/VOC2012), a COCO image folder (coco/val2014) or "
@@ -74,20 +74,20 @@ logger = logging.getLogger(__name__)
 @click.option(
     "--report",
     "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=str,
     default=None,
     help=f"JSON report path [default: <pred>/{REPORT_NAME}].",
 )
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=str,
     default=None,
     help=f"Per-class IoU bar chart PNG [default: <pred>/{PLOT_NAME}].",
 )
 @click.option("--no-plot", is_flag=True, help="Do not draw the bar chart.")
 def evaluate_command(
-    pred_dir: Path,
+    pred_dir: str,
     data: str | None,
     split: str | None,
     gt_dir: str | None,
@@ -97,8 +97,8 @@ def evaluate_command(
     missing: str,
     workers: int | None,
     backend: str,
-    report_path: Path | None,
-    plot_path: Path | None,
+    report_path: str | None,
+    plot_path: str | None,
     no_plot: bool,
 ) -> None:
     """Compute per-class IoU, mIoU and pixel accuracy of predicted masks.
@@ -114,11 +114,13 @@ def evaluate_command(
       samwsss evaluate --pred out/masks --gt-dir my_gt --mapping voc
     """
     from samwsss.evaluation import EvaluationWorkerError, evaluate_folder
+    from samwsss.storage import as_path
 
     try:
+        predictions = as_path(pred_dir)
         dataset = _open_ground_truth(data, split, gt_dir, mapping, label_source, coco_gt_rule)
         report = evaluate_folder(
-            pred_dir,
+            predictions,
             dataset,
             missing=missing,  # type: ignore[arg-type]
             workers=workers,
@@ -129,8 +131,8 @@ def evaluate_command(
 
     click.echo(report.format_table())
     click.echo(f"mIoU: {report.miou * 100.0:.2f}%")
-    json_path = report_path or pred_dir / REPORT_NAME
-    chart_path = plot_path or pred_dir / PLOT_NAME
+    json_path = as_path(report_path) if report_path else predictions / REPORT_NAME
+    chart_path = as_path(plot_path) if plot_path else predictions / PLOT_NAME
     try:
         report.to_json(json_path)
         click.echo(f"report: {json_path}")

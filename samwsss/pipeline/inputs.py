@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from samwsss.data.images import load_rgb
 from samwsss.mapping import ClassMapping
+from samwsss.storage import is_location
 
-ImageLike = str | os.PathLike | np.ndarray | Any  # Any: PIL.Image.Image
+#: A path, an fsspec URL (``s3://...``) or UPath, a PIL image or an array.
+ImageLike = str | os.PathLike | np.ndarray | Any  # Any: PIL.Image.Image, upath.UPath
 LabelLike = str | int
 
 
 def is_single_image(images: Any) -> bool:
-    """Whether ``images`` is one image (path, PIL image, (H, W, 3) array) rather than many."""
-    if isinstance(images, (str, os.PathLike)):
+    """Whether ``images`` is one image (path or URL, PIL image, (H, W, 3) array) rather than
+    many."""
+    if is_location(images):
         return True
     if isinstance(images, np.ndarray):
         return images.ndim in (2, 3)
@@ -42,8 +44,8 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     Raises:
         ValueError: for other dtypes or shapes, naming what was given and what to pass.
     """
-    if isinstance(image, (str, os.PathLike)):
-        return load_rgb(Path(image))
+    if is_location(image):  # a path, an fsspec URL or a UPath
+        return load_rgb(image)  # type: ignore[arg-type]
     if _is_pil(image):
         from PIL import ImageOps
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from samwsss.storage import open_binary
+
 logger = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
@@ -136,7 +138,8 @@ class _Painter:
 
         if self.dataset is not None:
             try:
-                with Image.open(self.dataset.image_path(image_id)) as opened:
+                source = open_binary(self.dataset.image_path(image_id))
+                with source as handle, Image.open(handle) as opened:
                     opened.draft("RGB", (shape[1], shape[0]))  # fast JPEG downscale
                     small = opened.convert("RGB").resize(
                         (shape[1], shape[0]), Image.Resampling.BILINEAR

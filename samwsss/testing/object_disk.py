@@ -4,14 +4,15 @@ an fsspec URL.
 ``memory://`` lives in one process, so a run forked and killed by a test, or a Ray
 worker, cannot share it. ``objdisk:///tmp/x`` keeps objects as files under ``/tmp/x`` (any
 process sees them) and behaves as an object store where it matters: a put
-(``pipe_file``) makes the object appear whole, and there is no rename or move, so code
-that leans on them fails here as it would on S3.
+(``pipe_file``) makes the object appear whole, a folder emptied by a delete goes, and there
+is no rename or move, so code that leans on them fails here as it would on S3.
 
 Register it with :func:`register` (tests do; nothing in the package uses it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -46,6 +47,13 @@ class ObjectDiskFileSystem(LocalFileSystem):
         with os.fdopen(fd, "wb") as handle:
             handle.write(value)
         os.rename(temporary, target)
+
+    def rm_file(self, path: Any) -> None:
+        """Delete one object; like a prefix on an object store, a folder left empty goes."""
+        target = self._strip_protocol(path)
+        os.remove(target)
+        with contextlib.suppress(OSError):  # stops at the first folder that is not empty
+            os.removedirs(os.path.dirname(target))
 
     def mv(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError("objdisk:// is an object store: it has no rename")
