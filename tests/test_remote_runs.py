@@ -291,3 +291,17 @@ def test_the_failure_log_of_an_object_store_appends_across_runs() -> None:
         "b": "b: file not found",
     }
     assert path.read_text().count("\n") == 2 and "torn" not in path.read_text()
+
+
+def test_the_early_check_reads_the_locks_and_writes_nothing() -> None:
+    from samwsss.pipeline.run_lock import check_run_lock
+
+    url = _memory_url()
+    check_run_lock(as_path(url), Shard())
+    assert not as_path(url).exists()  # nothing put
+    _foreign_lock(url, age=1.0)
+    with pytest.raises(RunLockedError, match="in use by another samwsss run"):
+        check_run_lock(as_path(url), Shard())
+    _foreign_lock(url, shard="1-of-3", age=1.0)
+    with pytest.raises(RunLockedError, match="shards of one run share a folder"):
+        check_run_lock(as_path(url), Shard(0, 2))

@@ -322,7 +322,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
     from samwsss.pipeline.config import preset
     from samwsss.pipeline.pipeline import Pipeline
     from samwsss.pipeline.run_folder import FAILURES_DIR
-    from samwsss.pipeline.run_lock import acquire_run_lock
+    from samwsss.pipeline.run_lock import check_run_lock
     from samwsss.pipeline.runner import RunOptions, Shard, check_writable, run_dataset
     from samwsss.storage import as_path, describe
 
@@ -349,7 +349,7 @@ def _run(route: str, options: dict[str, Any]) -> None:
     # a folder a live run holds is refused now, not after minutes of loading weights
     # (run_dataset takes the lock for the run itself)
     check_writable(out)
-    acquire_run_lock(out, shard).release()
+    check_run_lock(out, shard)
     device = _device_for_rank(run.get("device"))
     if run.get("threads") is not None:
         import torch

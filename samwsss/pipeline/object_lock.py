@@ -95,6 +95,21 @@ class ObjectStoreLock:
         )
         self._released = False
 
+    @staticmethod
+    def check(out: AnyPath, shard: Shard) -> None:
+        """Refuse now, writing nothing, what :meth:`acquire` would refuse for a live run.
+
+        Raises:
+            RunLockedError: a live run holds this shard or uses another shard count.
+        """
+        from samwsss.pipeline.run_lock import RunLockedError
+
+        path = out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
+        existing = _read(path)
+        if existing is not None and existing.is_live():
+            raise RunLockedError(_live_message(path, existing))
+        _refuse_overlapping_runs(out, shard, path)
+
     @classmethod
     def acquire(cls, out: AnyPath, shard: Shard) -> ObjectStoreLock:
         """Lease ``shard`` of ``out``, taking over a lease that ran out.

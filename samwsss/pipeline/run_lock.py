@@ -210,6 +210,21 @@ def acquire_run_lock(out: AnyPath, shard: Shard) -> RunLock | ObjectStoreLock:
     return ObjectStoreLock.acquire(out, shard)
 
 
+def check_run_lock(out: AnyPath, shard: Shard) -> None:
+    """Refuse now what :func:`acquire_run_lock` would refuse (before minutes of loading
+    models); on an object store this only reads the locks.
+
+    Raises:
+        RunLockedError: see :func:`acquire_run_lock`.
+    """
+    if isinstance(out, Path):
+        RunLock.acquire(out, shard).release()
+        return
+    from samwsss.pipeline.object_lock import ObjectStoreLock
+
+    ObjectStoreLock.check(out, shard)
+
+
 @contextlib.contextmanager
 def hold_run_lock(out: AnyPath, shard: Shard) -> Iterator[RunLock | ObjectStoreLock]:
     """Hold the lock of ``shard`` of ``out`` for the block; removed however the block ends
