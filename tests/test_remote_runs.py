@@ -305,3 +305,36 @@ def test_the_early_check_reads_the_locks_and_writes_nothing() -> None:
     _foreign_lock(url, shard="1-of-3", age=1.0)
     with pytest.raises(RunLockedError, match="shards of one run share a folder"):
         check_run_lock(as_path(url), Shard(0, 2))
+
+
+def test_a_run_reads_its_dataset_from_an_object_store(
+    tree: Path, models: list[str], reference: Path, tmp_path: Path
+) -> None:
+    """Data and outputs both in memory://: the masks, instances and overlays of the local
+    run, and its mIoU (the config, failure reasons and report name the URL instead)."""
+    data_url = f"memory://samwsss-data-{uuid.uuid4().hex}/voc"
+    fs = fsspec.filesystem("memory")
+    for path in sorted(tree.rglob("*")):
+        if path.is_file():
+            fs.pipe_file(f"{data_url}/{path.relative_to(tree)}", path.read_bytes())
+    url = _memory_url()
+    args = run_args(tree, url, models)
+    args[args.index("--data") + 1] = data_url
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "3 images processed" in result.output and "mIoU" in result.output
+    copy = _download(url, tmp_path / "copy")
+
+    def per_image(folder: Path) -> dict[str, str]:
+        outputs = ("masks/", "masks_plain/", "instances/", "overlays/")
+        return {k: v for k, v in output_hashes(folder).items() if k.startswith(outputs)}
+
+    assert per_image(copy) == per_image(reference)
+    assert failure_ids(copy) == [CORRUPT_ID]
+    assert data_url in (copy / "failures" / "failures.jsonl").read_text()
+    assert data_url in (copy / "config.yaml").read_text()
+
+    def miou(folder: Path) -> float:
+        return float(json.loads((folder / "evaluation.json").read_text())["miou"])
+
+    assert miou(copy) == miou(reference)

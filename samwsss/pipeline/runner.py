@@ -292,7 +292,7 @@ def _run_dataset_locked(
         overlay_ids=overlay_sample(ids, options.overlays),
     )
     if options.sort_by_size:
-        mine = order_by_size(mine, _size_reader(dataset))
+        mine = order_by_size(mine, _size_reader(dataset, mine))
     known_failures = {} if options.retry_failures else read_failures(options.out)
     complete = spec.complete_ids(mine)
     batches, pending = fixed_grid(
@@ -421,12 +421,19 @@ def _readable(item: dict[str, Any], route: str, failures: FailureLog) -> bool:
 #: Bytes fetched at a time when reading a remote image's header for its size (a whole
 #: default block would download most images twice).
 _HEADER_BLOCK = 1 << 16
+#: Remote image headers read at once.
+_HEADER_READERS = 32
 
 
-def _size_reader(dataset: SegmentationDataset) -> Any:
+def _size_reader(dataset: SegmentationDataset, ids: list[str]) -> Any:
     """``image id -> (height, width)``: from the dataset when it knows sizes (COCO
     annotations), else from the image header (no decoding); ``None`` when unreadable
-    (decoding in the workers reports it)."""
+    (decoding in the workers reports it).
+
+    Headers in an object store are read for all of ``ids`` up front, :data:`_HEADER_READERS`
+    requests at a time: read one after another, 100,000 images at tens of milliseconds a
+    request would take most of an hour.
+    """
     from PIL import Image
 
     known = getattr(dataset, "image_size", None)
@@ -441,7 +448,11 @@ def _size_reader(dataset: SegmentationDataset) -> Any:
         except (OSError, ValueError, Image.DecompressionBombError):
             return None
 
-    return from_header
+    if not ids or isinstance(dataset.image_path(ids[0]), Path):
+        return from_header
+    with ThreadPoolExecutor(_HEADER_READERS) as pool:
+        sizes = dict(zip(ids, pool.map(from_header, ids), strict=True))
+    return sizes.get
 
 
 def _load(
