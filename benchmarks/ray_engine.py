@@ -77,6 +77,9 @@ def main() -> None:
                              "--ray-cpus-per-actor", "1"],
         "ray, 2 CPU actors": ["--engine", "ray", "--ray-actors", "2", "--ray-decode-tasks", "1",
                               "--ray-cpus-per-actor", "0.5"],
+        "ray, 2 CPU actors, actors write": ["--engine", "ray", "--ray-actors", "2",
+                                            "--ray-decode-tasks", "1", "--ray-cpus-per-actor",
+                                            "0.5", "--ray-writes", "actors"],
     }  # fmt: skip
     print(f"{args.images} images, batch 4, {args.threads} torch thread(s) per process, "
           f"{os.cpu_count()} CPUs visible, Ray cluster of {args.cpus} CPUs")  # fmt: skip

@@ -18,6 +18,14 @@ from click.testing import CliRunner, Result
 
 from samwsss.cli import cli
 from tests.data_fixtures import make_coco_tree, make_voc_tree
+from tests.forked_runs import (
+    CORRUPT_ID,
+    failure_ids,
+    leftovers,
+    make_kill_tree,
+    output_hashes,
+    run_args,
+)
 from tests.test_cli_run import _bad_image_folder, _outputs
 
 ray = pytest.importorskip("ray")
@@ -132,11 +140,13 @@ def test_ray_failures_logged_like_local(
     folder = _bad_image_folder(tmp_path)
     args = [
         "text-input", "--data", str(folder), "--labels", str(tmp_path / "labels.json"),
-        "--mapping", "voc", "--workers", "0", "--instances", *models,
+        "--mapping", "voc", "--workers", "0", "--instances", "--plain", "--overlays", "3",
+        *models,
     ]  # fmt: skip
     local = _run([*args, "--out", str(tmp_path / "local")])
     assert local.exit_code == 0, local.output
-    remote = _run([*args, "--out", str(tmp_path / "ray"), *RAY])
+    # each actor writes its own images' outputs (one machine: --out is shared)
+    remote = _run([*args, "--out", str(tmp_path / "ray"), *RAY, "--ray-writes", "actors"])
     assert remote.exit_code == 0, remote.output
 
     def failures(out: Path) -> list[dict[str, str]]:
@@ -145,7 +155,9 @@ def test_ray_failures_logged_like_local(
 
     assert [f["image_id"] for f in failures(tmp_path / "ray")] == ["corrupt", "truncated"]
     assert failures(tmp_path / "ray") == failures(tmp_path / "local")
-    assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local")
+    outputs = _outputs(tmp_path / "ray")
+    assert any(name.startswith("overlays/") for name in outputs)
+    assert outputs == _outputs(tmp_path / "local")
 
 
 def test_ray_engine_rejects_bad_settings() -> None:
@@ -157,6 +169,13 @@ def test_ray_engine_rejects_bad_settings() -> None:
         RayEngine(gpus_per_actor=-1)
     with pytest.raises(ValueError, match="whole number"):
         RayEngine(gpus_per_actor=1.5)
+    with pytest.raises(ValueError, match="writes must be one of auto, driver, actors"):
+        RayEngine(writes="workers")
+    from samwsss.storage import as_path
+
+    assert RayEngine().writer_of(Path("/tmp/x")) == "driver"
+    assert RayEngine().writer_of(as_path("memory://b/run")) == "driver"  # the driver's memory
+    assert RayEngine(writes="actors").writer_of(Path("/tmp/x")) == "actors"
     assert RayEngine(gpus_per_actor=0.5).actor_device == "cuda"
 
 
@@ -214,21 +233,49 @@ def test_ray_zero_shot_identical_to_local(
     assert outputs == _outputs(tmp_path / "local")
 
 
+@pytest.fixture(scope="module")
+def kill_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_kill_tree(tmp_path_factory.mktemp("ray_kill_tree"))
+
+
+@pytest.fixture(scope="module")
+def kill_reference(
+    kill_tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("ray_kill_reference") / "out"
+    result = _run(run_args(kill_tree, out, models))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize(
+    ("writes", "point"),
+    [("driver", "commit:3"), ("actors", "failure:1")],
+    ids=["driver-writes", "actors-write"],
+)
 def test_a_killed_ray_run_resumes_to_the_same_outputs(
-    ray_cluster: None, voc: Path, local_voc_run: Path, models: list[str], tmp_path: Path
+    ray_cluster: None,
+    kill_tree: Path,
+    kill_reference: Path,
+    models: list[str],
+    tmp_path: Path,
+    writes: str,
+    point: str,
 ) -> None:
-    """The driver is SIGKILLed after its third committed file (a separate process attached
-    to the test's cluster); the same command run again finishes to the same outputs."""
+    """The driver (a separate process attached to the test's cluster) is SIGKILLed: after
+    its third committed file when it writes, after it logs the unreadable image of the
+    first batch when the actors write (that batch's other image is written by then, the
+    second batch may be written too); the same command run again gives the same files."""
     import subprocess
     import sys
 
     from samwsss.testing.killpoints import KILL_AT
 
     out = tmp_path / "killed"
-    args = [*_voc_args(voc, out, models), *RAY]
+    args = [*run_args(kill_tree, out, models), *RAY, "--ray-writes", writes]
     env = {
         **os.environ,
-        KILL_AT: "commit:3",
+        KILL_AT: point,
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -243,10 +290,16 @@ def test_a_killed_ray_run_resumes_to_the_same_outputs(
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (out / ".lock" / "shard-0-of-1.json").is_file()
+    assert not (out / "manifest.json").exists()
     written = [p for sub in ("masks", "masks_plain", "instances", "overlays")
                for p in (out / sub).glob("[!.]*")]  # fmt: skip
-    assert 3 <= len(written) < len(_outputs(local_voc_run))
+    if writes == "driver":
+        assert 3 <= len(written) < len(_outputs(kill_reference))
+    # (the actors run ahead of the driver: they may have written every image by then)
     resumed = _run(args)
     assert resumed.exit_code == 0, resumed.output
-    assert _outputs(out) == _outputs(local_voc_run)
-    assert not (out / ".lock").exists() and not list(out.rglob(".tmp-*"))
+    assert output_hashes(out) == output_hashes(kill_reference)
+    assert failure_ids(out) == [CORRUPT_ID]
+    assert leftovers(out) == []
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["environment"]["engine"]["writes"] == writes

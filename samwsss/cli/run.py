@@ -37,7 +37,7 @@ RUN_KEYS = (
     "data", "split", "labels", "gt_dir", "label_source", "coco_gt_rule", "out", "device",
     "workers", "threads", "shard", "plain", "palette", "instances", "overlays", "evaluate", "max_images",
     "overwrite", "resume", "retry_failures", "engine", "ray_address", "ray_actors",
-    "ray_gpus_per_actor", "ray_cpus_per_actor", "ray_decode_tasks",
+    "ray_gpus_per_actor", "ray_cpus_per_actor", "ray_decode_tasks", "ray_writes",
 )  # fmt: skip
 
 
@@ -237,6 +237,13 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             help="CPUs per actor, fractions allowed (default 1).",
         ),
         click.option(
+            "--ray-writes",
+            type=click.Choice(("auto", "driver", "actors")),
+            default=None,
+            help="Who writes the outputs: the driver, or each actor its own images (every "
+            "node must reach --out) [auto: actors for an object store, else the driver].",
+        ),
+        click.option(
             "--ray-decode-tasks",
             type=int,
             default=None,
@@ -428,6 +435,7 @@ def _engine(run: dict[str, Any], device: str | None) -> Any:
         decode_tasks=int(run.get("ray_decode_tasks", max(1, workers))),
         device=device if device is not None else ("cuda" if gpus > 0 else "cpu"),
         threads=run.get("threads"),
+        writes=str(run.get("ray_writes", "auto")),
     )
 
 

@@ -11,11 +11,14 @@ One row is one planned batch, and every ``map_batches`` takes one row per call, 
 forward batch holds exactly the images the local runner puts together (images of one
 size): the outputs are byte-identical.
 
-The driver writes: actors return each image's mask, detections (on the CPU) and tags, and
-the driver writes them with the same atomic writers and failure log as a local run. One
-writer keeps the run folder's guarantees (atomic files, the failure log appended by one
-process, the manifest counting what exists) without shared storage between nodes; the cost
-is moving the masks to the driver, small next to the models' time.
+Who writes (:attr:`RayEngine.writes`): by default the driver, for a local ``--out``:
+actors return each image's mask, detections (on the CPU) and tags, and the driver writes
+them with the same atomic writers as a local run, so the folder needs no storage shared
+between nodes. For an object store the actors write their own images' outputs (the same
+writers: one object per file), so the write load spreads over the cluster and masks never
+travel to the driver; they return only which images they wrote. Either way the driver
+alone appends the failure log and writes the manifest, and an image counts as complete
+only once all its files exist, so a killed job resumes the same way.
 
 Ray is imported only when this engine runs (``pip install 'samwsss[ray]'``).
 """
@@ -34,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from samwsss.storage import AnyPath
+
 if TYPE_CHECKING:
     from samwsss.data.base import SegmentationDataset
     from samwsss.pipeline.config import PipelineConfig
@@ -44,7 +49,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RayEngine"]
+__all__ = ["WRITE_MODES", "RayEngine"]
+
+#: Who writes a ray run's outputs (see :attr:`RayEngine.writes`).
+WRITE_MODES = ("auto", "driver", "actors")
 
 
 @dataclass
@@ -67,6 +75,13 @@ class RayEngine:
         threads: torch CPU threads in each actor (``None``: Ray's default, the actor's
             whole CPUs). Float reductions depend on the thread count: outputs are
             byte-identical to a local run with the same ``--threads``.
+        writes: who writes the outputs: ``"driver"`` (results travel to the driver, which
+            writes them: any ``--out``, even a folder only the driver's machine sees),
+            ``"actors"`` (each actor writes its own images' outputs, with the same atomic
+            writers: the write load spreads over the cluster, and masks never travel to
+            the driver; every node must reach ``--out``: an object store or a shared file
+            system), or ``"auto"``: actors for an object store (not ``memory://``, which
+            lives in the driver's process), the driver for a local path.
     """
 
     address: str | None = None
@@ -77,6 +92,7 @@ class RayEngine:
     decode_cpus: float = 1.0
     device: str | None = None
     threads: int | None = None
+    writes: str = "auto"
     _cluster: dict[str, float] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +108,10 @@ class RayEngine:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"ray {name} must be a number >= 0, got {value!r}")
+        if self.writes not in WRITE_MODES:
+            raise ValueError(
+                f"ray writes must be one of {', '.join(WRITE_MODES)}, got {self.writes!r}"
+            )
         if self.gpus_per_actor > 1 and float(self.gpus_per_actor) != int(self.gpus_per_actor):
             raise ValueError(
                 f"ray gpus_per_actor above 1 must be a whole number, got {self.gpus_per_actor!r}; "
@@ -109,6 +129,7 @@ class RayEngine:
             "decode_tasks": self.decode_tasks,
             "decode_cpus": self.decode_cpus,
             "device": self.actor_device,
+            "writes": self.writes,
         }
         if self._cluster is not None:
             info["cluster"] = self._cluster
@@ -119,6 +140,14 @@ class RayEngine:
         message = _check_resources_message(self, self._cluster or {})
         if message is not None:
             logger.warning(message)
+
+    def writer_of(self, out: AnyPath) -> str:
+        """``"driver"`` or ``"actors"``: who writes into ``out`` (``auto`` resolved)."""
+        if self.writes != "auto":
+            return self.writes
+        if isinstance(out, Path) or getattr(out, "protocol", "") == "memory":
+            return "driver"
+        return "actors"
 
     @property
     def actor_device(self) -> str:
@@ -137,7 +166,7 @@ class RayEngine:
         pending: set[str],
         failures: FailureLog,
     ) -> int:
-        """Run ``batches`` on Ray; the driver writes (see
+        """Run ``batches`` on Ray; the driver or the actors write (see :attr:`writes` and
         :class:`~samwsss.pipeline.runner.BatchEngine`).
 
         Raises:
@@ -151,10 +180,8 @@ class RayEngine:
                 "the ray engine rebuilds the pipeline in each actor from its settings, and "
                 "this pipeline has none: build it with Pipeline.from_config (or from_preset)"
             )
-        from tqdm.auto import tqdm
-
         from samwsss.pipeline.runner import unreadable_reason
-        from samwsss.pipeline.writers import write_outputs
+        from samwsss.pipeline.writers import write_outputs, writer_threads
 
         ray = _connect(self.address)
         self._cluster = {
@@ -163,9 +190,18 @@ class RayEngine:
             if key in ("CPU", "GPU", "memory")
         }
         self._check_resources()
+        actors_write = self.writer_of(spec.root) == "actors"
         resizes = pipeline.host_resizes(options.route)
+        rows = [
+            {
+                "batch": json.dumps(batch),
+                # the images of the batch to write (the rest ran before: kept for the batch)
+                "write": json.dumps([i for i in batch if i in pending]),
+            }
+            for batch in batches
+        ]
         plan = (
-            ray.data.from_items([{"batch": json.dumps(batch)} for batch in batches])
+            ray.data.from_items(rows)
             .map_batches(
                 _decode,
                 batch_size=1,
@@ -185,6 +221,7 @@ class RayEngine:
                     "keep_masks": spec.instances,
                     "overlay_ids": spec.overlay_ids,
                     "threads": self.threads,
+                    "spec": spec if actors_write else None,
                 },
                 num_cpus=self.cpus_per_actor,
                 num_gpus=self.gpus_per_actor,
@@ -192,22 +229,14 @@ class RayEngine:
             )
         )
         logger.info(
-            "ray: %d batches on %d actor(s) (%s, %g GPU each), %d decode task(s)",
+            "ray: %d batches on %d actor(s) (%s, %g GPU each), %d decode task(s), the %s write",
             len(batches), self.actors, self.actor_device, self.gpus_per_actor, self.decode_tasks,
+            "actors" if actors_write else "driver",
         )  # fmt: skip
         processed = 0
-        total = sum(len(batch) for batch in batches)
-        interactive = sys.stderr.isatty()
-        with (
-            ThreadPoolExecutor(2) as writer,
-            tqdm(
-                total=total,
-                unit="img",
-                desc="samwsss[ray]",
-                dynamic_ncols=interactive,
-                mininterval=0.1 if interactive else 30.0,
-            ) as bar,
-        ):
+        threads = writer_threads(spec.root)
+        waiting = max(2 * pipeline.batch_size, 2 * threads)
+        with ThreadPoolExecutor(threads) as writer, _progress(batches) as bar:
             in_flight: deque[Future[None]] = deque()
             for row in plan.iter_rows():
                 records: list[dict[str, Any]] = pickle.loads(row["payload"])
@@ -218,6 +247,9 @@ class RayEngine:
                         continue
                     if record["image_id"] not in pending:
                         continue  # finished by an earlier run; ran only to keep the batch
+                    processed += 1
+                    if record.get("written"):
+                        continue  # its actor wrote it
                     result = record["result"]
                     in_flight.append(
                         writer.submit(
@@ -226,13 +258,26 @@ class RayEngine:
                             result.tag_sources,
                         )
                     )  # fmt: skip
-                    processed += 1
                 bar.update(len(records))
-                while len(in_flight) > 2 * pipeline.batch_size:
+                while len(in_flight) > waiting:
                     in_flight.popleft().result()
             while in_flight:
                 in_flight.popleft().result()
         return processed
+
+
+def _progress(batches: list[list[str]]) -> Any:
+    """The driver's progress bar over the planned images."""
+    from tqdm.auto import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        total=sum(len(batch) for batch in batches),
+        unit="img",
+        desc="samwsss[ray]",
+        dynamic_ncols=interactive,
+        mininterval=0.1 if interactive else 30.0,
+    )
 
 
 def _check_resources_message(engine: RayEngine, cluster: dict[str, float]) -> str | None:
@@ -302,7 +347,7 @@ class _Source:
 
 def _decode(batch: dict[str, np.ndarray], source: _Source) -> dict[str, np.ndarray]:
     """Decode one planned batch (a Ray Data task): the local runner's decode of each id,
-    pickled as one payload."""
+    pickled as one payload; the ids to write pass through."""
     from samwsss.pipeline.runner import DecodeDataset
 
     payloads = []
@@ -311,7 +356,7 @@ def _decode(batch: dict[str, np.ndarray], source: _Source) -> dict[str, np.ndarr
         decoder = DecodeDataset(source.dataset, ids, source.resizes)
         items = [decoder[index] for index in range(len(ids))]
         payloads.append(pickle.dumps(items, protocol=5))
-    return {"payload": np.array(payloads, dtype=object)}
+    return {"payload": np.array(payloads, dtype=object), "write": batch["write"]}
 
 
 class _PipelineActor:
@@ -325,6 +370,7 @@ class _PipelineActor:
         keep_masks: bool,
         overlay_ids: frozenset[str],
         threads: int | None = None,
+        spec: OutputSpec | None = None,
     ) -> None:
         from samwsss.pipeline.pipeline import Pipeline
 
@@ -338,13 +384,16 @@ class _PipelineActor:
         self.route = route
         self.keep_masks = keep_masks
         self.overlay_ids = overlay_ids
+        self.spec = spec  # None: the driver writes
+        self._writer: ThreadPoolExecutor | None = None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run each decoded batch; return per-image records (pickled, one per batch)."""
+        """Run each decoded batch; write its outputs when this actor writes; return
+        per-image records (pickled, one per batch)."""
         from samwsss.pipeline.runner import unreadable_reason
 
         payloads = []
-        for payload in batch["payload"]:
+        for payload, to_write in zip(batch["payload"], batch["write"], strict=True):
             items: list[dict[str, Any]] = pickle.loads(payload)
             good = [item for item in items if unreadable_reason(item, self.route) is None]
             results = []
@@ -359,6 +408,19 @@ class _PipelineActor:
                     prepared=[item["prepared"] for item in good],
                 )
             by_id = {item["image_id"]: r for item, r in zip(good, results, strict=True)}
+            if self.spec is not None:
+                written = self._write(self.spec, items, by_id, set(json.loads(to_write)))
+                records = [
+                    {
+                        "image_id": item["image_id"],
+                        "error": item["error"],
+                        "labels": item["labels"],
+                        "written": item["image_id"] in written,
+                    }
+                    for item in items
+                ]
+                payloads.append(pickle.dumps(records, protocol=5))
+                continue
             records = [
                 {
                     "image_id": item["image_id"],
@@ -372,3 +434,33 @@ class _PipelineActor:
             ]
             payloads.append(pickle.dumps(records, protocol=5))
         return {"payload": np.array(payloads, dtype=object)}
+
+    def _write(
+        self,
+        spec: OutputSpec,
+        items: list[dict[str, Any]],
+        results: dict[str, Any],
+        to_write: set[str],
+    ) -> set[str]:
+        """Write the outputs of the ids in ``to_write`` that ran; returns them once every
+        file is in place (a record saying "written" is true)."""
+        from samwsss.pipeline.writers import write_outputs, writer_threads
+
+        chosen = [item for item in items if item["image_id"] in to_write]
+        chosen = [item for item in chosen if item["image_id"] in results]
+        if not chosen:
+            return set()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(writer_threads(spec.root))
+        futures = [
+            self._writer.submit(
+                write_outputs, spec, item["image_id"], item["image"],
+                results[item["image_id"]].mask, results[item["image_id"]].detections,
+                self.pipeline.mapping, results[item["image_id"]].tags,
+                results[item["image_id"]].tag_sources,
+            )
+            for item in chosen
+        ]  # fmt: skip
+        for future in futures:
+            future.result()
+        return {item["image_id"] for item in chosen}

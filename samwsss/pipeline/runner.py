@@ -38,7 +38,7 @@ from samwsss.pipeline.run_folder import (
     run_identity,
 )
 from samwsss.pipeline.run_lock import RunLockedError, hold_run_lock
-from samwsss.pipeline.writers import OutputSpec, write_outputs
+from samwsss.pipeline.writers import OutputSpec, write_outputs, writer_threads
 from samwsss.stages.pil_resize import PilResize
 from samwsss.storage import AnyPath, as_path, open_binary, put_bytes, remove_file
 from samwsss.workers import exit_with_parent
@@ -361,11 +361,15 @@ def _run_batches(
 ) -> int:
     """Decode, run and write the planned batches; returns how many images got outputs.
 
-    Writes run in two threads overlapping the models; at most two batches of writes wait.
+    Writes run in threads overlapping the models (two for a local folder, more for an
+    object store, see :func:`~samwsss.pipeline.writers.writer_threads`); at most two
+    batches of writes (or two per thread) wait.
     """
     processed = 0
     show_progress = "RANK" not in os.environ or os.environ.get("RANK") == "0"
-    with ThreadPoolExecutor(2) as writer:
+    threads = writer_threads(spec.root)
+    waiting = max(2 * pipeline.batch_size, 2 * threads)
+    with ThreadPoolExecutor(threads) as writer:
         in_flight: deque[Future[None]] = deque()
         resizes = pipeline.host_resizes(options.route)
         for batch in _load(dataset, batches, options.workers, show_progress, resizes):
@@ -389,7 +393,7 @@ def _run_batches(
                     )
                 )  # fmt: skip
                 processed += 1
-            while len(in_flight) > 2 * pipeline.batch_size:
+            while len(in_flight) > waiting:
                 in_flight.popleft().result()
         while in_flight:
             in_flight.popleft().result()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,17 @@ MASKS_DIR = "masks"
 PLAIN_DIR = "masks_plain"
 INSTANCES_DIR = "instances"
 OVERLAYS_DIR = "overlays"
+
+
+#: Writer threads for a local run folder (encoding PNGs; the disk is fast).
+LOCAL_WRITERS = 2
+#: Writer threads for an object store: each put waits tens of milliseconds on the network.
+REMOTE_WRITERS = 16
+
+
+def writer_threads(root: AnyPath) -> int:
+    """How many threads write a run's outputs into ``root`` (see :data:`REMOTE_WRITERS`)."""
+    return LOCAL_WRITERS if isinstance(root, Path) else REMOTE_WRITERS
 
 
 @dataclass(frozen=True)
