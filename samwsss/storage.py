@@ -124,25 +124,6 @@ def is_folder(path: AnyPath) -> bool:
         return False
 
 
-def list_file_names(folder: AnyPath) -> set[str]:
-    """The names of the files directly in ``folder`` (empty when it does not exist), with
-    one listing request: a resumed run checks tens of thousands of outputs."""
-    if isinstance(folder, Path):
-        if not folder.is_dir():
-            return set()
-        with os.scandir(folder) as local:
-            return {entry.name for entry in local if entry.is_file()}
-    try:
-        entries = folder.fs.ls(folder.path, detail=True)
-    except (FileNotFoundError, NotADirectoryError):
-        return set()
-    return {
-        str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
-        for entry in entries
-        if entry.get("type") == "file"
-    }
-
-
 class FolderEntry(Protocol):
     """One entry of :func:`scan_folder`: an :class:`os.DirEntry` locally, a listed object
     or prefix remotely."""
@@ -201,6 +182,16 @@ def scan_folder(folder: AnyPath) -> list[FolderEntry]:
             continue
         entries.append(_ListedEntry(name.rsplit("/", 1)[-1], str(item.get("type", ""))))
     return entries
+
+
+def list_file_names(folder: AnyPath) -> set[str]:
+    """The names of the files directly in ``folder`` (empty when it does not exist), with
+    one listing request (:func:`scan_folder`): a resumed run checks tens of thousands of
+    outputs."""
+    try:
+        return {entry.name for entry in scan_folder(folder) if entry.is_file()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
 
 
 def put_bytes(path: AnyPath, data: bytes) -> None:

@@ -20,6 +20,12 @@ from typing import Any
 from fsspec.implementations.local import LocalFileSystem
 
 PROTOCOL = "objdisk"
+#: Name prefix of a put's bytes before they appear as the object.
+UPLOAD_PREFIX = ".objdisk-put-"
+
+
+def _is_upload(name: str) -> bool:
+    return name.rstrip("/").rsplit("/", 1)[-1].startswith(UPLOAD_PREFIX)
 
 
 class ObjectDiskFileSystem(LocalFileSystem):
@@ -39,14 +45,22 @@ class ObjectDiskFileSystem(LocalFileSystem):
         return f"{PROTOCOL}://{self._strip_protocol(name)}"
 
     def pipe_file(self, path: Any, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
-        """Put one object: it appears whole (written beside, then moved into place)."""
+        """Put one object: it appears whole (written beside, then moved into place; a put
+        cut short leaves an :data:`UPLOAD_PREFIX` file that listings do not show, as an
+        object store keeps an interrupted upload out of sight)."""
         target = self._strip_protocol(path)
         folder = os.path.dirname(target)
         os.makedirs(folder, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=".objdisk-put-", dir=folder)
+        fd, temporary = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=folder)
         with os.fdopen(fd, "wb") as handle:
             handle.write(value)
         os.rename(temporary, target)
+
+    def ls(self, path: Any, detail: bool = False, **kwargs: Any) -> Any:
+        """The listing, without uploads in progress (or cut short)."""
+        listed = super().ls(path, detail=detail, **kwargs)
+        name = (lambda item: item["name"]) if detail else (lambda item: item)
+        return [item for item in listed if not _is_upload(str(name(item)))]
 
     def rm_file(self, path: Any) -> None:
         """Delete one object; like a prefix on an object store, a folder left empty goes."""
