@@ -114,11 +114,17 @@ def test_images_are_ordered_by_size_so_batches_share_a_size(tmp_path: Path) -> N
         Image.new("RGB", (width, height)).save(tmp_path / f"{name}.png")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     dataset = open_dataset(tmp_path)
-    assert order_by_size(list(dataset.ids), _size_reader(dataset)) == [
-        "broken",
-        "b",
-        "d",
-        "e",
-        "a",
-        "c",
-    ]
+    expected = ["broken", "b", "d", "e", "a", "c"]
+    assert order_by_size(list(dataset.ids), _size_reader(dataset, list(dataset.ids))) == expected
+    # the same folder in an object store: its headers are read all at once, in threads
+    import uuid
+
+    import fsspec
+
+    url = f"memory://samwsss-sizes-{uuid.uuid4().hex}/imgs"
+    for path in tmp_path.iterdir():
+        fsspec.filesystem("memory").pipe_file(f"{url}/{path.name}", path.read_bytes())
+    remote = open_dataset(url)
+    reader = _size_reader(remote, list(remote.ids))
+    assert reader("a") == (30, 40) and reader("broken") is None
+    assert order_by_size(list(remote.ids), reader) == expected
