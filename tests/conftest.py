@@ -57,3 +57,17 @@ def torch_threads_restored() -> Iterator[None]:
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def without_s3fs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``s3fs`` cannot be imported (as on a machine without it), even where it is installed
+    and fsspec already loaded it."""
+    import sys
+
+    import fsspec  # noqa: F401 -- fsspec.registry is the module once fsspec is imported
+
+    registry_module = sys.modules["fsspec.registry"]
+    for protocol in ("s3", "s3a"):
+        monkeypatch.delitem(registry_module._registry, protocol, raising=False)
+    monkeypatch.setitem(sys.modules, "s3fs", None)

@@ -7,7 +7,6 @@ local copy does: ids, labels, decoded images, ground truth and class names.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -343,8 +342,7 @@ def test_unreadable_remote_images_name_the_url(tmp_path: Path, remote: str) -> N
     assert load_rgb(f"{url}/b.png").shape == (24, 24, 3)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
-def test_missing_backend_names_the_package(tmp_path: Path) -> None:
+def test_missing_backend_names_the_package(tmp_path: Path, without_s3fs: None) -> None:
     with pytest.raises(ValueError, match=r"needs s3fs; install it \(pip install s3fs\)"):
         open_dataset("s3://samwsss-no-such-bucket/VOCdevkit", "val")
     with pytest.raises(ValueError, match="needs s3fs"):

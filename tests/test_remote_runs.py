@@ -126,18 +126,12 @@ def test_memory_out_holding_another_run_is_refused(tree: Path, models: list[str]
     assert "holds a different run" in result.output and "--overwrite" in result.output
 
 
-def test_a_missing_storage_package_is_named(tree: Path, models: list[str]) -> None:
-    if _installed("s3fs"):
-        pytest.skip("s3fs is installed here")
+def test_a_missing_storage_package_is_named(
+    tree: Path, models: list[str], without_s3fs: None
+) -> None:
     result = CliRunner().invoke(cli, run_args(tree, "s3://bucket/run", models))
     assert result.exit_code != 0
     assert "needs s3fs" in result.output and "pip install s3fs" in result.output
-
-
-def _installed(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 #: Where the runs die: after logging the unreadable image; before the second object's put;

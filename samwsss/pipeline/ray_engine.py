@@ -94,6 +94,7 @@ class RayEngine:
     threads: int | None = None
     writes: str = "auto"
     _cluster: dict[str, float] | None = field(default=None, init=False, repr=False)
+    _writes_resolved: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.actors, bool) or not isinstance(self.actors, int) or self.actors < 1:
@@ -129,7 +130,7 @@ class RayEngine:
             "decode_tasks": self.decode_tasks,
             "decode_cpus": self.decode_cpus,
             "device": self.actor_device,
-            "writes": self.writes,
+            "writes": self._writes_resolved or self.writes,
         }
         if self._cluster is not None:
             info["cluster"] = self._cluster
@@ -190,7 +191,8 @@ class RayEngine:
             if key in ("CPU", "GPU", "memory")
         }
         self._check_resources()
-        actors_write = self.writer_of(spec.root) == "actors"
+        self._writes_resolved = self.writer_of(spec.root)
+        actors_write = self._writes_resolved == "actors"
         resizes = pipeline.host_resizes(options.route)
         rows = [
             {
