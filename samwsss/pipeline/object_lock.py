@@ -29,11 +29,23 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.run_folder import LOCK_DIR
+from samwsss.pipeline.run_lock import (
+    LOCK_NAME,
+    LockHolder,
+    RunLockedError,
+    lock_path,
+    own_record,
+    pid_alive,
+    this_host,
+)
 from samwsss.storage import AnyPath, list_file_names, put_bytes, remove_file
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +61,13 @@ SETTLE_SECONDS = 1.0
 class LeaseRecord:
     """What a lock object holds."""
 
-    holder: Any  # run_lock.LockHolder
+    holder: LockHolder
     token: str
     renewed: float
 
     @classmethod
     def parse(cls, text: str) -> LeaseRecord | None:
         """The record in ``text``, or ``None`` when it is not a lock record."""
-        from samwsss.pipeline.run_lock import LockHolder
-
         holder = LockHolder.parse(text)
         if holder is None:
             return None
@@ -74,8 +84,6 @@ class LeaseRecord:
     def is_live(self) -> bool:
         """Whether the holder may still run: renewed within the lease, and (on this host)
         its process alive."""
-        from samwsss.pipeline.run_lock import pid_alive, this_host
-
         if self.holder.host == this_host() and not pid_alive(self.holder.pid):
             return False
         return self.age() < LEASE_SECONDS
@@ -96,31 +104,27 @@ class ObjectStoreLock:
         self._released = False
 
     @staticmethod
-    def check(out: AnyPath, shard: Shard) -> None:
+    def check(out: UPath, shard: Shard) -> None:
         """Refuse now, writing nothing, what :meth:`acquire` would refuse for a live run.
 
         Raises:
             RunLockedError: a live run holds this shard or uses another shard count.
         """
-        from samwsss.pipeline.run_lock import RunLockedError
-
-        path = out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
+        path = lock_path(out, shard)
         existing = _read(path)
         if existing is not None and existing.is_live():
             raise RunLockedError(_live_message(path, existing))
         _refuse_overlapping_runs(out, shard, path)
 
     @classmethod
-    def acquire(cls, out: AnyPath, shard: Shard) -> ObjectStoreLock:
+    def acquire(cls, out: UPath, shard: Shard) -> ObjectStoreLock:
         """Lease ``shard`` of ``out``, taking over a lease that ran out.
 
         Raises:
             RunLockedError: a live run holds this shard or uses the folder with another
                 shard count, or another run put its lock at the same moment.
         """
-        from samwsss.pipeline.run_lock import RunLockedError, own_record
-
-        path = out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
+        path = lock_path(out, shard)
         existing = _read(path)
         if existing is not None:
             if existing.is_live():
@@ -201,8 +205,6 @@ def _read(path: AnyPath) -> LeaseRecord | None:
         return None
     record = LeaseRecord.parse(text)
     if record is None:
-        from samwsss.pipeline.run_lock import LockHolder
-
         unknown = LockHolder(pid=-1, host="?", started="?", shard="?", command="?")
         return LeaseRecord(unknown, token="", renewed=0.0)
     return record
@@ -219,8 +221,6 @@ def _live_message(path: AnyPath, record: LeaseRecord) -> str:
 
 def _refuse_overlapping_runs(out: AnyPath, shard: Shard, own: AnyPath) -> None:
     """Raise if a live run of another shard count uses ``out`` (see run_lock)."""
-    from samwsss.pipeline.run_lock import LOCK_NAME, RunLockedError
-
     folder = out / LOCK_DIR
     for name in sorted(list_file_names(folder)):
         match = LOCK_NAME.fullmatch(name)

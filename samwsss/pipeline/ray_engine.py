@@ -28,9 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-import sys
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +42,7 @@ if TYPE_CHECKING:
     from samwsss.pipeline.pipeline import Pipeline
     from samwsss.pipeline.run_folder import FailureLog
     from samwsss.pipeline.runner import RunOptions
-    from samwsss.pipeline.writers import OutputSpec
+    from samwsss.pipeline.writers import OutputSpec, OutputWriter
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +178,8 @@ class RayEngine:
                 "the ray engine rebuilds the pipeline in each actor from its settings, and "
                 "this pipeline has none: build it with Pipeline.from_config (or from_preset)"
             )
-        from samwsss.pipeline.runner import unreadable_reason
-        from samwsss.pipeline.writers import write_outputs, writer_threads
+        from samwsss.pipeline.runner import progress_bar, unreadable_reason
+        from samwsss.pipeline.writers import OutputWriter
 
         ray = _connect(self.address)
         self._cluster = {
@@ -236,10 +233,10 @@ class RayEngine:
             "actors" if actors_write else "driver",
         )  # fmt: skip
         processed = 0
-        threads = writer_threads(spec.root)
-        waiting = max(2 * pipeline.batch_size, 2 * threads)
-        with ThreadPoolExecutor(threads) as writer, _progress(batches) as bar:
-            in_flight: deque[Future[None]] = deque()
+        with (
+            OutputWriter(spec, pipeline.mapping, pipeline.batch_size) as writer,
+            progress_bar(sum(len(batch) for batch in batches), "samwsss[ray]") as bar,
+        ):
             for row in plan.iter_rows():
                 records: list[dict[str, Any]] = pickle.loads(row["payload"])
                 for record in records:
@@ -250,36 +247,10 @@ class RayEngine:
                     if record["image_id"] not in pending:
                         continue  # finished by an earlier run; ran only to keep the batch
                     processed += 1
-                    if record.get("written"):
-                        continue  # its actor wrote it
-                    result = record["result"]
-                    in_flight.append(
-                        writer.submit(
-                            write_outputs, spec, record["image_id"], record["image"],
-                            result.mask, result.detections, pipeline.mapping, result.tags,
-                            result.tag_sources,
-                        )
-                    )  # fmt: skip
+                    if not record.get("written"):  # else its actor wrote it
+                        writer.submit(record["image_id"], record["image"], record["result"])
                 bar.update(len(records))
-                while len(in_flight) > waiting:
-                    in_flight.popleft().result()
-            while in_flight:
-                in_flight.popleft().result()
         return processed
-
-
-def _progress(batches: list[list[str]]) -> Any:
-    """The driver's progress bar over the planned images."""
-    from tqdm.auto import tqdm
-
-    interactive = sys.stderr.isatty()
-    return tqdm(
-        total=sum(len(batch) for batch in batches),
-        unit="img",
-        desc="samwsss[ray]",
-        dynamic_ncols=interactive,
-        mininterval=0.1 if interactive else 30.0,
-    )
 
 
 def _check_resources_message(engine: RayEngine, cluster: dict[str, float]) -> str | None:
@@ -387,7 +358,7 @@ class _PipelineActor:
         self.keep_masks = keep_masks
         self.overlay_ids = overlay_ids
         self.spec = spec  # None: the driver writes
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: OutputWriter | None = None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run each decoded batch; write its outputs when this actor writes; return
@@ -446,23 +417,12 @@ class _PipelineActor:
     ) -> set[str]:
         """Write the outputs of the ids in ``to_write`` that ran; returns them once every
         file is in place (a record saying "written" is true)."""
-        from samwsss.pipeline.writers import write_outputs, writer_threads
+        from samwsss.pipeline.writers import OutputWriter
 
-        chosen = [item for item in items if item["image_id"] in to_write]
-        chosen = [item for item in chosen if item["image_id"] in results]
-        if not chosen:
-            return set()
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(writer_threads(spec.root))
-        futures = [
-            self._writer.submit(
-                write_outputs, spec, item["image_id"], item["image"],
-                results[item["image_id"]].mask, results[item["image_id"]].detections,
-                self.pipeline.mapping, results[item["image_id"]].tags,
-                results[item["image_id"]].tag_sources,
-            )
-            for item in chosen
-        ]  # fmt: skip
-        for future in futures:
-            future.result()
+        chosen = [i for i in items if i["image_id"] in to_write and i["image_id"] in results]
+        if self._writer is None:  # one pool of writer threads for the actor's life
+            self._writer = OutputWriter(spec, self.pipeline.mapping, self.pipeline.batch_size)
+        for item in chosen:
+            self._writer.submit(item["image_id"], item["image"], results[item["image_id"]])
+        self._writer.drain()
         return {item["image_id"] for item in chosen}

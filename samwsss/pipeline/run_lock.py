@@ -45,14 +45,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.run_folder import LOCK_DIR, RunConflictError
 from samwsss.storage import AnyPath
 
 if TYPE_CHECKING:
+    from upath import UPath
+
     from samwsss.pipeline.object_lock import ObjectStoreLock
+
+#: A run folder's path type, kept by :func:`lock_path`.
+FolderT = TypeVar("FolderT", Path, "UPath")
 
 try:
     import fcntl
@@ -103,8 +108,8 @@ class LockHolder:
         )
 
 
-def lock_path(out: AnyPath, shard: Shard) -> AnyPath:
-    """The lock file of ``shard`` of the run folder ``out``."""
+def lock_path(out: FolderT, shard: Shard) -> FolderT:
+    """The lock file of ``shard`` of the run folder ``out`` (local, or on an object store)."""
     return out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
 
 
@@ -157,7 +162,7 @@ class RunLock:
         if out.exists() and not out.is_dir():
             raise RunConflictError(f"{out} is a file: --out must be a folder")
         made_out = None if out.exists() else out
-        path = out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
+        path = lock_path(out, shard)
         record = own_record(shard)
         for _ in range(_ATTEMPTS):
             # (again each time: a shard that just finished removes the folder when empty)

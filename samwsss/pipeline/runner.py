@@ -12,9 +12,8 @@ import os
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +37,7 @@ from samwsss.pipeline.run_folder import (
     run_identity,
 )
 from samwsss.pipeline.run_lock import RunLockedError, hold_run_lock
-from samwsss.pipeline.writers import OutputSpec, write_outputs, writer_threads
+from samwsss.pipeline.writers import OutputSpec, OutputWriter
 from samwsss.stages.pil_resize import PilResize
 from samwsss.storage import AnyPath, as_path, open_binary, put_bytes, remove_file
 from samwsss.workers import exit_with_parent
@@ -361,16 +360,11 @@ def _run_batches(
 ) -> int:
     """Decode, run and write the planned batches; returns how many images got outputs.
 
-    Writes run in threads overlapping the models (two for a local folder, more for an
-    object store, see :func:`~samwsss.pipeline.writers.writer_threads`); at most two
-    batches of writes (or two per thread) wait.
+    Writes run in threads overlapping the models (:class:`~samwsss.pipeline.writers.OutputWriter`).
     """
     processed = 0
     show_progress = "RANK" not in os.environ or os.environ.get("RANK") == "0"
-    threads = writer_threads(spec.root)
-    waiting = max(2 * pipeline.batch_size, 2 * threads)
-    with ThreadPoolExecutor(threads) as writer:
-        in_flight: deque[Future[None]] = deque()
+    with OutputWriter(spec, pipeline.mapping, pipeline.batch_size) as writer:
         resizes = pipeline.host_resizes(options.route)
         for batch in _load(dataset, batches, options.workers, show_progress, resizes):
             good = [item for item in batch if _readable(item, options.route, failures)]
@@ -386,17 +380,8 @@ def _run_batches(
             for item, result in zip(good, results, strict=True):
                 if item["image_id"] not in pending:
                     continue  # finished by an earlier run; ran only to keep the batch as it was
-                in_flight.append(
-                    writer.submit(
-                        write_outputs, spec, item["image_id"], item["image"], result.mask,
-                        result.detections, pipeline.mapping, result.tags, result.tag_sources,
-                    )
-                )  # fmt: skip
+                writer.submit(item["image_id"], item["image"], result)
                 processed += 1
-            while len(in_flight) > waiting:
-                in_flight.popleft().result()
-        while in_flight:
-            in_flight.popleft().result()
     return processed
 
 
@@ -459,6 +444,22 @@ def _size_reader(dataset: SegmentationDataset, ids: list[str]) -> Any:
     return sizes.get
 
 
+def progress_bar(total: int, description: str, enabled: bool = True) -> Any:
+    """A tqdm bar over ``total`` images: live on a terminal, a line every 30 s in a log
+    file (torchrun, slurm, ray jobs)."""
+    from tqdm.auto import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        unit="img",
+        desc=description,
+        dynamic_ncols=interactive,
+        mininterval=0.1 if interactive else 30.0,
+        disable=not enabled,
+    )
+
+
 def _load(
     dataset: SegmentationDataset,
     batches: list[list[str]],
@@ -470,7 +471,6 @@ def _load(
     the workers also compute ``resizes`` of each image."""
     if not batches:
         return
-    from tqdm.auto import tqdm
 
     ids = [image_id for batch in batches for image_id in batch]
     positions, start = [], 0
@@ -485,16 +485,7 @@ def _load(
         collate_fn=_collate,
         prefetch_factor=4 if workers else None,
     )
-    interactive = sys.stderr.isatty()
-    # on a terminal a live bar; in a log file (torchrun, slurm) a line every 30 s
-    with tqdm(
-        total=len(ids),
-        unit="img",
-        desc="samwsss",
-        dynamic_ncols=interactive,
-        mininterval=0.1 if interactive else 30.0,
-        disable=not show_progress,
-    ) as bar:
+    with progress_bar(len(ids), "samwsss", enabled=show_progress) as bar:
         for batch in loader:
             yield batch
             bar.update(len(batch))

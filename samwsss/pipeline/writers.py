@@ -44,6 +44,59 @@ def writer_threads(root: AnyPath) -> int:
     return LOCAL_WRITERS if isinstance(root, Path) else REMOTE_WRITERS
 
 
+class OutputWriter:
+    """Writes images' outputs (:func:`write_outputs`) in :func:`writer_threads` threads,
+    overlapping the models; at most two batches of writes (or two per thread) wait, and a
+    write's error is raised by a later :meth:`submit` or by :meth:`drain`.
+
+    Use as a context manager: leaving the block normally waits for every write.
+
+    Args:
+        spec: what to write, and where.
+        mapping: the run's classes (instance names, overlay legends).
+        batch_size: the pipeline's batch size (bounds the writes waiting).
+    """
+
+    def __init__(self, spec: OutputSpec, mapping: ClassMapping, batch_size: int) -> None:
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        threads = writer_threads(spec.root)
+        self.spec = spec
+        self.mapping = mapping
+        self._limit = max(2 * batch_size, 2 * threads)
+        self._pool = ThreadPoolExecutor(threads)
+        self._in_flight: deque[Future[None]] = deque()
+
+    def submit(self, image_id: str, image: np.ndarray | None, result: Any) -> None:
+        """Queue the outputs of ``image_id`` from its
+        :class:`~samwsss.pipeline.pipeline.PipelineResult` (``image`` is needed only for an
+        overlay); waits while too many writes are queued."""
+        self._in_flight.append(
+            self._pool.submit(
+                write_outputs, self.spec, image_id, image, result.mask, result.detections,
+                self.mapping, result.tags, result.tag_sources,
+            )
+        )  # fmt: skip
+        while len(self._in_flight) > self._limit:
+            self._in_flight.popleft().result()
+
+    def drain(self) -> None:
+        """Wait for every queued write (raising the first error)."""
+        while self._in_flight:
+            self._in_flight.popleft().result()
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        try:
+            if kind is None:
+                self.drain()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """Which outputs a run writes.
@@ -171,20 +224,23 @@ def instances_to_json(
 def write_outputs(
     spec: OutputSpec,
     image_id: str,
-    image: np.ndarray,
+    image: np.ndarray | None,
     mask: np.ndarray,
     detections: Detections,
     mapping: ClassMapping,
     tags: dict[str, float] | None = None,
     tag_sources: dict[int, tuple[str, ...]] | None = None,
 ) -> None:
-    """Write every requested output of one image, atomically, the semantic mask last."""
+    """Write every requested output of one image, atomically, the semantic mask last
+    (``image`` is drawn on for an overlay, and may be ``None`` for an image without one)."""
     if spec.instances:
         record = instances_to_json(image_id, detections, mapping, tags, tag_sources)
         atomic_write_json(
             spec.root / INSTANCES_DIR / f"{image_id}.json", record, indent=None, fsync=False
         )
     if image_id in spec.overlay_ids:
+        if image is None:
+            raise ValueError(f"{image_id} gets an overlay: write_outputs needs its image")
         from PIL import Image
 
         from samwsss.pipeline.overlay import draw_overlay
