@@ -38,7 +38,7 @@ def tiny_sam_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
+def tiny_run_options(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
     """CLI options of a run with the tiny Grounding DINO and SAM on the CPU (the thresholds
     make the random models find a few boxes), batches of 2."""
     return [
@@ -46,6 +46,12 @@ def models(tiny_gdino_small_dir: Path, tiny_sam_session_dir: Path) -> list[str]:
         "--box-threshold", "0.2", "--text-threshold", "0", "--device", "cpu",
         "--batch-size", "2",
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def models(tiny_run_options: list[str]) -> list[str]:
+    """:func:`tiny_run_options`, under the name the run tests use (a module may add to it)."""
+    return tiny_run_options
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +77,36 @@ def without_s3fs(monkeypatch: pytest.MonkeyPatch) -> None:
     for protocol in ("s3", "s3a"):
         monkeypatch.delitem(registry_module._registry, protocol, raising=False)
     monkeypatch.setitem(sys.modules, "s3fs", None)
+
+
+@pytest.fixture(scope="session")
+def kill_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The VOC fixture with one undecodable image (tests/forked_runs.py: make_kill_tree)."""
+    from tests.forked_runs import make_kill_tree
+
+    return make_kill_tree(tmp_path_factory.mktemp("kill_tree"))
+
+
+@pytest.fixture(scope="session")
+def kill_reference(
+    kill_tree: Path, tiny_run_options: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The outputs of an uninterrupted run of ``run_args`` over :func:`kill_tree` (one torch
+    thread, as every run compared with it; the thread count is restored after)."""
+    import torch
+    from click.testing import CliRunner
+
+    from samwsss.cli import cli
+    from tests.forked_runs import leftovers, run_args
+
+    out = tmp_path_factory.mktemp("kill_reference") / "out"
+    threads = torch.get_num_threads()
+    try:
+        args = run_args(kill_tree, out, tiny_run_options)
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert "3 images processed" in result.output and "1 unreadable" in result.output
+    assert "mIoU" in result.output and leftovers(out) == []
+    return out

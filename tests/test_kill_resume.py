@@ -27,7 +27,6 @@ from tests.forked_runs import (
     failure_ids,
     fork_cli,
     leftovers,
-    make_kill_tree,
     manifest_config,
     output_hashes,
     run_args,
@@ -38,22 +37,6 @@ from tests.forked_runs import (
 @pytest.fixture(scope="module", autouse=True)
 def _threads(torch_threads_restored: None) -> None:
     """Runs here use one torch thread; restored after the module."""
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_kill_tree(tmp_path_factory.mktemp("kill_tree"))
-
-
-@pytest.fixture(scope="module")
-def reference(tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The outputs of an uninterrupted run."""
-    out = tmp_path_factory.mktemp("kill_reference") / "out"
-    result = CliRunner().invoke(cli, run_args(tree, out, models), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    assert "3 images processed" in result.output and "1 unreadable" in result.output
-    assert "mIoU" in result.output and leftovers(out) == []
-    return out
 
 
 def _committed(out: Path) -> list[Path]:
@@ -91,14 +74,14 @@ KILL_POINTS = ["failure:1", "batch:1", "temp:2", "commit:5", "image:2", "commit:
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_a_killed_run_resumes_to_the_same_outputs(
     point: str,
-    tree: Path,
+    kill_tree: Path,
     models: list[str],
-    reference: Path,
+    kill_reference: Path,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     out = tmp_path / "out"
-    args = run_args(tree, out, models)
+    args = run_args(kill_tree, out, models)
     log = tmp_path / "killed.log"
     pid = fork_cli(args, log, {KILL_AT: point})
     assert wait_exit(pid) == -signal.SIGKILL, log.read_text()
@@ -108,21 +91,21 @@ def test_a_killed_run_resumes_to_the_same_outputs(
         resumed = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert resumed.exit_code == 0, resumed.output
     assert "taking over the lock of a dead run" in caplog.text and f"pid {pid} " in caplog.text
-    assert output_hashes(out) == output_hashes(reference)
-    assert manifest_config(out) == manifest_config(reference)
+    assert output_hashes(out) == output_hashes(kill_reference)
+    assert manifest_config(out) == manifest_config(kill_reference)
     assert leftovers(out) == []
     assert failure_ids(out) == [CORRUPT_ID]  # logged once, by whichever run saw it first
 
 
 @pytest.fixture(scope="module")
 def killed_with_workers(
-    tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory
+    kill_tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[list[str], Path, list[int], float]:
     """A run with 2 DataLoader workers killed after its first output file: its command,
     folder, the workers' pids and the time of the kill."""
     folder = tmp_path_factory.mktemp("kill_workers")
     out = folder / "out"
-    args = [*run_args(tree, out, models), "--workers", "2"]
+    args = [*run_args(kill_tree, out, models), "--workers", "2"]
     children = folder / "children.txt"
     log = folder / "killed.log"
     pid = fork_cli(args, log, {KILL_AT: "commit:1", KILL_CHILDREN: str(children)})
@@ -144,11 +127,11 @@ def test_no_worker_outlives_a_killed_run(
 
 
 def test_a_run_killed_with_workers_resumes_to_the_same_outputs(
-    killed_with_workers: tuple[list[str], Path, list[int], float], reference: Path
+    killed_with_workers: tuple[list[str], Path, list[int], float], kill_reference: Path
 ) -> None:
     args, out, workers, _ = killed_with_workers
     assert len(workers) == 2
     resumed = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert resumed.exit_code == 0, resumed.output
-    assert output_hashes(out) == output_hashes(reference)
+    assert output_hashes(out) == output_hashes(kill_reference)
     assert leftovers(out) == [] and failure_ids(out) == [CORRUPT_ID]

@@ -22,38 +22,20 @@ from tests.forked_runs import (
     CORRUPT_ID,
     failure_ids,
     leftovers,
-    make_kill_tree,
     output_hashes,
     run_args,
 )
+from tests.ray_cluster import local_ray_cluster, source_pythonpath
 from tests.test_cli_run import _bad_image_folder, _outputs
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    if ray.is_initialized():
-        ray.shutdown()
-    # ray.init installs its own SIGTERM/SIGINT handlers in this process; give the next
-    # modules (the run lock's SIGTERM test) back the ones they had
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-        logging_level="WARNING",
-    )
-    try:
+    with local_ray_cluster():
         yield
-    finally:
-        ray.shutdown()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="module")
@@ -233,21 +215,6 @@ def test_ray_zero_shot_identical_to_local(
     assert outputs == _outputs(tmp_path / "local")
 
 
-@pytest.fixture(scope="module")
-def kill_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_kill_tree(tmp_path_factory.mktemp("ray_kill_tree"))
-
-
-@pytest.fixture(scope="module")
-def kill_reference(
-    kill_tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    out = tmp_path_factory.mktemp("ray_kill_reference") / "out"
-    result = _run(run_args(kill_tree, out, models))
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.mark.parametrize(
     ("writes", "point"),
     [("driver", "commit:3"), ("actors", "failure:1")],
@@ -277,9 +244,7 @@ def test_a_killed_ray_run_resumes_to_the_same_outputs(
         **os.environ,
         KILL_AT: point,
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
-        ),
+        "PYTHONPATH": source_pythonpath(),
     }
     killed = subprocess.run(
         [sys.executable, "-m", "samwsss.testing.killpoints", *args],

@@ -32,7 +32,6 @@ from tests.forked_runs import (
     failure_ids,
     fork_cli,
     leftovers,
-    make_kill_tree,
     manifest_config,
     output_hashes,
     run_args,
@@ -53,20 +52,6 @@ def _quick_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(object_lock, "SETTLE_SECONDS", 0.0)
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_kill_tree(tmp_path_factory.mktemp("remote_tree"))
-
-
-@pytest.fixture(scope="module")
-def reference(tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted run into a local folder."""
-    out = tmp_path_factory.mktemp("remote_reference") / "out"
-    result = CliRunner().invoke(cli, run_args(tree, out, models), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def _memory_url() -> str:
     return f"memory://samwsss-test-{uuid.uuid4().hex}/run"
 
@@ -83,16 +68,16 @@ def _download(url: str, local: Path) -> Path:
 
 
 def test_memory_out_equals_the_local_run(
-    tree: Path, models: list[str], reference: Path, tmp_path: Path
+    kill_tree: Path, models: list[str], kill_reference: Path, tmp_path: Path
 ) -> None:
     url = _memory_url()
-    result = CliRunner().invoke(cli, run_args(tree, url, models), catch_exceptions=False)
+    result = CliRunner().invoke(cli, run_args(kill_tree, url, models), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "3 images processed" in result.output and "1 unreadable" in result.output
     assert "mIoU" in result.output
     copy = _download(url, tmp_path / "copy")
-    assert output_hashes(copy) == output_hashes(reference)
-    assert manifest_config(copy) == manifest_config(reference)
+    assert output_hashes(copy) == output_hashes(kill_reference)
+    assert manifest_config(copy) == manifest_config(kill_reference)
     assert leftovers(copy) == []  # no temporaries, the lock removed
     manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"] == {"images": 4, "complete": 3, "failed": 1, "remaining": 0}
@@ -100,36 +85,36 @@ def test_memory_out_equals_the_local_run(
 
 
 def test_memory_out_resumes_after_max_images(
-    tree: Path, models: list[str], reference: Path, tmp_path: Path
+    kill_tree: Path, models: list[str], kill_reference: Path, tmp_path: Path
 ) -> None:
     url = _memory_url()
     first = CliRunner().invoke(
         cli,
-        run_args(tree, url, models, "--max-images", "2"),
+        run_args(kill_tree, url, models, "--max-images", "2"),
         catch_exceptions=False,
     )
     assert first.exit_code == 0, first.output
     assert "1 images processed" in first.output  # the failure and one image
-    second = CliRunner().invoke(cli, run_args(tree, url, models), catch_exceptions=False)
+    second = CliRunner().invoke(cli, run_args(kill_tree, url, models), catch_exceptions=False)
     assert second.exit_code == 0, second.output
     assert "2 images processed, 1 already done" in second.output
     copy = _download(url, tmp_path / "copy")
-    assert output_hashes(copy) == output_hashes(reference)
+    assert output_hashes(copy) == output_hashes(kill_reference)
     assert failure_ids(copy) == [CORRUPT_ID]
 
 
-def test_memory_out_holding_another_run_is_refused(tree: Path, models: list[str]) -> None:
+def test_memory_out_holding_another_run_is_refused(kill_tree: Path, models: list[str]) -> None:
     url = _memory_url()
     as_path(url + "/config.yaml").write_text("route: zero-shot\n")
-    result = CliRunner().invoke(cli, run_args(tree, url, models))
+    result = CliRunner().invoke(cli, run_args(kill_tree, url, models))
     assert result.exit_code != 0
     assert "holds a different run" in result.output and "--overwrite" in result.output
 
 
 def test_a_missing_storage_package_is_named(
-    tree: Path, models: list[str], without_s3fs: None
+    kill_tree: Path, models: list[str], without_s3fs: None
 ) -> None:
-    result = CliRunner().invoke(cli, run_args(tree, "s3://bucket/run", models))
+    result = CliRunner().invoke(cli, run_args(kill_tree, "s3://bucket/run", models))
     assert result.exit_code != 0
     assert "needs s3fs" in result.output and "pip install s3fs" in result.output
 
@@ -142,15 +127,15 @@ KILL_POINTS = ["failure:1", "temp:2", "commit:3", "image:2"]
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_a_killed_object_store_run_resumes_to_the_same_outputs(
     point: str,
-    tree: Path,
+    kill_tree: Path,
     models: list[str],
-    reference: Path,
+    kill_reference: Path,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     folder = tmp_path / "bucket" / "run"
     url = f"objdisk://{folder}"
-    args = run_args(tree, url, models)
+    args = run_args(kill_tree, url, models)
     pid = fork_cli(args, tmp_path / "killed.log", {KILL_AT: point})
     assert wait_exit(pid) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
     assert (folder / ".lock" / "shard-0-of-1.json").is_file()  # SIGKILL leaves the lease
@@ -163,7 +148,7 @@ def test_a_killed_object_store_run_resumes_to_the_same_outputs(
     assert resumed.exit_code == 0, resumed.output
     assert "taking over the lock of a finished or dead run" in caplog.text
     assert f"pid {pid} " in caplog.text
-    assert output_hashes(folder) == output_hashes(reference)
+    assert output_hashes(folder) == output_hashes(kill_reference)
     assert leftovers(folder) == []
     assert failure_ids(folder) == [CORRUPT_ID]
 
@@ -186,10 +171,10 @@ def _foreign_lock(url: str, shard: str = "0-of-1", host: str = "elsewhere", age:
     return path
 
 
-def test_a_live_lease_refuses_a_second_run(tree: Path, models: list[str]) -> None:
+def test_a_live_lease_refuses_a_second_run(kill_tree: Path, models: list[str]) -> None:
     url = _memory_url()
     with hold_run_lock(as_path(url), Shard()):
-        result = CliRunner().invoke(cli, run_args(tree, url, models))
+        result = CliRunner().invoke(cli, run_args(kill_tree, url, models))
     assert result.exit_code != 0
     assert "in use by another samwsss run" in result.output and "renewed" in result.output
     assert not as_path(url + "/.lock/shard-0-of-1.json").exists()  # released
@@ -304,17 +289,17 @@ def test_the_early_check_reads_the_locks_and_writes_nothing() -> None:
 
 
 def test_a_run_reads_its_dataset_from_an_object_store(
-    tree: Path, models: list[str], reference: Path, tmp_path: Path
+    kill_tree: Path, models: list[str], kill_reference: Path, tmp_path: Path
 ) -> None:
     """Data and outputs both in memory://: the masks, instances and overlays of the local
     run, and its mIoU (the config, failure reasons and report name the URL instead)."""
     data_url = f"memory://samwsss-data-{uuid.uuid4().hex}/voc"
     fs = fsspec.filesystem("memory")
-    for path in sorted(tree.rglob("*")):
+    for path in sorted(kill_tree.rglob("*")):
         if path.is_file():
-            fs.pipe_file(f"{data_url}/{path.relative_to(tree)}", path.read_bytes())
+            fs.pipe_file(f"{data_url}/{path.relative_to(kill_tree)}", path.read_bytes())
     url = _memory_url()
-    args = run_args(tree, url, models)
+    args = run_args(kill_tree, url, models)
     args[args.index("--data") + 1] = data_url
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -325,7 +310,7 @@ def test_a_run_reads_its_dataset_from_an_object_store(
         outputs = ("masks/", "masks_plain/", "instances/", "overlays/")
         return {k: v for k, v in output_hashes(folder).items() if k.startswith(outputs)}
 
-    assert per_image(copy) == per_image(reference)
+    assert per_image(copy) == per_image(kill_reference)
     assert failure_ids(copy) == [CORRUPT_ID]
     assert data_url in (copy / "failures" / "failures.jsonl").read_text()
     assert data_url in (copy / "config.yaml").read_text()
@@ -333,4 +318,4 @@ def test_a_run_reads_its_dataset_from_an_object_store(
     def miou(folder: Path) -> float:
         return float(json.loads((folder / "evaluation.json").read_text())["miou"])
 
-    assert miou(copy) == miou(reference)
+    assert miou(copy) == miou(kill_reference)

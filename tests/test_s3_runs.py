@@ -25,17 +25,16 @@ from samwsss.testing.killpoints import KILL_AT
 from tests.forked_runs import (
     CORRUPT_ID,
     fork_cli,
-    make_kill_tree,
     output_hashes,
     run_args,
     wait_exit,
 )
+from tests.ray_cluster import local_ray_cluster
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 pytest.importorskip("boto3")
 
-ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "samwsss-test"
 PER_IMAGE = ("masks/", "masks_plain/", "instances/", "overlays/")
 
@@ -75,30 +74,17 @@ def _threads(torch_threads_restored: None) -> None:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_kill_tree(tmp_path_factory.mktemp("s3_tree"))
-
-
-@pytest.fixture(scope="module")
-def data_url(s3: dict[str, str], tree: Path) -> str:
-    """The kill tree uploaded to the bucket."""
+def data_url(s3: dict[str, str], kill_tree: Path) -> str:
+    """The kill kill_tree uploaded to the bucket."""
     import boto3
 
     client = boto3.client("s3")
-    for path in sorted(tree.rglob("*")):
+    for path in sorted(kill_tree.rglob("*")):
         if path.is_file():
             client.put_object(
-                Bucket=BUCKET, Key=f"voc/{path.relative_to(tree)}", Body=path.read_bytes()
+                Bucket=BUCKET, Key=f"voc/{path.relative_to(kill_tree)}", Body=path.read_bytes()
             )
     return f"s3://{BUCKET}/voc"
-
-
-@pytest.fixture(scope="module")
-def reference(tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("s3_reference") / "out"
-    result = _run(run_args(tree, out, models))
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def _run(args: list[str]) -> Result:
@@ -135,19 +121,19 @@ def _read(key: str) -> bytes:
 
 
 def test_an_s3_run_equals_the_local_run_and_resumes_from_the_bucket(
-    data_url: str, reference: Path, models: list[str]
+    data_url: str, kill_reference: Path, models: list[str]
 ) -> None:
     out = f"s3://{BUCKET}/runs/plain"
     result = _run(_s3_args(data_url, out, models))
     assert result.exit_code == 0, result.output
     assert "3 images processed" in result.output and "1 unreadable" in result.output
     objects = _bucket_hashes("runs/plain/")
-    assert _per_image(objects) == _per_image(output_hashes(reference))
+    assert _per_image(objects) == _per_image(output_hashes(kill_reference))
     assert not any(key.startswith(".lock/") for key in objects)  # the lease removed
     failures = _read("runs/plain/failures/failures.jsonl").decode().splitlines()
     assert [json.loads(line)["image_id"] for line in failures] == [CORRUPT_ID]
     evaluation = json.loads(_read("runs/plain/evaluation.json"))
-    expected = json.loads((reference / "evaluation.json").read_text())
+    expected = json.loads((kill_reference / "evaluation.json").read_text())
     assert evaluation["miou"] == expected["miou"]
     manifest = json.loads(_read("runs/plain/manifest.json"))
     assert manifest["counts"] == {"images": 4, "complete": 3, "failed": 1, "remaining": 0}
@@ -159,7 +145,7 @@ def test_an_s3_run_equals_the_local_run_and_resumes_from_the_bucket(
 
 
 def test_a_killed_s3_run_resumes_to_the_same_objects(
-    data_url: str, reference: Path, models: list[str], tmp_path: Path
+    data_url: str, kill_reference: Path, models: list[str], tmp_path: Path
 ) -> None:
     out = f"s3://{BUCKET}/runs/killed"
     args = _s3_args(data_url, out, models)
@@ -167,40 +153,25 @@ def test_a_killed_s3_run_resumes_to_the_same_objects(
     assert wait_exit(pid) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()
     left = _bucket_hashes("runs/killed/")
     assert ".lock/shard-0-of-1.json" in left and "manifest.json" not in left
-    assert 3 <= len(_per_image(left)) < len(_per_image(output_hashes(reference)))
+    assert 3 <= len(_per_image(left)) < len(_per_image(output_hashes(kill_reference)))
     resumed = _run(args)
     assert resumed.exit_code == 0, resumed.output
     objects = _bucket_hashes("runs/killed/")
-    assert _per_image(objects) == _per_image(output_hashes(reference))
+    assert _per_image(objects) == _per_image(output_hashes(kill_reference))
     assert not any(key.startswith(".lock/") for key in objects)
 
 
 def test_ray_actors_write_their_objects_to_s3(
-    s3: dict[str, str], data_url: str, reference: Path, models: list[str]
+    s3: dict[str, str], data_url: str, kill_reference: Path, models: list[str]
 ) -> None:
     """--out s3://: the actors (other processes, reaching the bucket themselves) write."""
-    ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
-    if ray.is_initialized():
-        ray.shutdown()
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": path, **s3}},
-        logging_level="WARNING",
-    )
-    try:
-        out = f"s3://{BUCKET}/runs/ray"
-        engine = ["--engine", "ray", "--ray-actors", "1", "--ray-decode-tasks", "1"]
+    out = f"s3://{BUCKET}/runs/ray"
+    engine = ["--engine", "ray", "--ray-actors", "1", "--ray-decode-tasks", "1"]
+    with local_ray_cluster(env_vars=s3):
         result = _run([*_s3_args(data_url, out, models), *engine])
-    finally:
-        ray.shutdown()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
     assert result.exit_code == 0, result.output
     objects = _bucket_hashes("runs/ray/")
-    assert _per_image(objects) == _per_image(output_hashes(reference))
+    assert _per_image(objects) == _per_image(output_hashes(kill_reference))
     manifest = json.loads(_read("runs/ray/manifest.json"))
     assert manifest["environment"]["engine"]["writes"] == "actors"  # auto, resolved
