@@ -9,6 +9,7 @@ mean/std) come from the checkpoint's image processor config.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 
@@ -120,7 +121,7 @@ class TransformersSamBackend(SamBackend):
 
 
 def load_transformers_backend(
-    name_or_path: str, *, hq_token_only: bool = False, **hub_kwargs: object
+    name_or_path: str, *, hq_token_only: bool = False, **hub_kwargs: Any
 ) -> TransformersSamBackend:
     """Load a SAM / SAM-HQ / SAM 2 checkpoint (hub id or local directory).
 
@@ -155,7 +156,7 @@ def load_transformers_backend(
         from transformers import SamHQModel as model_class  # type: ignore[assignment]
     else:
         from transformers import Sam2Model as model_class  # type: ignore[assignment]
-    model = model_class.from_pretrained(name_or_path, **hub_kwargs)  # type: ignore[arg-type]
+    model = model_class.from_pretrained(name_or_path, **hub_kwargs)
     geometry, normalize = _processor_settings(name_or_path, family, model.config, hub_kwargs)
     logger.info("loaded %s (%s) from %s", type(model).__name__, family, name_or_path)
     return TransformersSamBackend(
@@ -169,7 +170,7 @@ def load_transformers_backend(
 
 
 def _processor_settings(
-    name_or_path: str, family: str, config: object, hub_kwargs: dict[str, object]
+    name_or_path: str, family: str, config: object, hub_kwargs: dict[str, Any]
 ) -> tuple[InputGeometry, NormalizeFn]:
     """Geometry and normalisation from the checkpoint's image processor config."""
     from transformers import AutoImageProcessor
