@@ -11,9 +11,11 @@ not at all, and leaves no temporary behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Union
@@ -25,6 +27,45 @@ if TYPE_CHECKING:
 Target = Union[str, "os.PathLike[str]", "UPath"]
 
 TEMP_PREFIX = ".tmp-"
+
+_UMASK_LOCK = threading.Lock()
+
+
+@functools.cache
+def _process_umask() -> int:
+    """The process umask, read once (Linux: from /proc without changing it)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:  # elsewhere the only way to read it is to set it and put it back
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The permission bits a plain ``open(path, "w")`` would give a new file: ``0o666``
+    less the umask (``0o644`` under the usual umask 022)."""
+    return 0o666 & ~_process_umask()
+
+
+def make_temporary(target: Path) -> tuple[int, str]:
+    """A new temporary file beside ``target`` (``.tmp-<name>.<random>``), readable as a
+    plain new file would be (:func:`new_file_mode`; ``mkstemp`` alone gives ``0o600``).
+
+    Returns:
+        ``(descriptor, path)`` of the open temporary; the caller renames or removes it.
+    """
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+    try:
+        os.fchmod(fd, new_file_mode())
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    return fd, name
 
 
 @contextlib.contextmanager
@@ -52,7 +93,7 @@ def atomic_open(path: Target, mode: str = "wb", fsync: bool = True) -> Iterator[
         return
     target = Path(path)  # type: ignore[arg-type]
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + target.name + ".", dir=target.parent)
+    fd, tmp_name = make_temporary(target)
     encoding = "utf-8" if mode == "w" else None
     try:
         with os.fdopen(fd, mode, encoding=encoding) as handle:

@@ -38,7 +38,6 @@ import shlex
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from samwsss.atomic import make_temporary
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.run_folder import LOCK_DIR, RunConflictError
 from samwsss.storage import AnyPath
@@ -276,7 +276,7 @@ def _create(path: Path, record: bytes) -> int | None:
     """Create ``path`` holding ``record``, record-locked from the moment it appears; the
     open descriptor, or ``None`` when the file exists (or its folder vanished)."""
     try:
-        fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        fd, temporary = make_temporary(path)
     except FileNotFoundError:
         return None
     try:
