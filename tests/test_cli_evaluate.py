@@ -134,6 +134,22 @@ def test_usage_errors(folders: tuple[Path, Path]) -> None:
     assert split_alone.exit_code != 0 and "--split" in split_alone.output
 
 
+@pytest.mark.parametrize("ground_truth", ["gt-dir", "voc-like"])
+def test_a_missing_pred_folder_is_named_before_the_ground_truth(
+    folders: tuple[Path, Path], tmp_path: Path, ground_truth: str
+) -> None:
+    _, gt = folders
+    missing = tmp_path / "no_such_masks"
+    if ground_truth == "gt-dir":
+        truth = ["--gt-dir", str(gt), "--mapping", "voc"]
+    else:  # a dataset path that is itself wrong: --pred is still what the message names
+        truth = ["--data", str(tmp_path / "not_voc"), "--split", "val"]
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(missing), *truth])
+    assert result.exit_code == 1
+    assert f"--pred '{missing}' does not exist" in result.output
+    assert "ground-truth" not in result.output and "split" not in result.output
+
+
 def test_evaluate_voc_split_end_to_end(tmp_path: Path) -> None:
     from tests.data_fixtures import VOC_SPLITS, make_voc_tree, voc_expected_gt
 

@@ -114,10 +114,15 @@ def evaluate_command(
       samwsss evaluate --pred out/masks --gt-dir my_gt --mapping voc
     """
     from samwsss.evaluation import EvaluationWorkerError, evaluate_folder
-    from samwsss.storage import as_path
+    from samwsss.storage import as_path, is_folder
 
     try:
         predictions = as_path(pred_dir)
+        if not is_folder(predictions):  # checked first: the GT may be fine, --pred is not
+            raise ValueError(
+                f"--pred {pred_dir!r} does not exist or is not a folder: give the folder of "
+                "predicted <image_id>.png masks (a run's masks/ folder, e.g. runs/voc_text/masks)"
+            )
         dataset = _open_ground_truth(data, split, gt_dir, mapping, label_source, coco_gt_rule)
         report = evaluate_folder(
             predictions,
