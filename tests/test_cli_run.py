@@ -290,7 +290,8 @@ def test_bad_images_are_recorded_and_skipped(tmp_path: Path, models: list[str]) 
             *models,
         ]
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # done, with unreadable images
+    assert "2 unreadable images (exit code 3" in result.output
     failures = [
         json.loads(line) for line in (out / "failures" / "failures.jsonl").read_text().splitlines()
     ]
@@ -325,6 +326,37 @@ def test_bad_images_are_recorded_and_skipped(tmp_path: Path, models: list[str]) 
         ]
     )
     assert "2 images processed" not in again.output and "8 already done" in again.output
+    assert again.exit_code == 3  # the folder still holds two unreadable images
+
+
+def test_a_run_in_which_no_image_succeeds_fails(tmp_path: Path, models: list[str]) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "labels.json").write_text(json.dumps({"broken.jpg": ["cat"]}))
+    result = _run(
+        ["text-input", "--data", str(folder), "--labels", str(tmp_path / "labels.json"),
+         "--mapping", "voc", "--out", str(tmp_path / "out"), "--workers", "0", *models]
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "no image of the run succeeded: 1 unreadable" in result.output
+    assert "--retry-failures" in result.output
+
+
+@pytest.mark.parametrize(
+    ("complete", "failed", "torchrun", "code"),
+    [(5, 0, False, 0), (5, 2, False, 3), (0, 2, False, 1), (5, 2, True, 0), (0, 2, True, 1),
+     (0, 0, False, 0)],
+)  # fmt: skip
+def test_exit_codes(
+    complete: int, failed: int, torchrun: bool, code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from samwsss.cli.exit_codes import run_exit_code
+
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    if torchrun:  # torchrun's agent stops every shard when one exits non-zero
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+    assert int(run_exit_code(complete, failed)) == code
 
 
 def test_plain_folder_zero_shot_and_user_errors(tmp_path: Path, models: list[str]) -> None:

@@ -31,6 +31,7 @@ from samwsss.cli.common import (
     mapping_option,
     split_option,
 )
+from samwsss.cli.exit_codes import ExitCode, run_exit_code
 
 # Settings a YAML --config file may hold besides the pipeline's own (PipelineConfig fields).
 RUN_KEYS = (
@@ -323,7 +324,7 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
     return pipeline, run
 
 
-def _run(route: str, options: dict[str, Any]) -> None:
+def _run(route: str, options: dict[str, Any]) -> ExitCode:
     from samwsss.checks import check_count
     from samwsss.data import open_dataset
     from samwsss.pipeline.config import preset
@@ -410,6 +411,20 @@ def _run(route: str, options: dict[str, Any]) -> None:
         click.echo(summary.report_table)
     if summary.miou is not None:
         click.echo(f"mIoU {summary.miou * 100:.2f} (report: {run_options.out / 'evaluation.json'})")
+    code = run_exit_code(summary.complete, summary.failed_total)
+    if code == ExitCode.FAILED:
+        raise click.ClickException(
+            f"no image of the run succeeded: {summary.failed_total} unreadable, listed with "
+            f"the reason in {run_options.out / FAILURES_DIR}/failures.jsonl; fix or replace "
+            "them and rerun with --retry-failures"
+        )
+    if summary.failed_total:
+        click.echo(
+            f"warning: {summary.failed_total} unreadable images (exit code "
+            f"{int(code)}; see {FAILURES_DIR}/failures.jsonl)",
+            err=True,
+        )
+    return code
 
 
 def _engine(run: dict[str, Any], device: str | None) -> Any:
@@ -492,7 +507,8 @@ def _device_for_rank(device: str | None) -> str | None:
 def text_input_command(**options: Any) -> None:
     """Pseudo masks from image-level labels: Grounding DINO -> SAM -> merged mask per image."""
     with fail_cleanly():
-        _run("text-input", options)
+        code = _run("text-input", options)
+    click.get_current_context().exit(int(code))
 
 
 @click.command("zero-shot")
@@ -500,4 +516,5 @@ def text_input_command(**options: Any) -> None:
 def zero_shot_command(**options: Any) -> None:
     """Masks with no labels: RAM tags -> classes -> Grounding DINO -> SAM -> merged mask."""
     with fail_cleanly():
-        _run("zero-shot", options)
+        code = _run("zero-shot", options)
+    click.get_current_context().exit(int(code))
