@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("samwsss.cli.models", "models_command"),
     "export": ("samwsss.cli.export", "export_command"),
     "report": ("samwsss.cli.report", "report_command"),
+    "try-out": ("samwsss.cli.try_out", "try_out_command"),
 }
 
 SHORT_HELP = {
@@ -37,6 +38,7 @@ SHORT_HELP = {
     "models": "List the models each stage loads by name (registry).",
     "export": "Export a run's instances as COCO results or YOLO-seg labels.",
     "report": "Static HTML report of a run (settings, mIoU, confusion, gallery).",
+    "try-out": "Offline demo on tiny RANDOM models: text-input, report, exports (no download).",
 }
 
 
