@@ -12,6 +12,8 @@ Modules (import them directly; this package imports nothing itself):
   ``segmentation_loss``, ``forward_loss``.
 - :mod:`samwsss.deeplab.distributed` -- ``DistributedContext``, process group set-up and
   teardown, the DDP wrapper.
+- :mod:`samwsss.deeplab.guard` -- ``DivergenceGuard`` (stops a run whose loss becomes
+  non-finite or explodes, before it saves anything) and its ``TrainingDiverged`` error.
 - :mod:`samwsss.deeplab.state` -- training checkpoints (save, load, resume checks) and the
   RNG states they carry.
 - :mod:`samwsss.deeplab.logs` -- ``train_log.csv`` / ``val_log.csv`` and

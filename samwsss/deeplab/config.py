@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import types
 import typing
@@ -30,6 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from samwsss.deeplab.guard import DEFAULT_DIVERGENCE_FACTOR
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ RESUME_MUTABLE = frozenset(
         "gt_dir",
         "init",
         "allow_segmentation_init",
+        "divergence_factor",
     }
 )
 
@@ -119,6 +123,11 @@ class DeepLabConfig:
         reference). Other architectures: ``lr`` is the head's / new layers', the pretrained
         backbone's is ``lr * backbone_lr_mult``. ``clip_grad_norm``: clip the global
         gradient norm to this value (``None``: no clipping).
+        ``divergence_factor``: the divergence guard (:mod:`samwsss.deeplab.guard`) stops
+        the run with ``TrainingDiverged``, before any checkpoint is written from the
+        diverged state, when a logged loss exceeds this factor times the first logged loss
+        (default 1e3); 0 or ``null`` turns this ratio check off. A non-finite (NaN or
+        infinite) loss always stops the run.
 
     Runtime:
         amp: ``"auto"`` (bf16 autocast on CUDA, float32 on CPU), ``"bf16"`` or ``"none"``.
@@ -161,6 +170,7 @@ class DeepLabConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_iterations: int = 0
     clip_grad_norm: float | None = None
+    divergence_factor: float | None = DEFAULT_DIVERGENCE_FACTOR
     # augmentation
     crop_size: int = 321
     scale_min: float = 0.5
@@ -242,6 +252,12 @@ class DeepLabConfig:
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(
                 f"clip_grad_norm must be > 0 or null (no clipping), got {self.clip_grad_norm}"
+            )
+        factor = self.divergence_factor
+        if factor is not None and (not math.isfinite(factor) or factor < 0):
+            raise ValueError(
+                f"divergence_factor must be a number >= 0 (e.g. 1000; 0 or null turns the "
+                f"loss-ratio check off), got {factor}"
             )
         for name in ("lr", "head_lr_mult", "head_bias_lr_mult", "backbone_lr_mult"):
             if getattr(self, name) <= 0:

@@ -5,9 +5,11 @@ A full checkpoint (``checkpoints/last.pt``) is a dict with ``format`` (``CHECKPO
 (:meth:`DeepLabConfig.to_dict`), ``class_names``, ``world_size``, ``arch`` (the
 architecture's name), ``architecture`` (``arch.architecture(model)``: what
 ``arch.rebuild`` needs to make the network again without downloads), ``model`` (CPU state
-dict), ``optimizer`` (its state dict, momentum / moments included) and ``rng``
-(:func:`capture_rng_state`). The final model (``model_final.pt``) has the same keys
-without ``optimizer`` and ``rng``.
+dict), ``optimizer`` (its state dict, momentum / moments included), ``rng``
+(:func:`capture_rng_state`) and ``guard`` (the divergence guard's reference loss,
+:meth:`~samwsss.deeplab.guard.DivergenceGuard.state`; absent in older checkpoints). The
+final model (``model_final.pt``) has the same keys without ``optimizer``, ``rng`` and
+``guard``.
 
 Checkpoints of version 1 (format ``"samwsss-deeplabv2"``, no ``arch`` nor
 ``architecture``) are DeepLabV2 runs; they are read (and resumed) as such.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import io
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +96,8 @@ def checkpoint_state(
     class_names: Sequence[str],
     world_size: int,
     arch: SegmentationArch | None = None,
+    *,
+    guard: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict of the module docstring.
 
@@ -104,6 +108,8 @@ def checkpoint_state(
         iteration: iterations completed.
         world_size: processes of the run (the global batch is ``world_size x batch_size``).
         arch: the architecture of ``model`` (``None``: DeepLabV2 of ``config``).
+        guard: the divergence guard's state, kept in a full checkpoint (so a resumed run
+            compares its losses with the same reference).
     """
     if arch is None:
         from samwsss.deeplab.archs import resolve_arch
@@ -123,6 +129,8 @@ def checkpoint_state(
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
         state["rng"] = capture_rng_state()
+        if guard is not None:
+            state["guard"] = dict(guard)
     return state
 
 

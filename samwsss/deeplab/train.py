@@ -30,8 +30,17 @@ iteration, and the torch / CUDA / numpy / python RNG states. The data order and 
 crop are functions of (seed, sample position), so a resumed run continues with exactly the
 batches the uninterrupted run would have seen.
 
+Divergence: the loss of each log row (already read back to the CPU for the log; no extra
+device sync per iteration) goes through :class:`~samwsss.deeplab.guard.DivergenceGuard`,
+and so does the running window's mean before a checkpoint or validation that falls between
+log rows. A non-finite loss, or one above ``divergence_factor`` x the run's first logged
+loss, raises :class:`~samwsss.deeplab.guard.TrainingDiverged` before anything is saved from
+the diverged state: ``checkpoints/last.pt`` stays the last good checkpoint. Under DDP the
+checked value is the all-reduced mean, so every process stops at the same iteration.
+
 The parts live in their own modules: :mod:`samwsss.deeplab.optim` (parameter groups,
 schedule, loss), :mod:`samwsss.deeplab.distributed` (process group, DDP wrapper),
+:mod:`samwsss.deeplab.guard` (the divergence guard),
 :mod:`samwsss.deeplab.state` (checkpoints, RNG states) and :mod:`samwsss.deeplab.logs`
 (CSV logs, curves). Their public names are importable from this module too.
 """
@@ -42,6 +51,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +71,7 @@ from samwsss.deeplab.distributed import (
     init_distributed,
     wrap_for_training,
 )
+from samwsss.deeplab.guard import DivergenceGuard, TrainingDiverged
 from samwsss.deeplab.logs import (
     LOG_COLUMNS,
     TRAIN_LOG,
@@ -105,6 +116,7 @@ __all__ = [
     "DistributedContext",
     "TrainResult",
     "Trainer",
+    "TrainingDiverged",
     "arch_forward_loss",
     "build_arch_optimizer",
     "build_optimizer",
@@ -112,6 +124,7 @@ __all__ = [
     "count_valid_pixels",
     "forward_loss",
     "init_distributed",
+    "initial_weights_error",
     "loss_targets",
     "plot_training_curves",
     "poly_lr",
@@ -154,6 +167,7 @@ class _Session:
     Attributes:
         model: the bare model (checkpoints, validation).
         train_model: ``model`` or its DDP wrapper (forward and backward).
+        guard: the divergence guard (checks the logged losses, knows the last checkpoint).
     """
 
     ctx: DistributedContext
@@ -163,6 +177,7 @@ class _Session:
     optimizer: torch.optim.Optimizer
     amp: bool
     channels_last: bool
+    guard: DivergenceGuard
 
 
 class _LossWindow:
@@ -188,6 +203,18 @@ class _LossWindow:
             ctx.all_reduce(self.total)
             self.total /= ctx.world_size
         return float(self.total.item()) / self.count
+
+    def peek(self, ctx: DistributedContext) -> float:
+        """:meth:`mean` without touching the sum (the window goes on)."""
+        total = self.total.clone()
+        if ctx.enabled:
+            ctx.all_reduce(total)
+            total /= ctx.world_size
+        return float(total.item()) / self.count
+
+    def first_iteration(self, done: int) -> int:
+        """The first iteration (1-based) of the window when ``done`` iterations are complete."""
+        return done - self.count + 1
 
     def seconds(self) -> float:
         """Wall time since the window started."""
@@ -319,6 +346,11 @@ class Trainer:
         A resumed model is rebuilt from the checkpoint's ``architecture`` (no download).
         Under DDP rank 0 builds first (one download of the initial weights into the cache)
         while the other ranks wait, then they read the cached files.
+
+        Raises:
+            ValueError: the initial weights cannot be read or downloaded (offline and not
+                cached): the message names them, the command that fetches them and
+                ``--init`` (see :func:`initial_weights_error`).
         """
         cfg = self.config
         num_classes = self.dataset.num_classes
@@ -335,11 +367,15 @@ class Trainer:
             if download_first and not ctx.is_main:
                 ctx.barrier()
             torch.manual_seed(cfg.seed)
-            model = self.arch.build(
-                num_classes, cfg.init, allow_segmentation_init=cfg.allow_segmentation_init
-            )
-            if download_first and ctx.is_main:
-                ctx.barrier()
+            try:
+                model = self.arch.build(
+                    num_classes, cfg.init, allow_segmentation_init=cfg.allow_segmentation_init
+                )
+            except OSError as error:  # transformers' "not in the cache and no connection"
+                raise initial_weights_error(cfg.arch, cfg.init, error) from error
+            finally:  # also on failure: the waiting ranks then meet the same error, no hang
+                if download_first and ctx.is_main:
+                    ctx.barrier()
         model.to(device)
         if self._channels_last(device):
             model.to(memory_format=torch.channels_last)
@@ -409,6 +445,14 @@ class Trainer:
         logger.info("resumed %s at iteration %d", self.out_dir, start)
         return start
 
+    def _guard(self, state: dict[str, Any] | None, start: int) -> DivergenceGuard:
+        """The divergence guard: ``config.divergence_factor`` and, when resuming, the
+        reference loss and the checkpoint of ``state``."""
+        guard = DivergenceGuard(self.config.divergence_factor, (state or {}).get("guard"))
+        if state is not None:
+            guard.saved(self.last_checkpoint, start)
+        return guard
+
     def _prepare_run_dir(self, start: int) -> None:
         """Create ``out_dir``, remove a killed run's temporaries, write the config and logs."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -475,6 +519,7 @@ class Trainer:
             optimizer=optimizer,
             amp=self._amp_enabled(device),
             channels_last=self._channels_last(device),
+            guard=self._guard(resume_state, start),
         )
         iterations = int(cfg.iterations or 0)
         logger.info(
@@ -514,11 +559,17 @@ class Trainer:
             loss, lr = self._step(session, loader, iteration)
             done = iteration + 1
             window.add(loss)
+            validating = self._validating and done % cfg.val_every == 0
+            saving = done % cfg.checkpoint_every == 0 or done == iterations
+            first = window.first_iteration(done)
             if done % cfg.log_every == 0 or done == iterations:
                 last_loss = self._log_window(session, window, done, lr)
-            if self._validating and done % cfg.val_every == 0:
+                session.guard.check(last_loss, done, first)
+            elif validating or saving:  # a checkpoint between log rows: check first too
+                session.guard.check(window.peek(session.ctx), done, first)
+            if validating:
                 val_miou = self._validate_and_log(session, done)
-            if done % cfg.checkpoint_every == 0 or done == iterations:
+            if saving:
                 self._save_checkpoints(session, done)
         return last_loss, val_miou
 
@@ -593,11 +644,13 @@ class Trainer:
                 self.dataset.class_names,
                 ctx.world_size,
                 self.arch,
+                guard=session.guard.state(),
             )
             save_checkpoint(state, self.last_checkpoint)
             if self.config.keep_checkpoints:
                 save_checkpoint(state, self.checkpoint_dir / f"iter_{done:07d}.pt")
             self.plot_curves()
+        session.guard.saved(self.last_checkpoint, done)
         ctx.barrier()
 
     def _save_final(self, session: _Session) -> Path:
@@ -623,6 +676,59 @@ class Trainer:
     def plot_curves(self) -> Path | None:
         """Draw ``training_curve.png`` from the CSV logs (matplotlib Agg, no pyplot state)."""
         return plot_training_curves(self.out_dir, title=f"{self.arch.name} training")
+
+
+#: File endings of weight files (an ``init`` that ends so is a file, not a hub id).
+_WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+#: A Hugging Face hub id: ``name`` or ``owner/name`` (letters, digits, ``-_.``).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def initial_weights_error(arch: str, init: str | None, error: OSError) -> ValueError:
+    """The user error for an ``init`` that :meth:`SegmentationArch.build` could not load.
+
+    transformers raises ``OSError`` when a hub id is neither in the Hugging Face cache nor
+    downloadable (offline machine, ``HF_HUB_OFFLINE=1``, no route to the hub); the message
+    names the hub id, the command that downloads it and ``--init`` for a local copy, as
+    ``train-deeplab``'s own ImageNet download error does
+    (:func:`~samwsss.deeplab.model.load_torchvision_backbone`).
+
+    Args:
+        arch: the architecture's name.
+        init: the initial weights asked for (hub id, folder or file).
+        error: what ``build`` raised.
+    """
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    text = str(init)
+    if Path(text).expanduser().exists():
+        return ValueError(
+            f"could not read the initial weights {text} of {arch} ({reason}); pass a readable "
+            "folder (written by save_pretrained or `hf download ... --local-dir`) or file "
+            "with --init"
+        )
+    if not _HUB_ID.fullmatch(text) or text.lower().endswith(_WEIGHT_FILE_SUFFIXES):
+        return ValueError(
+            f"--init {text!r} ({arch}) is neither an existing file or folder nor a Hugging "
+            f"Face hub id that can be loaded ({reason}); check the path, or pass a hub id "
+            "such as the architecture's default"
+        )
+    return ValueError(
+        f"the initial weights of {arch}, the Hugging Face hub model {text}, are not in the "
+        f"cache ({_hub_cache()}) and cannot be downloaded here ({reason}). Where the hub is "
+        f"reachable, `hf download {text}` fills the cache (copy it to this machine), or "
+        f"`hf download {text} --local-dir DIR` writes a folder to pass here with --init DIR "
+        f"(with huggingface_hub < 1.0 the command is `huggingface-cli download {text}`)"
+    )
+
+
+def _hub_cache() -> str:
+    """The Hugging Face hub cache folder (``$HF_HUB_CACHE``, ``$HF_HOME/hub``)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - transformers always brings it
+        return "$HF_HOME/hub"
+    return str(constants.HF_HUB_CACHE)
 
 
 def train_deeplab(
