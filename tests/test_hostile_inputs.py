@@ -16,6 +16,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from samwsss.cli import cli
+from samwsss.cli.exit_codes import ExitCode
 from samwsss.data import open_dataset
 from samwsss.deeplab.data import AugmentedSegmentationData
 from samwsss.deeplab.predict import iterate_images
@@ -23,6 +24,9 @@ from samwsss.deeplab.transforms import TrainAugmentation
 from samwsss.evaluation import evaluate_folder
 from samwsss.labelio import LabelReadError, read_label_png, write_label_png
 from tests.data_fixtures import VOC_SPLITS, make_image_folder, make_voc_tree
+
+#: The exit code of a run whose data hold an unreadable image (the kill tree's, a bomb).
+UNREADABLE = ExitCode.DONE_WITH_UNREADABLE
 
 
 def write_bomb_png(path: Path, side: int = 20000) -> None:
@@ -60,7 +64,7 @@ def test_a_folder_with_a_bomb_a_dangling_link_and_a_folder_named_like_an_image(
         "--tagger", "grounding", "--out", str(out), "--workers", "0", *models,
     ]  # fmt: skip
     result = _run(args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == UNREADABLE, result.output
     failures = _failures(out)
     assert set(failures) == {"bomb", "dangling", "folder"}
     assert "too large to decode safely" in failures["bomb"]
@@ -72,7 +76,7 @@ def test_a_folder_with_a_bomb_a_dangling_link_and_a_folder_named_like_an_image(
     assert manifest["last_invocation"]["failed"] == 3
     # a resume skips the known failures, and the counts still describe the whole run
     again = _run(args)
-    assert again.exit_code == 0, again.output
+    assert again.exit_code == UNREADABLE, again.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"images": 7, "complete": 4, "failed": 3, "remaining": 0}
     assert manifest["last_invocation"] == {"skipped_complete": 4, "processed": 0, "failed": 0}
@@ -91,7 +95,7 @@ def test_a_voc_split_with_a_bomb_runs_and_evaluates(tmp_path: Path, models: list
             "--workers", "1", *models,
         ]
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == UNREADABLE, result.output
     assert list(_failures(out)) == [bomb_id]
     assert "mIoU" in result.output
     report = json.loads((out / "evaluation.json").read_text())

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from samwsss.cli import cli
+from samwsss.cli.exit_codes import ExitCode
 from samwsss.pipeline.run_folder import LOCK_DIR
 from samwsss.pipeline.run_lock import pid_alive
 from samwsss.testing.killpoints import KILL_AT, KILL_CHILDREN, OUTPUT_DIRS
@@ -32,6 +33,9 @@ from tests.forked_runs import (
     run_args,
     wait_exit,
 )
+
+#: The exit code of a run whose data hold an unreadable image (the kill tree's, a bomb).
+UNREADABLE = ExitCode.DONE_WITH_UNREADABLE
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -89,7 +93,7 @@ def test_a_killed_run_resumes_to_the_same_outputs(
 
     with caplog.at_level(logging.WARNING, logger="samwsss"):
         resumed = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code == UNREADABLE, resumed.output
     assert "taking over the lock of a dead run" in caplog.text and f"pid {pid} " in caplog.text
     assert output_hashes(out) == output_hashes(kill_reference)
     assert manifest_config(out) == manifest_config(kill_reference)
@@ -132,6 +136,6 @@ def test_a_run_killed_with_workers_resumes_to_the_same_outputs(
     args, out, workers, _ = killed_with_workers
     assert len(workers) == 2
     resumed = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code == UNREADABLE, resumed.output
     assert output_hashes(out) == output_hashes(kill_reference)
     assert leftovers(out) == [] and failure_ids(out) == [CORRUPT_ID]

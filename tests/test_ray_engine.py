@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from samwsss.cli import cli
+from samwsss.cli.exit_codes import ExitCode
 from tests.data_fixtures import make_coco_tree, make_voc_tree
 from tests.forked_runs import (
     CORRUPT_ID,
@@ -27,6 +28,9 @@ from tests.forked_runs import (
 )
 from tests.ray_cluster import local_ray_cluster, source_pythonpath
 from tests.test_cli_run import _bad_image_folder, _outputs
+
+#: The exit code of a run whose data hold an unreadable image (the kill tree's, a bomb).
+UNREADABLE = ExitCode.DONE_WITH_UNREADABLE
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -126,10 +130,10 @@ def test_ray_failures_logged_like_local(
         *models,
     ]  # fmt: skip
     local = _run([*args, "--out", str(tmp_path / "local")])
-    assert local.exit_code == 0, local.output
+    assert local.exit_code == UNREADABLE, local.output
     # each actor writes its own images' outputs (one machine: --out is shared)
     remote = _run([*args, "--out", str(tmp_path / "ray"), *RAY, "--ray-writes", "actors"])
-    assert remote.exit_code == 0, remote.output
+    assert remote.exit_code == UNREADABLE, remote.output
 
     def failures(out: Path) -> list[dict[str, str]]:
         lines = (out / "failures" / "failures.jsonl").read_text().splitlines()
@@ -262,7 +266,7 @@ def test_a_killed_ray_run_resumes_to_the_same_outputs(
         assert 3 <= len(written) < len(_outputs(kill_reference))
     # (the actors run ahead of the driver: they may have written every image by then)
     resumed = _run(args)
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code == UNREADABLE, resumed.output
     assert output_hashes(out) == output_hashes(kill_reference)
     assert failure_ids(out) == [CORRUPT_ID]
     assert leftovers(out) == []

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from samwsss.cli import cli
+from samwsss.cli.exit_codes import ExitCode
 from samwsss.pipeline import object_lock
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.object_lock import ObjectStoreLock
@@ -37,6 +38,9 @@ from tests.forked_runs import (
     run_args,
     wait_exit,
 )
+
+#: The exit code of a run whose data hold an unreadable image (the kill tree's, a bomb).
+UNREADABLE = ExitCode.DONE_WITH_UNREADABLE
 
 object_disk.register()
 
@@ -72,7 +76,7 @@ def test_memory_out_equals_the_local_run(
 ) -> None:
     url = _memory_url()
     result = CliRunner().invoke(cli, run_args(kill_tree, url, models), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == UNREADABLE, result.output
     assert "3 images processed" in result.output and "1 unreadable" in result.output
     assert "mIoU" in result.output
     copy = _download(url, tmp_path / "copy")
@@ -93,10 +97,10 @@ def test_memory_out_resumes_after_max_images(
         run_args(kill_tree, url, models, "--max-images", "2"),
         catch_exceptions=False,
     )
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == UNREADABLE, first.output
     assert "1 images processed" in first.output  # the failure and one image
     second = CliRunner().invoke(cli, run_args(kill_tree, url, models), catch_exceptions=False)
-    assert second.exit_code == 0, second.output
+    assert second.exit_code == UNREADABLE, second.output
     assert "2 images processed, 1 already done" in second.output
     copy = _download(url, tmp_path / "copy")
     assert output_hashes(copy) == output_hashes(kill_reference)
@@ -145,7 +149,7 @@ def test_a_killed_object_store_run_resumes_to_the_same_outputs(
 
     with caplog.at_level(logging.WARNING, logger="samwsss"):
         resumed = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code == UNREADABLE, resumed.output
     assert "taking over the lock of a finished or dead run" in caplog.text
     assert f"pid {pid} " in caplog.text
     assert output_hashes(folder) == output_hashes(kill_reference)
@@ -302,7 +306,7 @@ def test_a_run_reads_its_dataset_from_an_object_store(
     args = run_args(kill_tree, url, models)
     args[args.index("--data") + 1] = data_url
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == UNREADABLE, result.output
     assert "3 images processed" in result.output and "mIoU" in result.output
     copy = _download(url, tmp_path / "copy")
 

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from samwsss.cli import cli
+from samwsss.cli.exit_codes import ExitCode
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.run_folder import LOCK_DIR
 from samwsss.pipeline.run_lock import (
@@ -42,6 +43,9 @@ from tests.forked_runs import (
     wait_exit,
     wait_stopped,
 )
+
+#: The exit code of a run whose data hold an unreadable image (the kill tree's, a bomb).
+UNREADABLE = ExitCode.DONE_WITH_UNREADABLE
 
 # --------------------------------------------------------------------------- the lock alone
 
@@ -192,13 +196,15 @@ def reference(tree: Path, models: list[str], tmp_path_factory: pytest.TempPathFa
     """An unsharded run left alone; no lock stays after it."""
     out = tmp_path_factory.mktemp("lock_reference") / "out"
     result = CliRunner().invoke(cli, run_args(tree, out, models), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == UNREADABLE, result.output
     assert leftovers(out) == []
     return out
 
 
 @contextlib.contextmanager
-def _frozen_run(args: list[str], point: str, log: Path) -> Iterator[int]:
+def _frozen_run(
+    args: list[str], point: str, log: Path, exit_code: int = UNREADABLE
+) -> Iterator[int]:
     """A forked run stopped (SIGSTOP) at ``point``, holding its lock; yields its pid. It is
     continued when the block ends, and killed if it is still there after the block."""
     pid = fork_cli(args, log, {KILL_AT: f"{point}:STOP"})
@@ -207,7 +213,7 @@ def _frozen_run(args: list[str], point: str, log: Path) -> Iterator[int]:
         wait_stopped(pid)
         yield pid
         os.kill(pid, signal.SIGCONT)
-        assert wait_exit(pid) == 0, log.read_text()
+        assert wait_exit(pid) == exit_code, log.read_text()
         reaped = True
     finally:
         if not reaped:
@@ -246,7 +252,7 @@ def test_a_dead_runs_lock_is_taken_over_and_the_run_completes(
     _write_lock(out, Shard(), dead)
     with caplog.at_level(logging.WARNING, logger="samwsss"):
         result = CliRunner().invoke(cli, run_args(tree, out, models), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == UNREADABLE, result.output
     assert f"taking over the lock of a dead run: pid {dead} " in caplog.text
     assert output_hashes(out) == output_hashes(reference) and leftovers(out) == []
 
@@ -279,12 +285,13 @@ def test_shards_run_at_the_same_time_into_one_folder(
     out = tmp_path / "out"
     args = run_args(tree, out, models)
     log = tmp_path / "shard0.log"
-    with _frozen_run([*args, "--shard", "0/2"], "commit:1", log) as shard0:
+    # shard 0 holds no unreadable image (shard 1 does)
+    with _frozen_run([*args, "--shard", "0/2"], "commit:1", log, ExitCode.DONE) as shard0:
         unsharded = CliRunner().invoke(cli, args)
         assert unsharded.exit_code == 1 and f"pid {shard0}" in unsharded.output
         assert "shard 0/2" in unsharded.output
         shard1 = CliRunner().invoke(cli, [*args, "--shard", "1/2"], catch_exceptions=False)
-        assert shard1.exit_code == 0, shard1.output
+        assert shard1.exit_code == UNREADABLE, shard1.output
         assert "mIoU" not in shard1.output  # shard 0 is not done: no evaluation yet
     assert "mIoU" in log.read_text()  # the last shard to finish evaluates the dataset
 

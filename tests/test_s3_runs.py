@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from samwsss.cli import cli
+from samwsss.cli.exit_codes import ExitCode
 from samwsss.testing.killpoints import KILL_AT
 from tests.forked_runs import (
     CORRUPT_ID,
@@ -30,6 +31,9 @@ from tests.forked_runs import (
     wait_exit,
 )
 from tests.ray_cluster import local_ray_cluster
+
+#: The exit code of a run whose data hold an unreadable image (the kill tree's, a bomb).
+UNREADABLE = ExitCode.DONE_WITH_UNREADABLE
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -125,7 +129,7 @@ def test_an_s3_run_equals_the_local_run_and_resumes_from_the_bucket(
 ) -> None:
     out = f"s3://{BUCKET}/runs/plain"
     result = _run(_s3_args(data_url, out, models))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == UNREADABLE, result.output
     assert "3 images processed" in result.output and "1 unreadable" in result.output
     objects = _bucket_hashes("runs/plain/")
     assert _per_image(objects) == _per_image(output_hashes(kill_reference))
@@ -139,7 +143,7 @@ def test_an_s3_run_equals_the_local_run_and_resumes_from_the_bucket(
     assert manifest["counts"] == {"images": 4, "complete": 3, "failed": 1, "remaining": 0}
 
     again = _run(_s3_args(data_url, out, models))
-    assert again.exit_code == 0, again.output
+    assert again.exit_code == UNREADABLE, again.output
     assert "0 images processed, 3 already done" in again.output
     assert _per_image(_bucket_hashes("runs/plain/")) == _per_image(objects)
 
@@ -155,7 +159,7 @@ def test_a_killed_s3_run_resumes_to_the_same_objects(
     assert ".lock/shard-0-of-1.json" in left and "manifest.json" not in left
     assert 3 <= len(_per_image(left)) < len(_per_image(output_hashes(kill_reference)))
     resumed = _run(args)
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code == UNREADABLE, resumed.output
     objects = _bucket_hashes("runs/killed/")
     assert _per_image(objects) == _per_image(output_hashes(kill_reference))
     assert not any(key.startswith(".lock/") for key in objects)
@@ -170,7 +174,7 @@ def test_ray_actors_write_their_objects_to_s3(
     engine = ["--engine", "ray", "--ray-actors", "1", "--ray-decode-tasks", "1"]
     with local_ray_cluster(env_vars=s3):
         result = _run([*_s3_args(data_url, out, models), *engine])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == UNREADABLE, result.output
     objects = _bucket_hashes("runs/ray/")
     assert _per_image(objects) == _per_image(output_hashes(kill_reference))
     manifest = json.loads(_read("runs/ray/manifest.json"))
