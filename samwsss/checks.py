@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable
 from numbers import Integral, Real
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from samwsss.choices import DTYPE_ALIASES, DTYPES
@@ -91,3 +94,72 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
             parsed: torch.dtype = getattr(torch, name)
             return parsed
     raise ValueError(f"dtype must be None, a torch dtype or one of {valid}; got {dtype!r}")
+
+
+def check_file(name: str, value: str | os.PathLike[str], what: str = "a file") -> Path:
+    """``value`` as an existing local file (``~`` expanded).
+
+    Args:
+        name: the option or argument, for the message (``"--labels"``).
+        what: what the file should be, for the message (``"a JSON or CSV labels file"``).
+
+    Raises:
+        ValueError: no such path, or a folder (the message says which and what to give).
+    """
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ValueError(f"{name} {value}: no such file; give {what}")
+    if not path.is_file():
+        raise ValueError(f"{name} {value} is a folder, not a file; give {what}")
+    return path
+
+
+def check_folder(name: str, value: str | os.PathLike[str], what: str = "a folder") -> Path:
+    """``value`` as an existing local folder (``~`` expanded).
+
+    Raises:
+        ValueError: no such path, or a file (the message says which and what to give).
+    """
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ValueError(f"{name} {value}: no such folder; give {what}")
+    if not path.is_dir():
+        raise ValueError(f"{name} {value} is a file, not a folder; give {what}")
+    return path
+
+
+def check_output_folder(name: str, value: str | os.PathLike[str]) -> Path:
+    """``value`` as a local folder that files can be written in, or that can be made;
+    nothing is created (a run that fails before writing leaves no folder behind).
+
+    An existing folder is checked by creating and deleting a temporary file in it; a
+    missing one by its nearest existing parent, which must be a folder this process may
+    write in.
+
+    Args:
+        name: the option, for the message (``"--out"``).
+
+    Raises:
+        ValueError: ``cannot write the output folder VALUE``, with why (a file, below a
+            file, not writable) and what to do.
+    """
+    path = Path(value).expanduser()
+    problem = f"cannot write the output folder {value}"
+    fix = f"choose another {name}, or make that folder writable"
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{problem}: it is a file; choose another {name}")
+        try:
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+                pass
+        except OSError as error:
+            raise ValueError(f"{problem} ({type(error).__name__}: {error}); {fix}") from error
+        return path
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{problem}: {parent} is a file, not a folder; choose another {name}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{problem}: {parent} is not writable; {fix}")
+    return path

@@ -21,6 +21,13 @@ DTYPES = ("bfloat16", "float16", "float32")
 #: A pipeline's precision choice: ``auto`` (bfloat16 autocast on CUDA, float32 elsewhere)
 #: or one dtype for every stage.
 PIPELINE_DTYPES = ("auto", *DTYPES)
+#: ``predict --dtype``: ``auto`` (bfloat16 autocast on CUDA, float32 on the CPU) or float32
+#: (:attr:`samwsss.deeplab.predict.InferenceOptions.amp` on or off).
+PREDICT_DTYPES = ("auto", "float32")
+#: ``train-* --dtype`` -> the training config's ``amp`` value
+#: (:attr:`samwsss.deeplab.config.DeepLabConfig.amp`): ``auto`` (bfloat16 autocast on
+#: CUDA, float32 on the CPU), bfloat16 autocast on any device, or float32.
+TRAIN_AMP_OF_DTYPE = {"auto": "auto", "bfloat16": "bf16", "float32": "none"}
 #: How stages resize images for their models: ``torch`` (antialiased torchvision resize on
 #: the model's device, fast) or ``pil`` (Pillow on the CPU with each model's original
 #: filter and size rounding, bit for bit as the survey authors' code).
@@ -41,5 +48,7 @@ GROUNDING_TAGGER = "grounding"
 PRESENCE_TAGGER = "sam3-presence"
 #: Pipeline presets (:data:`samwsss.pipeline.config.PRESETS`).
 PRESET_NAMES = ("default", "paper", "sam3")
-#: DataLoader worker processes decoding images ahead of the models in a dataset run.
+#: DataLoader worker processes decoding images ahead of the models in a dataset run, when
+#: a library caller builds ``RunOptions`` without ``workers``. The commands' ``--workers``
+#: default is the machine's instead: :func:`samwsss.workers.default_workers`.
 DEFAULT_WORKERS = 4

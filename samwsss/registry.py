@@ -1,8 +1,9 @@
 """One route from a model name to a built stage (timm's ``create_model`` pattern).
 
-Each stage module declares its released weights once, as a table of :class:`ModelCard`
-(name -> weights location, description, default arguments), and the loader that builds
-that stage kind from a name, hub id, folder or file. :func:`create` is the one way the
+:mod:`samwsss.released` declares the released weights of each stage kind once, as a table
+of :class:`ModelCard` (name -> weights location, description, default arguments), importable
+without torch; each stage module registers those cards with the loader that builds that
+stage kind from a name, hub id, folder or file. :func:`create` is the one way the
 pipeline, the CLI and the benchmarks build a stage:
 
 >>> boxer = create("boxer", "grounding-dino-tiny", box_threshold=0.35)  # doctest: +SKIP
@@ -48,6 +49,8 @@ class ModelCard:
         defaults: keyword arguments the loader gets unless the caller gives them.
         loader: builds this card instead of the kind's loader (e.g. a tagger that reuses
             the pipeline's boxer), called as ``loader(name, **kwargs)``.
+        gated: the hub repository is gated: downloading it needs an account that accepted
+            its terms and a token (``hf auth login`` or ``HF_TOKEN``).
     """
 
     kind: str
@@ -56,6 +59,7 @@ class ModelCard:
     description: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     loader: Loader | None = None
+    gated: bool = False
 
 
 _LOADERS: dict[str, Loader] = {}
@@ -109,6 +113,15 @@ def list_models(kind: str) -> dict[str, ModelCard]:
 def card(kind: str, name: str) -> ModelCard | None:
     """The card registered as ``name`` of ``kind``, or ``None`` (a path or hub id)."""
     return _ensure_loaded(kind).get(str(name))
+
+
+def released(kind: str, name: str) -> ModelCard | None:
+    """The card of the released model ``name`` of ``kind`` (:mod:`samwsss.released`: the
+    models with weights of their own), or ``None``; imports no stage module, so no torch."""
+    _check_kind(kind)
+    from samwsss.released import RELEASED
+
+    return next((entry for entry in RELEASED.get(kind, ()) if entry.name == str(name)), None)
 
 
 def weights_of(kind: str, name_or_path: str | Path) -> str:

@@ -273,7 +273,11 @@ def test_a_held_folder_is_refused_before_the_models_load(
 ) -> None:
     out = tmp_path / "out"
     _write_lock(out, Shard(), os.getpid())
-    missing = ["--boxer", str(tmp_path / "no-such-model")]
+    # passes the checks made before loading (a folder with a config.json) but could not load
+    broken = tmp_path / "no-such-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}", encoding="utf-8")
+    missing = ["--boxer", str(broken)]
     result = CliRunner().invoke(cli, run_args(tree, out, [*models, *missing]))
     assert result.exit_code == 1 and f"pid {os.getpid()}" in result.output
     assert "no-such-model" not in result.output

@@ -75,6 +75,9 @@ def cli(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("samwsss").setLevel(level)
+    from samwsss.weights import tidy_hub_logging
+
+    tidy_hub_logging()  # huggingface_hub's lines once, its retries one line per repository
 
 
 def main() -> None:

@@ -14,16 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from samwsss.choices import PREDICT_DTYPES, TRAIN_AMP_OF_DTYPE
 from samwsss.cli.common import (
     PLOT_NAME,
     REPORT_NAME,
     coco_gt_rule_option,
     data_option,
+    deprecated_flag,
     fail_cleanly,
     gt_dir_option,
     mapping_option,
+    reject_deprecated_conflict,
     split_option,
+    workers_option,
 )
+from samwsss.workers import default_workers
 
 if TYPE_CHECKING:
     from samwsss.data.base import SegmentationDataset
@@ -69,8 +74,8 @@ def _build_config(
     overrides: tuple[str, ...],
     default_arch: str = "deeplabv2",
 ) -> DeepLabConfig:
-    """defaults < the architecture's recipe < saved config.yaml (--resume) < --config <
-    options < --set.
+    """defaults (``workers``: :func:`samwsss.workers.default_workers`) < the architecture's
+    recipe < saved config.yaml (--resume) < --config < options < --set.
 
     The architecture is the one these layers name (``arch``, else ``default_arch``).
     DeepLabV2 has no recipe layer (the config's defaults are its recipe); any other
@@ -82,13 +87,16 @@ def _build_config(
     from samwsss.segnets.deeplab import DEEPLAB_ARCH
 
     layers = (out, resume, config_file, explicit, overrides)
-    first = _layered_config(DeepLabConfig(arch=default_arch), *layers)
+    # the machine's worker count replaces the config's fixed default (below every layer)
+    workers = default_workers()
+    first = _layered_config(DeepLabConfig(arch=default_arch, workers=workers), *layers)
     if first.arch == DEEPLAB_ARCH:
         return first
     arch, card = lookup_arch(first.arch)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     base = config_from_dict(
-        recipe_values(arch, card, world_size), base=DeepLabConfig(arch=first.arch)
+        recipe_values(arch, card, world_size),
+        base=DeepLabConfig(arch=first.arch, workers=workers),
     )
     return _layered_config(base, *layers)
 
@@ -160,19 +168,19 @@ def _training_options(deeplab: bool) -> Callable[[Callable[..., Any]], Callable[
     """The options ``train-deeplab`` and ``train-segmenter`` share (help per command)."""
     if deeplab:
         helps = {
-            "iterations": "Iterations [VOC 20000, COCO 100000].",
-            "batch": "Batch per process [VOC 5, COCO 10].",
-            "lr": "Backbone learning rate [2.5e-4]; head x10 / x20.",
-            "crop": "Square crop side [321].",
-            "init": "imagenet | imagenet-v2 | none | PATH (checkpoint) [imagenet].",
+            "iterations": "Iterations [default: VOC 20000, COCO 100000].",
+            "batch": "Batch per process [default: VOC 5, COCO 10].",
+            "lr": "Backbone learning rate; head x10 / x20 [default: 2.5e-4].",
+            "crop": "Square crop side [default: 321].",
+            "init": "imagenet | imagenet-v2 | none | PATH (checkpoint) [default: imagenet].",
         }
     else:
         helps = {
-            "iterations": "Iterations [the architecture's recipe].",
-            "batch": "Batch per process [recipe's global batch / processes].",
-            "lr": "Base (head) learning rate [recipe]; backbone x backbone_lr_mult.",
-            "crop": "Square crop side [recipe].",
-            "init": "Initial weights: hub id, folder or file [the architecture's default].",
+            "iterations": "Iterations [default: the architecture's recipe].",
+            "batch": "Batch per process [default: the recipe's global batch / processes].",
+            "lr": "Base (head) learning rate; backbone x backbone_lr_mult [default: the recipe's].",
+            "crop": "Square crop side [default: the recipe's].",
+            "init": "Initial weights: hub id, folder or file [default: the architecture's].",
         }
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         data_option("Training data: VOC root, COCO split folder/root, or image folder."),
@@ -198,7 +206,9 @@ def _training_options(deeplab: bool) -> Callable[[Callable[..., Any]], Callable[
             "config_file",
             default=None,
             type=click.Path(dir_okay=False, exists=True, path_type=Path),
-            help="YAML file of config keys (see samwsss.deeplab.config.DeepLabConfig).",
+            help="YAML file of training settings, for every --arch: the keys of a run's saved "
+            "config.yaml (lr, iterations, batch_size, crop_size, ...); options and --set "
+            "override it.",
         ),
         click.option(
             "--set",
@@ -226,24 +236,31 @@ def _training_options(deeplab: bool) -> Callable[[Callable[..., Any]], Callable[
             "Cityscapes ...). This leaves the WSSS protocol (classification or "
             "self-supervised pretraining only).",
         ),
+        workers_option("DataLoader workers per process.", layered=True),
         click.option(
-            "--workers",
-            type=click.IntRange(min=0),
+            "--device",
             default=None,
-            help="DataLoader workers per process [4].",
+            help="cpu, cuda, cuda:N [default: cuda when available, else cpu].",
         ),
-        click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available]."),
+        click.option(
+            "--dtype",
+            type=click.Choice(tuple(TRAIN_AMP_OF_DTYPE)),
+            default=None,
+            help="Compute precision: auto (bfloat16 autocast on CUDA, float32 on the CPU), "
+            "bfloat16 autocast on any device, or float32; the config key amp "
+            "(auto | bf16 | none) [default: auto].",
+        ),
         click.option(
             "--seed",
             type=click.IntRange(min=0),
             default=None,
-            help="Seed of init, data order, crops [0].",
+            help="Seed of init, data order, crops [default: 0].",
         ),
         click.option(
             "--checkpoint-every",
             type=click.IntRange(min=1),
             default=None,
-            help="Iterations between checkpoints [1000].",
+            help="Iterations between checkpoints [default: 1000].",
         ),
         click.option("--val-data", default=None, help="Validation dataset [default: --data]."),
         click.option("--val-split", default=None, help="Validation split with GT, e.g. val."),
@@ -251,7 +268,7 @@ def _training_options(deeplab: bool) -> Callable[[Callable[..., Any]], Callable[
             "--val-every",
             type=click.IntRange(min=0),
             default=None,
-            help="Validate every N iterations [0 = off].",
+            help="Validate every N iterations; 0 = never [default: 0].",
         ),
         click.option(
             "--missing-masks",
@@ -296,6 +313,8 @@ def _explicit_settings(values: dict[str, Any]) -> dict[str, Any]:
             "arch",
         )
     }
+    if values.get("dtype") is not None:  # --dtype sets the config key amp
+        explicit["amp"] = TRAIN_AMP_OF_DTYPE[values["dtype"]]
     for key in ("data", "masks", "mapping", "gt_dir", "val_data"):
         explicit[key] = _absolute(values.get(key))
     return explicit
@@ -306,7 +325,7 @@ def _train(values: dict[str, Any], default_arch: str, command: str) -> None:
     out: Path = values["out"]
     resume: bool = values["resume"]
     with fail_cleanly(download_errors=False):
-        from samwsss.deeplab.train import Trainer
+        from samwsss.deeplab.train import Trainer, TrainingDiverged
         from samwsss.segnets.deeplab import DEEPLAB_ARCH
 
         config = _build_config(
@@ -328,9 +347,17 @@ def _train(values: dict[str, Any], default_arch: str, command: str) -> None:
                 f"--val-every {config.val_every} needs a validation set with ground truth: "
                 "pass --val-split (e.g. val; from --data, or from --val-data when given)"
             )
+        from samwsss.devices import check_device
+
+        check_device(config.device)  # before the data opens and any weights load
         dataset = open_training_dataset(config, values["missing_masks"])
         val_dataset = open_validation_dataset(config, dataset) if validation_set else None
-        result = Trainer(config, dataset, out, val_dataset=val_dataset, resume=resume).run()
+        try:
+            result = Trainer(config, dataset, out, val_dataset=val_dataset, resume=resume).run()
+        except TrainingDiverged as error:  # a stop the message explains, not a crash
+            if os.environ.get("RANK", "0") != "0":  # every rank stops; rank 0 reports
+                raise click.exceptions.Exit(1) from None
+            raise click.ClickException(str(error)) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     click.echo(
@@ -344,7 +371,9 @@ def _train(values: dict[str, Any], default_arch: str, command: str) -> None:
 
 @click.command(name="train-deeplab")
 @_training_options(deeplab=True)
-@click.option("--backbone", default=None, help="resnet50 | resnet101 | resnet152 [resnet101].")
+@click.option(
+    "--backbone", default=None, help="resnet50 | resnet101 | resnet152 [default: resnet101]."
+)
 def train_deeplab_command(**values: Any) -> None:
     """Train DeepLabV2 (ResNet-101, ASPP-v2) on pseudo masks or ground truth.
 
@@ -362,7 +391,7 @@ def train_deeplab_command(**values: Any) -> None:
     "--arch",
     default=None,
     help="Architecture name (deeplabv2, mask2former-swin-large, segformer-b5, ...) or "
-    "folder [mask2former-swin-large].",
+    "folder [default: mask2former-swin-large].",
 )
 @_training_options(deeplab=False)
 def train_segmenter_command(**values: Any) -> None:
@@ -427,13 +456,7 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     show_default=True,
     help="Images per forward.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Image decoding workers.",
-)
+@workers_option("Image decoding worker processes; 0 = decode in this process.")
 @click.option(
     "--sliding-window",
     is_flag=True,
@@ -444,16 +467,29 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     "--window",
     type=click.IntRange(min=8),
     default=None,
-    help="Sliding-window side in pixels [the training crop size].",
+    help="Sliding-window side in pixels [default: the training crop size].",
 )
-@click.option("--device", default=None, help="cpu, cuda, cuda:N [cuda if available].")
-@click.option("--amp/--no-amp", default=True, show_default=True, help="bf16 autocast on CUDA.")
 @click.option(
-    "--palette/--plain",
-    default=True,
-    show_default=True,
-    help="VOC-palette PNGs or plain index PNGs.",
+    "--device", default=None, help="cpu, cuda, cuda:N [default: cuda when available, else cpu]."
 )
+@click.option(
+    "--dtype",
+    type=click.Choice(PREDICT_DTYPES),
+    default="auto",
+    show_default=True,
+    callback=reject_deprecated_conflict,
+    help="Compute precision: auto (bfloat16 autocast on CUDA, float32 on the CPU) or float32.",
+)
+@deprecated_flag("--amp", new="--dtype auto", target="dtype", value="auto")
+@deprecated_flag("--no-amp", new="--dtype float32", target="dtype", value="float32")
+@click.option(
+    "--plain/--no-plain",
+    default=False,
+    show_default=True,
+    callback=reject_deprecated_conflict,
+    help="Write plain index PNGs instead of VOC-palette ones (same pixel values).",
+)
+@deprecated_flag("--palette", new="--no-plain", target="plain", value=False)
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -461,7 +497,14 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     "again. Without it a rerun with the same checkpoint and settings resumes, and one with "
     "another checkpoint, scales, flip or dataset is refused.",
 )
-@click.option("--no-eval", is_flag=True, help="Skip the evaluation even when GT exists.")
+@click.option(
+    "--evaluate/--no-evaluate",
+    default=True,
+    show_default=True,
+    callback=reject_deprecated_conflict,
+    help="Evaluate the predictions when the dataset has ground truth.",
+)
+@deprecated_flag("--no-eval", new="--no-evaluate", target="evaluate", value=False)
 def predict_command(
     checkpoint: Path,
     data: str,
@@ -477,20 +520,20 @@ def predict_command(
     sliding_window: bool,
     window: int | None,
     device: str | None,
-    amp: bool,
-    palette: bool,
+    dtype: str,
+    plain: bool,
     overwrite: bool,
-    no_eval: bool,
+    evaluate: bool,
 ) -> None:
     """Predict masks with a trained segmenter (multi-scale, flip) and evaluate them.
 
     Any train-segmenter / train-deeplab checkpoint works: the network is rebuilt from the
     architecture the checkpoint records (no download).
 
-    --out records the checkpoint (weights hash, iteration), dataset, scales, flip, bf16 and
-    palette in prediction_identity.json: rerunning with the same ones resumes (finished
-    images are kept), other ones are refused unless --overwrite clears the folder's
-    predictions first.
+    --out records the checkpoint (weights hash, iteration), dataset, scales, flip, bf16
+    (--dtype auto on CUDA) and palette (--no-plain) in prediction_identity.json:
+    rerunning with the same ones resumes (finished images are kept), other ones are
+    refused unless --overwrite clears the folder's predictions first.
     """
     scale_values = _parse_scales(scales)
     with fail_cleanly(download_errors=False):
@@ -501,7 +544,9 @@ def predict_command(
             load_checkpoint_model,
             predict_dataset,
         )
+        from samwsss.devices import check_device
 
+        check_device(device)  # before the data opens and the checkpoint loads
         dataset = open_dataset(
             data, split, mapping=mapping, gt_dir=gt_dir, coco_gt_rule=coco_gt_rule
         )
@@ -511,7 +556,7 @@ def predict_command(
         options = InferenceOptions(
             scales=scale_values,
             flip=flip,
-            amp=amp,
+            amp=dtype == "auto",
             sliding_window=side if sliding_window or fixed or window is not None else None,
         )
         check_class_names(loaded.class_names, dataset)
@@ -526,7 +571,7 @@ def predict_command(
             batch_size=batch_size,
             workers=workers,
             overwrite=overwrite,
-            palette=palette,
+            palette=not plain,
         )
         click.echo(
             f"wrote {summary.written} predictions to {summary.out_dir} ({summary.skipped} existed)"
@@ -537,7 +582,7 @@ def predict_command(
                 f"(first: {next(iter(summary.failed.values()))})",
                 err=True,
             )
-        if dataset.has_gt and not no_eval:
+        if dataset.has_gt and evaluate:
             _evaluate_predictions(out, dataset, count_missing=bool(summary.failed))
 
 

@@ -16,6 +16,7 @@ from samwsss.cli.common import (
     label_source_option,
     mapping_option,
     split_option,
+    workers_option,
 )
 
 if TYPE_CHECKING:
@@ -44,11 +45,12 @@ logger = logging.getLogger(__name__)
 )
 @mapping_option("Class list: 'voc', 'coco' or a mapping YAML file (required with --gt-dir alone).")
 @label_source_option(
-    "Where image-level labels come from (passed to the dataset loader; not used by the metric)."
+    "Where image-level labels come from: 'xml' or 'gt' (passed to the dataset loader; not "
+    "used by the metric) [default: xml]."
 )
 @coco_gt_rule_option(
-    "How COCO instances become semantic GT: 'overwrite' (default; later annotation "
-    "wins, crowd excluded) or 'smallest' (smallest area wins)."
+    "How COCO instances become semantic GT: 'overwrite' (the later annotation wins, crowd "
+    "excluded) or 'smallest' (the smallest area wins) [default: overwrite]."
 )
 @click.option(
     "--missing",
@@ -57,12 +59,7 @@ logger = logging.getLogger(__name__)
     show_default=True,
     help="Images with no prediction: fail, or count them as all background.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Parallel decoders (default: available CPUs, at most 8; 0 = none).",
-)
+@workers_option("Parallel decoders; 0 or 1 = decode in this process.")
 @click.option(
     "--backend",
     type=click.Choice(["auto", "thread", "process"]),
@@ -95,7 +92,7 @@ def evaluate_command(
     label_source: str | None,
     coco_gt_rule: str | None,
     missing: str,
-    workers: int | None,
+    workers: int,
     backend: str,
     report_path: str | None,
     plot_path: str | None,

@@ -12,7 +12,7 @@ from samwsss.registry import PROVIDERS
     "--kind",
     type=click.Choice(tuple(PROVIDERS)),
     default=None,
-    help="Only this stage kind (default: all).",
+    help="Only this stage kind [default: all].",
 )
 def models_command(kind: str | None) -> None:
     """List the registry: stage kind, name, where the weights are, what it is."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from samwsss.cli.common import data_option, gt_dir_option, split_option
+from samwsss.cli.common import data_option, gt_dir_option, split_option, workers_option
 
 
 @click.command(name="report")
@@ -24,12 +24,7 @@ from samwsss.cli.common import data_option, gt_dir_option, split_option
     default=None,
     help="Report folder [default: RUN_DIR/report].",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Thumbnail threads (default: available CPUs, at most 8).",
-)
+@workers_option("Thumbnail threads.", minimum=1)
 @click.option(
     "--thumb-size",
     type=click.IntRange(16, 1024),
@@ -43,7 +38,7 @@ def report_command(
     split: str | None,
     gt_dir: str | None,
     out: Path | None,
-    workers: int | None,
+    workers: int,
     thumb_size: int,
 ) -> None:
     """Write RUN_DIR/report/index.html: settings, models, counts, timing, failures,

@@ -6,14 +6,15 @@ Settings come from a preset, then a YAML ``--config`` file, then command-line op
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from samwsss.choices import (
-    DEFAULT_WORKERS,
     IMAGE_RESIZES,
     MERGE_RULES,
     MULTIMASK,
@@ -30,8 +31,10 @@ from samwsss.cli.common import (
     label_source_option,
     mapping_option,
     split_option,
+    workers_option,
 )
 from samwsss.cli.exit_codes import ExitCode, run_exit_code
+from samwsss.workers import default_workers
 
 # Settings a YAML --config file may hold besides the pipeline's own (PipelineConfig fields).
 RUN_KEYS = (
@@ -53,8 +56,11 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             help="Image labels for a plain folder (JSON or CSV).",
         ),
         gt_dir_option("Folder of ground-truth PNGs (<id>.png) to evaluate against."),
-        label_source_option("VOC image labels from the XML annotations (default) or the GT masks."),
-        coco_gt_rule_option(),
+        label_source_option(
+            "VOC image labels: 'xml' (the XML annotations) or 'gt' (the classes in the GT "
+            "masks) [default: xml]."
+        ),
+        coco_gt_rule_option("How COCO instances become semantic GT [default: overwrite]."),
         click.option(
             "--out",
             type=click.Path(file_okay=False),
@@ -73,125 +79,168 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             "--preset",
             type=click.Choice(PRESET_NAMES),
             default=None,
-            help="'default' (ours) or 'paper' (the survey authors' protocol).",
+            help="Settings to start from: 'default' (ours), 'paper' (the survey authors' "
+            "protocol) or 'sam3' (SAM 3 segments each class prompt and tags the zero-shot "
+            "route) [default: default].",
         ),
-        mapping_option("Class mapping: voc, coco or a YAML path (default: the dataset's)."),
+        mapping_option("Class mapping: voc, coco or a YAML path [default: the dataset's]."),
         click.option(
             "--boxer",
             type=str,
             default=None,
-            help="Grounding DINO: registry name, hub id or local folder.",
+            help="Grounding DINO: registry name, hub id or local folder "
+            "[default: grounding-dino-tiny].",
         ),
         click.option(
             "--masker",
             type=str,
             default=None,
-            help="SAM: registry name, hub id, local folder or official .pth.",
+            help="SAM: registry name, hub id, local folder or official .pth "
+            "[default: sam-vit-huge].",
         ),
         click.option(
             "--segmenter",
             type=str,
             default=None,
             help="A text-prompted segmenter replacing --boxer/--masker: sam3, "
-            "sam3-litetext-s0|s1|l, a hub id or a local folder (preset sam3 sets it).",
+            "sam3-litetext-s0|s1|l, a hub id or a local folder [default: none; preset "
+            "sam3: sam3].",
         ),
         click.option(
             "--segment-threshold",
             type=float,
             default=None,
-            help="The segmenter's instance score threshold [its own default].",
+            help="The segmenter's instance score threshold [default: the segmenter's own].",
         ),
-        click.option("--box-threshold", type=float, default=None),
-        click.option("--text-threshold", type=float, default=None),
-        click.option("--prompt-mode", type=click.Choice(PROMPT_MODES), default=None),
+        click.option(
+            "--box-threshold",
+            type=float,
+            default=None,
+            help="Grounding DINO box score threshold, 0 to 1 [default: the boxer family's: "
+            "0.3 for Grounding DINO, 0.4 for MM-Grounding-DINO / LLMDet; preset paper: 0.3].",
+        ),
+        click.option(
+            "--text-threshold",
+            type=float,
+            default=None,
+            help="Grounding DINO text-token threshold, 0 to 1 [default: the boxer family's: "
+            "0.25 for Grounding DINO, 0.3 for MM-Grounding-DINO / LLMDet; preset paper: "
+            "0.25].",
+        ),
+        click.option(
+            "--prompt-mode",
+            type=click.Choice(PROMPT_MODES),
+            default=None,
+            help="Grounding DINO prompts: one per image and class (per-class, the paper) or "
+            "all of an image's classes in one (joint) [default: per-class].",
+        ),
         click.option(
             "--nms-iou",
             type=float,
             default=None,
-            help="Class-wise NMS IoU on boxes (default: none).",
+            help="Class-wise NMS IoU on boxes [default: none, no NMS].",
         ),
-        click.option("--multimask", type=click.Choice(MULTIMASK), default=None),
+        click.option(
+            "--multimask",
+            type=click.Choice(MULTIMASK),
+            default=None,
+            help="SAM's output: its single mask (the paper) or the best of its three "
+            "[default: single].",
+        ),
         click.option(
             "--dtype",
             type=click.Choice(PIPELINE_DTYPES),
             default=None,
             help="Compute precision of every stage: auto (bfloat16 on CUDA, float32 on CPU) "
-            "or one dtype [preset: default auto, paper float32].",
+            "or one dtype [default: auto; preset paper: float32].",
         ),
         click.option(
             "--image-resize",
             type=click.Choice(IMAGE_RESIZES),
             default=None,
             help="torch: fast antialiased resizes on the device; pil: each model's original "
-            "PIL resize, as the authors' code [preset: default torch, paper pil].",
+            "PIL resize, as the authors' code [default: torch; preset paper: pil].",
         ),
         click.option(
             "--clip-boxes/--no-clip-boxes",
             default=None,
-            help="Clip Grounding DINO's boxes to the image before SAM [preset: default clip, "
-            "paper no clip].",
+            help="Clip Grounding DINO's boxes to the image before SAM [default: clip-boxes; "
+            "preset paper: no-clip-boxes].",
         ),
-        click.option("--merge-rule", type=click.Choice(MERGE_RULES), default=None),
+        click.option(
+            "--merge-rule",
+            type=click.Choice(MERGE_RULES),
+            default=None,
+            help="Where masks of different classes overlap: the higher score wins (score), "
+            "the higher class index (paper) or the smaller mask (area) "
+            "[default: score; preset paper: paper].",
+        ),
         click.option(
             "--uncertain-margin",
             type=float,
             default=None,
-            help="Close overlaps of different classes become 255.",
+            help="Overlaps of different classes whose scores differ by less than this become "
+            "255 (ignored) [default: none].",
         ),
         click.option(
-            "--min-area", type=int, default=None, help="Drop masks smaller than this (pixels)."
+            "--min-area",
+            type=int,
+            default=None,
+            help="Drop masks smaller than this (pixels) [default: 0].",
         ),
         click.option(
             "--batch-size",
             type=int,
             default=None,
-            help="Images per GPU batch (halved on out-of-memory).",
+            help="Images per GPU batch, halved on out-of-memory [default: 8].",
         ),
         click.option(
             "--device",
             type=str,
             default=None,
-            help="cuda, cuda:1, cpu (default: cuda when available).",
+            help="cuda, cuda:1, cpu [default: cuda when available, else cpu].",
         ),
+        workers_option("Decoding worker processes; 0 = decode in this process.", layered=True),
         click.option(
-            "--workers",
-            type=int,
-            default=None,
-            help=f"Decoding worker processes (default {DEFAULT_WORKERS}).",
-        ),
-        click.option(
-            "--threads", type=int, default=None, help="CPU threads for torch (default: torch's)."
+            "--threads", type=int, default=None, help="CPU threads for torch [default: torch's]."
         ),
         click.option(
             "--shard",
             type=str,
             default=None,
-            help="i/n: run part i of n (default: torchrun rank, or all).",
+            help="i/n: run part i of n [default: the torchrun rank, else all].",
         ),
         click.option(
-            "--plain/--no-plain", default=None, help="Also write plain index PNGs (masks_plain/)."
+            "--plain/--no-plain",
+            default=None,
+            help="Also write plain index PNGs (masks_plain/) [default: no-plain].",
         ),
         click.option(
-            "--palette/--no-palette", default=None, help="Write palette PNGs (masks/, default on)."
+            "--palette/--no-palette",
+            default=None,
+            help="Write VOC-palette PNGs (masks/) [default: palette].",
         ),
         click.option(
             "--instances/--no-instances",
             default=None,
-            help="Write COCO-style instance JSON with RLE masks.",
+            help="Write COCO-style instance JSON with RLE masks [default: no-instances].",
         ),
         click.option(
-            "--overlays", type=int, default=None, help="Number of images that get overlay JPEGs."
+            "--overlays",
+            type=int,
+            default=None,
+            help="Number of images that get overlay JPEGs [default: 0].",
         ),
         click.option(
             "--evaluate/--no-evaluate",
             default=None,
-            help="Evaluate at the end when GT exists (default on).",
+            help="Evaluate at the end when the dataset has ground truth [default: evaluate].",
         ),
         click.option(
             "--max-images",
             type=int,
             default=None,
-            help="Stop after this many images (a rerun resumes).",
+            help="Stop after this many images; a rerun resumes [default: all].",
         ),
         click.option(
             "--overwrite",
@@ -215,40 +264,41 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             "--engine",
             type=click.Choice(("local", "ray")),
             default=None,
-            help="local: this process (default); ray: Ray Data, CPU decode tasks and "
-            "pipeline actors (pip install 'samwsss[ray]'). Same outputs either way.",
+            help="local: this process; ray: Ray Data, CPU decode tasks and pipeline actors "
+            "(pip install 'samwsss[ray]'). Same outputs either way [default: local].",
         ),
         click.option(
             "--ray-address",
             type=str,
             default=None,
-            help="Ray cluster address (default: a running cluster if any, else a local one).",
+            help="Ray cluster address [default: a running cluster if any, else a local one].",
         ),
-        click.option("--ray-actors", type=int, default=None, help="Pipeline actors (default 1)."),
+        click.option("--ray-actors", type=int, default=None, help="Pipeline actors [default: 1]."),
         click.option(
             "--ray-gpus-per-actor",
             type=float,
             default=None,
-            help="GPUs per actor, fractions allowed (default: 1 with CUDA, else 0).",
+            help="GPUs per actor, fractions allowed [default: 1 with CUDA, else 0].",
         ),
         click.option(
             "--ray-cpus-per-actor",
             type=float,
             default=None,
-            help="CPUs per actor, fractions allowed (default 1).",
+            help="CPUs per actor, fractions allowed [default: 1].",
         ),
         click.option(
             "--ray-writes",
             type=click.Choice(("auto", "driver", "actors")),
             default=None,
             help="Who writes the outputs: the driver, or each actor its own images (every "
-            "node must reach --out) [auto: actors for an object store, else the driver].",
+            "node must reach --out); auto: the actors for an object store, else the driver "
+            "[default: auto].",
         ),
         click.option(
             "--ray-decode-tasks",
             type=int,
             default=None,
-            help="CPU decode tasks at once (default: --workers, at least 1).",
+            help="CPU decode tasks at once [default: --workers, at least 1].",
         ),
     ]
     if zero_shot:
@@ -258,26 +308,34 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
                 type=str,
                 default=None,
                 help="RAM registry name or checkpoint path, 'grounding' (Grounding DINO on "
-                "every class) or 'sam3-presence' (the segmenter's presence scores).",
+                "every class) or 'sam3-presence' (the segmenter's presence scores) "
+                "[default: ram-plus-swin-large-14m; preset paper: ram-swin-large-14m; preset "
+                "sam3: sam3-presence].",
             ),
-            click.option("--tag-match", type=click.Choice(TAG_MATCHES), default=None),
+            click.option(
+                "--tag-match",
+                type=click.Choice(TAG_MATCHES),
+                default=None,
+                help="Tag -> class matching: whole tags (exact) or substrings (paper) "
+                "[default: exact; preset paper: paper].",
+            ),
             click.option(
                 "--tag-threshold",
                 type=float,
                 default=None,
-                help="One RAM threshold for all tags (default: per tag).",
+                help="One RAM threshold for all tags [default: RAM's per-tag thresholds].",
             ),
             click.option(
                 "--ram-vocabulary",
                 type=click.Path(dir_okay=False, exists=True),
                 default=None,
-                help="Local ram_tag_list.txt (default: fetched and cached).",
+                help="Local ram_tag_list.txt [default: fetched once and cached].",
             ),
             click.option(
                 "--ram-thresholds",
                 type=click.Path(dir_okay=False, exists=True),
                 default=None,
-                help="Local ram_tag_list_threshold.txt.",
+                help="Local ram_tag_list_threshold.txt [default: fetched with the tag list].",
             ),
         ]
 
@@ -290,7 +348,9 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
 
 
 def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Merge preset < config file < command line; split into (pipeline, run) settings."""
+    """Merge preset < config file < command line; split into (pipeline, run) settings.
+
+    ``workers`` that no layer sets is :func:`samwsss.workers.default_workers`."""
     import yaml
 
     from samwsss.pipeline.config import PipelineConfig
@@ -318,6 +378,7 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
     pipeline = {k: v for k, v in merged.items() if k in pipeline_keys}
     run = {k: v for k, v in merged.items() if k not in pipeline_keys}
     run["preset"] = preset_name
+    run.setdefault("workers", default_workers())
     if route == "text-input":
         for key in ("tagger", "tag_match", "tag_threshold", "ram_vocabulary", "ram_thresholds"):
             pipeline.pop(key, None)
@@ -325,13 +386,19 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
 
 
 def _run(route: str, options: dict[str, Any]) -> ExitCode:
+    """One dataset run of ``route``. What needs no weights is checked first (torch is not
+    imported before), then that every model's weights are here or downloadable, then the
+    models load; a local ``--out`` this run made is removed again if it fails before
+    writing anything."""
+    with contextlib.ExitStack() as stack:
+        return _run_in(route, options, stack)
+
+
+def _run_in(route: str, options: dict[str, Any], stack: contextlib.ExitStack) -> ExitCode:
+    """:func:`_run`, with ``stack`` holding what lasts until the run ends."""
     from samwsss.checks import check_count
     from samwsss.data import open_dataset
     from samwsss.pipeline.config import preset
-    from samwsss.pipeline.pipeline import Pipeline
-    from samwsss.pipeline.run_folder import FAILURES_DIR
-    from samwsss.pipeline.run_lock import check_run_lock
-    from samwsss.pipeline.runner import RunOptions, Shard, check_writable, run_dataset
     from samwsss.storage import as_path, describe
 
     pipeline_settings, run = _resolve_settings(route, options)
@@ -342,6 +409,8 @@ def _run(route: str, options: dict[str, Any]) -> ExitCode:
     if not run.get("out"):
         raise ValueError("--out is required: the folder the masks and the run manifest go to")
     out = as_path(str(run["out"]))  # a folder, or an fsspec URL (s3://bucket/run, ...)
+    stack.enter_context(_removed_if_left_empty(out))
+    _check_before_loading(run, pipeline_settings, out)
     dataset = open_dataset(
         run["data"],
         run.get("split"),
@@ -351,13 +420,30 @@ def _run(route: str, options: dict[str, Any]) -> ExitCode:
         label_source=run.get("label_source", "xml"),
         coco_gt_rule=run.get("coco_gt_rule", "overwrite"),
     )
+    _check_labels(route, dataset)
     pipeline_settings.setdefault("mapping", _mapping_of(dataset))
     config = preset(run["preset"], **pipeline_settings)
+    from samwsss.pipeline.batching import Shard
+    from samwsss.weights import hub_offline, preflight, run_weights
+
     shard = Shard.parse(run.get("shard"))
+    # every model's weights are here or downloadable now, else one error names them all
+    # (in seconds, before torch is imported); with the hub unreachable and everything
+    # cached, the models load from the cache alone instead of waiting on retries
+    weights = run_weights(config, with_tagger=route == "zero-shot")
+    stack.enter_context(hub_offline(preflight(weights)))
+    from samwsss.pipeline.pipeline import Pipeline
+    from samwsss.pipeline.run_folder import FAILURES_DIR
+    from samwsss.pipeline.run_lock import check_run_lock
+    from samwsss.pipeline.runner import RunOptions, check_writable, run_dataset
+
     # a folder a live run holds is refused now, not after minutes of loading weights
-    # (run_dataset takes the lock for the run itself)
-    check_writable(out)
-    check_run_lock(out, shard)
+    # (run_dataset takes the lock for the run itself); a local --out that does not exist
+    # yet was checked above and is made when the run starts writing
+    if not isinstance(out, Path):
+        check_writable(out)
+    if not isinstance(out, Path) or out.exists():
+        check_run_lock(out, shard)
     device = _device_for_rank(run.get("device"))
     if run.get("threads") is not None:
         import torch
@@ -375,7 +461,7 @@ def _run(route: str, options: dict[str, Any]) -> ExitCode:
         route=route,
         out=out,
         shard=shard,
-        workers=int(run.get("workers", DEFAULT_WORKERS)),
+        workers=int(run.get("workers", default_workers())),
         palette=bool(run.get("palette", True)),
         plain=bool(run.get("plain", False)),
         instances=bool(run.get("instances", False)),
@@ -427,6 +513,66 @@ def _run(route: str, options: dict[str, Any]) -> ExitCode:
     return code
 
 
+def _check_before_loading(run: dict[str, Any], pipeline: dict[str, Any], out: Any) -> None:
+    """The checks that need no weights and no torch (but for a CUDA device where the NVIDIA
+    driver is present): ``--labels`` a file, ``--gt-dir`` a folder, ``--boxer``/
+    ``--masker``/``--segmenter``/``--tagger`` paths of the right kind, ``--out`` writable
+    or creatable (nothing is created), the device present. Opening the dataset next checks
+    ``--data`` and ``--mapping``.
+
+    Raises:
+        ValueError: naming the option, the bad value and what to give.
+    """
+    from samwsss.checks import check_file, check_folder, check_output_folder
+    from samwsss.devices import check_device
+    from samwsss.weights import KINDS, check_model_option
+
+    if run.get("labels") and "://" not in str(run["labels"]):
+        check_file("--labels", run["labels"], "a JSON or CSV file of image labels")
+    if run.get("gt_dir") and "://" not in str(run["gt_dir"]):
+        check_folder("--gt-dir", run["gt_dir"], "the folder of ground-truth <id>.png files")
+    for kind in KINDS:
+        check_model_option(kind, pipeline.get(kind))
+    if isinstance(out, Path):
+        check_output_folder("--out", out)
+    if run.get("engine", "local") != "ray":  # under ray, the actors' machines run the models
+        check_device(run.get("device"))
+
+
+def _check_labels(route: str, dataset: Any) -> None:
+    """Text input over a plain image folder needs image labels: refused before any model
+    loads (VOC and COCO bring their own).
+
+    Raises:
+        ValueError: no image of the folder has labels; the message says what to pass.
+    """
+    if route != "text-input" or getattr(dataset, "kind", "") != "folder":
+        return
+    if any(dataset.labels(image_id) is not None for image_id in dataset.ids):
+        return
+    raise ValueError(
+        f"text-input needs image-level labels, and the image folder {dataset.root} has none: "
+        "give a labels file (--labels labels.json, a JSON or CSV file like "
+        "examples/labels.json), or use the zero-shot route (samwsss zero-shot)"
+    )
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(out: Any) -> Iterator[None]:
+    """Remove the local folder ``out`` again if this run made it and fails while it holds
+    nothing but empty folders. A folder that existed before, or that holds any file, is
+    kept as it is."""
+    made = isinstance(out, Path) and not out.exists()
+    try:
+        yield
+    except BaseException:
+        if made:
+            for folder, _, _ in os.walk(out, topdown=False):  # children before parents
+                with contextlib.suppress(OSError):  # not empty (or gone): kept
+                    os.rmdir(folder)
+        raise
+
+
 def _engine(run: dict[str, Any], device: str | None) -> Any:
     """The batch engine of ``--engine`` (``None``: the local runner)."""
     engine = run.get("engine", "local")
@@ -441,7 +587,7 @@ def _engine(run: dict[str, Any], device: str | None) -> Any:
         import torch
 
         gpus = 1.0 if (device or "cuda").startswith("cuda") and torch.cuda.is_available() else 0.0
-    workers = int(run.get("workers", DEFAULT_WORKERS))
+    workers = int(run.get("workers", default_workers()))
     return RayEngine(
         address=run.get("ray_address"),
         actors=int(run.get("ray_actors", 1)),

@@ -10,6 +10,22 @@ from samwsss.registry import create
 from samwsss.stages.contracts import Boxer, Masker, Tagger, TextSegmenter
 
 
+def loaded_models(config: PipelineConfig, *, with_tagger: bool) -> list[tuple[str, str]]:
+    """``(kind, name or path)`` of every stage with weights of its own that
+    :meth:`~samwsss.pipeline.pipeline.Pipeline.from_config` builds from ``config``, in
+    loading order: the segmenter, or the boxer and the masker; then, with ``with_tagger``,
+    a RAM tagger (the ``grounding`` and ``sam3-presence`` taggers reuse the boxer or the
+    segmenter). Nothing is loaded."""
+    models = (
+        [("segmenter", str(config.segmenter))]
+        if config.segmenter is not None
+        else [("boxer", config.boxer), ("masker", config.masker)]
+    )
+    if with_tagger and config.tagger not in (GROUNDING_TAGGER, PRESENCE_TAGGER):
+        models.append(("tagger", config.tagger))
+    return models
+
+
 def build_boxer(config: PipelineConfig) -> Boxer:
     """Grounding DINO boxer from ``config.boxer`` with the config's thresholds and modes."""
     thresholds = {  # None: the boxer family's default (stages.boxer.family_defaults)

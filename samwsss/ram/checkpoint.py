@@ -31,6 +31,7 @@ import torch
 from samwsss.checkpoints import CheckpointError, load_checkpoint, tensor_state
 from samwsss.ram.config import RAMConfig
 from samwsss.ram.model import RAMModel
+from samwsss.released import OFFICIAL_RAM_WEIGHTS, OfficialWeights
 
 logger = logging.getLogger(__name__)
 
@@ -91,40 +92,8 @@ class WeightsUnavailableError(OSError):
     """Official weights could not be downloaded; the message says how to pass a local file."""
 
 
-@dataclass(frozen=True)
-class OfficialWeights:
-    """Where an official RAM checkpoint is published on the Hugging Face Hub."""
-
-    name: str
-    variant: str
-    repo_id: str
-    filename: str
-    repo_type: str
-
-    @property
-    def url(self) -> str:
-        """Browser/download URL of the file."""
-        prefix = "spaces/" if self.repo_type == "space" else ""
-        return f"https://huggingface.co/{prefix}{self.repo_id}/resolve/main/{self.filename}"
-
-
-#: Registry name -> official weights.
-OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {
-    "ram-plus-swin-large-14m": OfficialWeights(
-        "ram-plus-swin-large-14m",
-        "ram_plus",
-        "xinyu1205/recognize-anything-plus-model",
-        "ram_plus_swin_large_14m.pth",
-        "model",
-    ),
-    "ram-swin-large-14m": OfficialWeights(
-        "ram-swin-large-14m",
-        "ram",
-        "xinyu1205/Recognize_Anything-Tag2Text",
-        "ram_swin_large_14m.pth",
-        "space",
-    ),
-}
+#: Registry name -> official weights (declared in :mod:`samwsss.released`).
+OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = OFFICIAL_RAM_WEIGHTS
 
 
 def download_official_weights(

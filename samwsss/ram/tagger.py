@@ -37,13 +37,11 @@ from samwsss.ram.model import RAMModel
 from samwsss.ram.preprocess import normalize, preprocess_images
 from samwsss.ram.thresholds import mapping_tag_thresholds, resolve_thresholds
 from samwsss.ram.vocabulary import RAMVocabulary, load_vocabulary, read_thresholds
+from samwsss.released import DEFAULT_TAGGER, TAGGER_MODELS
 from samwsss.stages.contracts import ImageBatch, ModelSource, TagResult
 from samwsss.stages.pil_resize import BICUBIC, PilResize
 
 logger = logging.getLogger(__name__)
-
-#: Registry name of the default tagger.
-DEFAULT_TAGGER = "ram-plus-swin-large-14m"
 
 ImagesInput = Sequence[np.ndarray] | torch.Tensor
 
@@ -340,22 +338,8 @@ class RAMTagger:
         return tagger
 
 
-#: The official RAM / RAM++ weights, by registry name (downloaded on first use).
-MODELS = (
-    registry.ModelCard(
-        "tagger",
-        "ram-plus-swin-large-14m",
-        OFFICIAL_WEIGHTS["ram-plus-swin-large-14m"].url,
-        "RAM++ Swin-L 14M: 4,585 tags with per-tag thresholds (default tagger)",
-        defaults={"variant": "ram_plus"},
-    ),
-    registry.ModelCard(
-        "tagger",
-        "ram-swin-large-14m",
-        OFFICIAL_WEIGHTS["ram-swin-large-14m"].url,
-        "RAM Swin-L 14M (the survey's RAM-14M): 4,585 tags with per-tag thresholds",
-        defaults={"variant": "ram"},
-    ),
-)
+#: The official RAM / RAM++ weights, by registry name (downloaded on first use; declared
+#: in :mod:`samwsss.released`).
+MODELS = TAGGER_MODELS
 
 registry.register("tagger", RAMTagger.from_pretrained, MODELS)

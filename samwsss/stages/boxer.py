@@ -47,10 +47,9 @@ from samwsss.checks import (
 )
 from samwsss.choices import IMAGE_RESIZES, PROMPT_MODES
 from samwsss.detections import Detections
+from samwsss.released import BOXER_FAMILIES, BOXER_MODELS, DEFAULT_BOXER
 from samwsss.stages.boxer_backbone import backbone_module, shared_backbone
 from samwsss.stages.boxer_family import (
-    GROUNDING_DINO,
-    MM_GROUNDING_DINO,
     BoxerFamily,
     cached_model_type,
     family_of_model,
@@ -75,69 +74,12 @@ from samwsss.stages.pil_resize import BILINEAR, PilResize
 
 logger = logging.getLogger(__name__)
 
-#: Released checkpoints by name: ``(name, hub id, family, description)``. The LLMDet
-#: repositories were first published as ``rziga/llmdet_*`` (transformers' docs still link
-#: there); their model cards now live under iSEE-Laboratory, the authors' organisation.
-_RELEASED: tuple[tuple[str, str, BoxerFamily, str], ...] = (
-    (
-        "grounding-dino-tiny",
-        "IDEA-Research/grounding-dino-tiny",
-        GROUNDING_DINO,
-        "Grounding DINO Swin-T (O365, GoldG, Cap4M): the paper's boxer",
-    ),
-    (
-        "grounding-dino-base",
-        "IDEA-Research/grounding-dino-base",
-        GROUNDING_DINO,
-        "Grounding DINO Swin-B: larger, more accurate boxer",
-    ),
-    (
-        "mm-grounding-dino-tiny",
-        "openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det",
-        MM_GROUNDING_DINO,
-        "MM-Grounding-DINO Swin-T (O365, GoldG, V3Det): 50.6 COCO zero-shot AP",
-    ),
-    (
-        "mm-grounding-dino-base",
-        "openmmlab-community/mm_grounding_dino_base_o365v1_goldg_v3det",
-        MM_GROUNDING_DINO,
-        "MM-Grounding-DINO Swin-B (O365, GoldG, V3Det): 52.5 COCO zero-shot AP",
-    ),
-    (
-        "mm-grounding-dino-large",
-        "openmmlab-community/mm_grounding_dino_large_o365v2_oiv6_goldg",
-        MM_GROUNDING_DINO,
-        "MM-Grounding-DINO Swin-L (O365v2, OpenImagesV6, GoldG): 53.0 COCO zero-shot AP",
-    ),
-    (
-        "llmdet-tiny",
-        "iSEE-Laboratory/llmdet_tiny",
-        MM_GROUNDING_DINO,
-        "LLMDet Swin-T: MM-Grounding-DINO co-trained with an LLM (GroundingCap-1M)",
-    ),
-    (
-        "llmdet-base",
-        "iSEE-Laboratory/llmdet_base",
-        MM_GROUNDING_DINO,
-        "LLMDet Swin-B: MM-Grounding-DINO co-trained with an LLM (GroundingCap-1M)",
-    ),
-    (
-        "llmdet-large",
-        "iSEE-Laboratory/llmdet_large",
-        MM_GROUNDING_DINO,
-        "LLMDet Swin-L: MM-Grounding-DINO co-trained with an LLM (GroundingCap-1M)",
-    ),
-)
-
-#: The released Grounding DINO family weights this boxer loads by name; each card's
-#: ``defaults`` are its family's thresholds.
-MODELS = tuple(
-    registry.ModelCard("boxer", name, weights, description, defaults=family.defaults)
-    for name, weights, family, description in _RELEASED
-)
+#: The released Grounding DINO family weights this boxer loads by name (declared in
+#: :mod:`samwsss.released`); each card's ``defaults`` are its family's thresholds.
+MODELS = BOXER_MODELS
 #: Registry name -> family.
-CARD_FAMILIES: dict[str, BoxerFamily] = {name: family for name, _, family, _ in _RELEASED}
-DEFAULT_MODEL = "grounding-dino-tiny"
+CARD_FAMILIES: dict[str, BoxerFamily] = BOXER_FAMILIES
+DEFAULT_MODEL = DEFAULT_BOXER
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,10 @@ from samwsss import registry
 from samwsss.checks import check_choice, check_count, parse_dtype
 from samwsss.choices import IMAGE_RESIZES, MULTIMASK
 from samwsss.detections import Detections
+from samwsss.released import MASKER_MODELS
 from samwsss.stages.contracts import ImageBatch, ModelSource
 from samwsss.stages.masker_backend import SamBackend
-from samwsss.stages.masker_official import OFFICIAL_CHECKPOINTS, OFFICIAL_DOWNLOAD_ROOT
+from samwsss.stages.masker_official import OFFICIAL_CHECKPOINTS
 from samwsss.stages.masker_transforms import InputGeometry, scale_boxes, upscale_mask_logits
 from samwsss.stages.pil_resize import BILINEAR, PilResize
 
@@ -482,38 +483,8 @@ def _load_backend(
     return load_transformers_backend(source, hq_token_only=hq_token_only, **hub_kwargs)
 
 
-_META = "Meta's checkpoint (segment-anything)"
-
-
-def _official(file_name: str) -> str:
-    if file_name not in OFFICIAL_CHECKPOINTS:
-        raise ValueError(f"{file_name} is not a released SAM checkpoint")
-    return OFFICIAL_DOWNLOAD_ROOT + file_name
-
-
-#: The released SAM weights this masker loads by name: transformers checkpoints on the
-#: hub, and Meta's original files through segment-anything.
-MODELS = tuple(
-    registry.ModelCard("masker", name, weights, description)
-    for name, weights, description in (
-        ("sam-vit-huge", "facebook/sam-vit-huge", "SAM ViT-H (the paper's masker), transformers"),
-        ("sam-vit-large", "facebook/sam-vit-large", "SAM ViT-L, transformers"),
-        ("sam-vit-base", "facebook/sam-vit-base", "SAM ViT-B, transformers"),
-        ("sam-hq-vit-huge", "syscv-community/sam-hq-vit-huge", "SAM-HQ ViT-H, transformers"),
-        ("sam-hq-vit-large", "syscv-community/sam-hq-vit-large", "SAM-HQ ViT-L, transformers"),
-        ("sam-hq-vit-base", "syscv-community/sam-hq-vit-base", "SAM-HQ ViT-B, transformers"),
-        ("sam2-hiera-large", "facebook/sam2.1-hiera-large", "SAM 2.1 Hiera-L, transformers"),
-        (
-            "sam2-hiera-base-plus",
-            "facebook/sam2.1-hiera-base-plus",
-            "SAM 2.1 Hiera-B+, transformers",
-        ),
-        ("sam2-hiera-small", "facebook/sam2.1-hiera-small", "SAM 2.1 Hiera-S, transformers"),
-        ("sam2-hiera-tiny", "facebook/sam2.1-hiera-tiny", "SAM 2.1 Hiera-T, transformers"),
-        ("sam-vit-huge-official", _official("sam_vit_h_4b8939.pth"), "SAM ViT-H, " + _META),
-        ("sam-vit-large-official", _official("sam_vit_l_0b3195.pth"), "SAM ViT-L, " + _META),
-        ("sam-vit-base-official", _official("sam_vit_b_01ec64.pth"), "SAM ViT-B, " + _META),
-    )
-)
+#: The released SAM weights this masker loads by name (declared in :mod:`samwsss.released`):
+#: transformers checkpoints on the hub, and Meta's original files through segment-anything.
+MODELS = MASKER_MODELS
 
 registry.register("masker", SamMasker.from_pretrained, MODELS)

@@ -23,20 +23,16 @@ from typing import Any
 import torch
 
 from samwsss.checkpoints import load_checkpoint, tensor_state
+from samwsss.released import OFFICIAL_SAM_CHECKPOINTS, OFFICIAL_SAM_ROOT, official_sam_download
 from samwsss.stages.masker_backend import Features, SamBackend, decode_each_image
 from samwsss.stages.masker_transforms import InputGeometry, NormalizeFn
 
 logger = logging.getLogger(__name__)
 
 #: Where Meta publishes the released checkpoint files.
-OFFICIAL_DOWNLOAD_ROOT = "https://dl.fbaipublicfiles.com/segment_anything/"
-
+OFFICIAL_DOWNLOAD_ROOT = OFFICIAL_SAM_ROOT
 #: Released checkpoint file -> segment_anything model type.
-OFFICIAL_CHECKPOINTS: dict[str, str] = {
-    "sam_vit_h_4b8939.pth": "vit_h",
-    "sam_vit_l_0b3195.pth": "vit_l",
-    "sam_vit_b_01ec64.pth": "vit_b",
-}
+OFFICIAL_CHECKPOINTS: dict[str, str] = OFFICIAL_SAM_CHECKPOINTS
 
 _INSTALL_HINT = (
     "official SAM checkpoints need Meta's segment-anything package: "
@@ -236,6 +232,17 @@ def build_official_sam(spec: OfficialSamSpec) -> torch.nn.Module:
     return model.eval()
 
 
+def official_download(name_or_url: str) -> tuple[str, Path] | None:
+    """``(url, cache file)`` of a checkpoint :func:`resolve_official_checkpoint` downloads:
+    an ``http(s)://`` URL or a released file name (``sam_vit_h_4b8939.pth``), cached as
+    ``torch.hub.get_dir()/checkpoints/<file name>``; ``None`` for anything else."""
+    download = official_sam_download(name_or_url)
+    if download is None:
+        return None
+    url, filename = download
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
 def resolve_official_checkpoint(name_or_path: str | Path) -> Path:
     """A local checkpoint path; released file names / URLs are downloaded once and cached.
 
@@ -249,18 +256,13 @@ def resolve_official_checkpoint(name_or_path: str | Path) -> Path:
     path = Path(text).expanduser()
     if path.is_file():
         return path
-    if text.startswith(("http://", "https://")):
-        url = text
-        filename = text.rsplit("/", 1)[-1]
-    elif path.name in OFFICIAL_CHECKPOINTS and path.parent == Path("."):
-        url = OFFICIAL_DOWNLOAD_ROOT + path.name
-        filename = path.name
-    else:
+    download = official_download(text)
+    if download is None:
         raise ValueError(
             f"SAM checkpoint {text!r} not found; give an existing .pth file or one of the "
             f"released names {', '.join(OFFICIAL_CHECKPOINTS)}"
         )
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    url, cache = download
     if not cache.is_file():
         logger.info("downloading %s to %s", url, cache)
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -43,38 +43,14 @@ import torch
 from samwsss import registry
 from samwsss.checks import check_count, check_fraction, parse_dtype
 from samwsss.detections import Detections
+from samwsss.released import DEFAULT_SEGMENTER, SEGMENTER_MODELS
 from samwsss.stages.contracts import ImageBatch, ModelSource, Query, check_queries
 
 logger = logging.getLogger(__name__)
 
-#: The released SAM 3 weights this segmenter loads by name.
-MODELS = (
-    registry.ModelCard(
-        "segmenter",
-        "sam3",
-        "facebook/sam3",
-        "SAM 3 (ViT-H/14 + CLIP-L text): text prompt -> every instance's box and mask",
-    ),
-    registry.ModelCard(
-        "segmenter",
-        "sam3-litetext-s0",
-        "vil-uob/sam3-litetext-s0",
-        "SAM 3 LiteText S0: SAM 3 with the smallest MobileCLIP-style text encoder",
-    ),
-    registry.ModelCard(
-        "segmenter",
-        "sam3-litetext-s1",
-        "vil-uob/sam3-litetext-s1",
-        "SAM 3 LiteText S1: SAM 3 with a small MobileCLIP-style text encoder",
-    ),
-    registry.ModelCard(
-        "segmenter",
-        "sam3-litetext-l",
-        "vil-uob/sam3-litetext-l",
-        "SAM 3 LiteText L: SAM 3 with the large MobileCLIP-style text encoder",
-    ),
-)
-DEFAULT_MODEL = "sam3"
+#: The released SAM 3 weights this segmenter loads by name (in :mod:`samwsss.released`).
+MODELS = SEGMENTER_MODELS
+DEFAULT_MODEL = DEFAULT_SEGMENTER
 
 #: Score a query must pass to count as an instance. transformers' SAM 3 documentation
 #: runs ``post_process_instance_segmentation(threshold=0.5, mask_threshold=0.5)`` in every
