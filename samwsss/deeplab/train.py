@@ -713,22 +713,15 @@ def initial_weights_error(arch: str, init: str | None, error: OSError) -> ValueE
             f"Face hub id that can be loaded ({reason}); check the path, or pass a hub id "
             "such as the architecture's default"
         )
+    from samwsss.weights import hub_cache_dir, hub_cli
+
+    command = f"{hub_cli()} download {text}"
     return ValueError(
         f"the initial weights of {arch}, the Hugging Face hub model {text}, are not in the "
-        f"cache ({_hub_cache()}) and cannot be downloaded here ({reason}). Where the hub is "
-        f"reachable, `hf download {text}` fills the cache (copy it to this machine), or "
-        f"`hf download {text} --local-dir DIR` writes a folder to pass here with --init DIR "
-        f"(with huggingface_hub < 1.0 the command is `huggingface-cli download {text}`)"
+        f"cache ({hub_cache_dir()}) and cannot be downloaded here ({reason}). Where the hub "
+        f"is reachable, `{command}` fills the cache (copy it to this machine), or "
+        f"`{command} --local-dir DIR` writes a folder to pass here with --init DIR"
     )
-
-
-def _hub_cache() -> str:
-    """The Hugging Face hub cache folder (``$HF_HUB_CACHE``, ``$HF_HOME/hub``)."""
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover - transformers always brings it
-        return "$HF_HOME/hub"
-    return str(constants.HF_HUB_CACHE)
 
 
 def train_deeplab(
