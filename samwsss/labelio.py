@@ -15,7 +15,7 @@ from PIL import Image
 
 from samwsss.atomic import atomic_write_bytes
 from samwsss.classes import voc_palette
-from samwsss.data.images import ImageReadError
+from samwsss.images import ImageReadError
 from samwsss.storage import AnyPath, as_path, open_binary
 
 _PALETTE = voc_palette()

@@ -17,7 +17,8 @@ import numpy as np
 
 from samwsss.classes import IGNORE_INDEX
 from samwsss.data.base import SegmentationDataset
-from samwsss.data.images import IMAGE_SUFFIXES
+from samwsss.images import IMAGE_SUFFIXES
+from samwsss.labelio import LabelReadError, read_label_png
 from samwsss.storage import AnyPath, is_folder, scan_folder
 
 if TYPE_CHECKING:
@@ -193,8 +194,6 @@ def read_gt(path: AnyPath, image_id: str, num_classes: int) -> np.ndarray:
         DatasetError: the file is missing, not a label PNG, or holds a value that is not a
             class index of this dataset.
     """
-    from samwsss.labelio import LabelReadError, read_label_png
-
     try:
         label = read_label_png(path)
     except FileNotFoundError as error:
