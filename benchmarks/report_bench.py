@@ -4,10 +4,11 @@ Writes a synthetic run of N (default 1,000) 500x375 images with ground truth (a 
 a two-part mask per image, tags, boxes; ``tests/run_fixtures.make_run``) in a temporary
 folder, then times :func:`samwsss.report.build_report` with 1 thread and with
 ``--workers`` threads (the median of ``--repeats`` runs each), and reports the size of
-``index.html`` and of the whole report folder. When a Chromium is installed it also
-times the page load in headless Chromium (navigation to the first gallery page drawn)
-for the real report and for a report whose inline data holds ``--page-items`` (default
-10,000) images, to show the paged gallery stays fast.
+``index.html`` and of the whole report folder. When playwright and a Chromium are
+installed (``tests/browser.py``) it also times the page load in headless Chromium
+(navigation to the first gallery page drawn) for the real report and for a report whose
+inline data holds ``--page-items`` (default 10,000) images, to show the paged gallery
+stays fast.
 
 Usage::
 
@@ -34,7 +35,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 from samwsss.evaluation import GroundTruthFolder
 from samwsss.mapping import load_mapping
 from samwsss.report import build_report
-from samwsss.testing.browser import HeadlessBrowser, find_chromium
+from tests.browser import HeadlessBrowser, missing
 from tests.run_fixtures import make_run
 
 logger = logging.getLogger("report_bench")
@@ -107,8 +108,9 @@ def main() -> None:
         print("| threads | report s | thumbnails images/s | index.html MiB | folder MiB |")
         print("|---|---|---|---|---|")
         print("\n".join(rows))
-        if result is None or find_chromium() is None:
-            print("no chromium: page load not measured")
+        reason = missing()
+        if result is None or reason is not None:
+            print(f"page load not measured: {reason or 'no report'}")
             return
         load = page_load_seconds(result.path)
         big = inflate(result.path, args.page_items)

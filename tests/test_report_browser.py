@@ -10,12 +10,11 @@ import pytest
 from samwsss.evaluation import GroundTruthFolder
 from samwsss.mapping import load_mapping
 from samwsss.report import build_report
-from samwsss.testing.browser import HeadlessBrowser, find_chromium
+from tests.browser import HeadlessBrowser, missing
 from tests.run_fixtures import make_run
 
-pytestmark = pytest.mark.skipif(
-    find_chromium() is None, reason="no chromium installed (apt-get install chromium)"
-)
+SKIP_REASON = missing()
+pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 
 def test_report_in_headless_chromium(tmp_path: Path) -> None:
