@@ -1,9 +1,9 @@
 """DeepLabV2 training speed: iterations/s, peak memory and the projected 20k-iteration time.
 
-Times the trainer's own step (``forward_loss`` -> backward -> SGD with the three parameter
-groups and the poly schedule) of a ResNet-101 DeepLabV2 on synthetic 321x321 uint8 crops
-and labels already in memory, so the numbers are the model's cost without data loading
-(DataLoader workers hide decoding in real runs). Weights are random (``init="none"``): the
+Times the trainer's own step (``arch_forward_loss`` -> backward -> SGD with the three
+parameter groups and the poly schedule) of a ResNet-101 DeepLabV2 on synthetic 321x321
+uint8 crops and labels already in memory, so the numbers are the model's cost without data
+loading (DataLoader workers hide decoding in real runs). Weights are random (``init="none"``): the
 cost is the same as with ImageNet weights.
 
 * CPU (default there): batch 2, 1 warm-up and 3 timed iterations; peak memory is the
@@ -33,7 +33,8 @@ import torch
 from benchmarks import _measure
 from samwsss.deeplab.config import DeepLabConfig
 from samwsss.deeplab.model import build_deeplab, count_parameters
-from samwsss.deeplab.train import build_optimizer, forward_loss, set_learning_rates
+from samwsss.deeplab.train import arch_forward_loss, build_arch_optimizer, set_learning_rates
+from samwsss.segnets.deeplab import DeepLabArch
 
 BACKBONE = "resnet101"
 CROP = 321
@@ -59,7 +60,8 @@ def step_times(
     if cuda:
         model.to(memory_format=torch.channels_last)
     model.train()
-    optimizer = build_optimizer(model, config)
+    arch = DeepLabArch.from_config(config)
+    optimizer = build_arch_optimizer(arch, model, config)
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (batch, CROP, CROP, 3), dtype=torch.uint8, generator=generator)
     labels = torch.randint(
@@ -71,8 +73,8 @@ def step_times(
 
     def step(index: int) -> None:
         set_learning_rates(optimizer, config, index)
-        loss = forward_loss(
-            model, images, labels, config, device=device, amp=cuda, channels_last=cuda
+        loss = arch_forward_loss(
+            arch, model, images, labels, config, device=device, amp=cuda, channels_last=cuda
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

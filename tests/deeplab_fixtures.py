@@ -144,7 +144,7 @@ def free_port() -> int:
 def global_batch_gradients(
     config: DeepLabConfig, rank: int, world_size: int
 ) -> dict[str, torch.Tensor]:
-    """Gradients of iteration 0's loss (the trainer's ``forward_loss``) for this process.
+    """Gradients of iteration 0's loss (the trainer's ``arch_forward_loss``) for this process.
 
     Builds the seeded tiny model, takes this rank's slots of the global batch from the
     trainer's sample stream, wraps the model in DDP when ``world_size > 1`` (the process
@@ -154,8 +154,9 @@ def global_batch_gradients(
 
     from samwsss.deeplab.data import AugmentedSegmentationData, SampleStream
     from samwsss.deeplab.model import build_deeplab
-    from samwsss.deeplab.train import forward_loss
+    from samwsss.deeplab.train import arch_forward_loss
     from samwsss.deeplab.transforms import TrainAugmentation
+    from samwsss.segnets.deeplab import DeepLabArch
 
     dataset = ShapesDataset(6, (40, 40), seed=2)
     torch.manual_seed(config.seed)
@@ -182,7 +183,8 @@ def global_batch_gradients(
     )
     keys = stream.batch_keys(0)
     images, labels = zip(*(data[key] for key in keys), strict=True)
-    loss = forward_loss(
+    loss = arch_forward_loss(
+        DeepLabArch.from_config(config),
         wrapped,
         torch.stack(images),
         torch.stack(labels),

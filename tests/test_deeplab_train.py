@@ -15,8 +15,8 @@ from samwsss.deeplab.predict import predict_labels
 from samwsss.deeplab.train import (
     LOG_COLUMNS,
     Trainer,
-    build_optimizer,
-    forward_loss,
+    arch_forward_loss,
+    build_arch_optimizer,
     plot_training_curves,
     poly_lr,
     read_log_rows,
@@ -25,6 +25,7 @@ from samwsss.deeplab.train import (
 )
 from samwsss.deeplab.transforms import TrainAugmentation, normalize_batch
 from samwsss.labelio import write_label_png
+from samwsss.segnets.deeplab import DeepLabArch
 from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, tiny_config
 
 
@@ -53,7 +54,7 @@ def _read_log(path):
 def test_poly_schedule_and_groups_against_hand_computed_values() -> None:
     config = tiny_config(lr=2.5e-4, iterations=100)
     model = _tiny_model()
-    optimizer = build_optimizer(model, config)
+    optimizer = build_arch_optimizer(DeepLabArch.from_config(config), model, config)
     names = [g["name"] for g in optimizer.param_groups]
     assert names == ["backbone", "head_weight", "head_bias"]
     assert [g["weight_decay"] for g in optimizer.param_groups] == [5e-4, 5e-4, 0.0]
@@ -72,7 +73,7 @@ def test_weight_decay_applies_to_weights_not_head_biases() -> None:
     model = _tiny_model()
     with torch.no_grad():
         model.head.branches[0].bias.fill_(1.0)
-    optimizer = build_optimizer(model, config)
+    optimizer = build_arch_optimizer(DeepLabArch.from_config(config), model, config)
     set_learning_rates(optimizer, config, 0)
     conv = model.backbone.conv1.weight
     head_weight = model.head.branches[0].weight
@@ -263,14 +264,19 @@ def test_forward_loss_at_logit_resolution_is_the_mean_over_the_shrunk_labels() -
     images = torch.from_numpy(rng.integers(0, 256, (2, 40, 40, 3), dtype=np.uint8))
     labels = torch.from_numpy(rng.integers(0, 4, (2, 40, 40), dtype=np.uint8))
     labels[0, :24] = 255  # ignored rows: the valid count must be the shrunk labels' one
-    loss = forward_loss(model, images, labels, config, device=torch.device("cpu"))
+    cpu = torch.device("cpu")
+    loss = arch_forward_loss(
+        DeepLabArch.from_config(config), model, images, labels, config, device=cpu
+    )
     logits = model(normalize_batch(images, config.mean, config.std, device=torch.device("cpu")))
     assert logits.shape[-2:] == (5, 5)
     small = torch.nn.functional.interpolate(labels[:, None].float(), size=(5, 5), mode="nearest")
     expected = torch.nn.functional.cross_entropy(logits, small[:, 0].long(), ignore_index=255)
     torch.testing.assert_close(loss, expected)
     # and at label resolution: the mean over the full-size labels
-    full = forward_loss(model, images, labels, tiny_config(), device=torch.device("cpu"))
+    label_config = tiny_config()
+    arch = DeepLabArch.from_config(label_config)
+    full = arch_forward_loss(arch, model, images, labels, label_config, device=cpu)
     upsampled = torch.nn.functional.interpolate(
         logits, size=(40, 40), mode="bilinear", align_corners=False
     )
@@ -347,3 +353,30 @@ def test_pseudo_masks_with_upper_case_extension(tmp_path) -> None:
         pytest.skip("case-insensitive file system: a.png and a.PNG are one file")
     with pytest.raises(ValueError, match="holds both"):
         PseudoMaskDataset(base, masks)
+
+
+def test_the_deprecated_deeplab_names_warn_and_equal_the_arch_path(monkeypatch) -> None:
+    from samwsss.deeplab import optim, train
+
+    config = tiny_config()
+    model = _tiny_model()
+    arch = DeepLabArch.from_config(config)
+    with pytest.warns(DeprecationWarning, match="build_arch_optimizer"):
+        old = optim.build_optimizer(model, config)
+    new = build_arch_optimizer(arch, model, config)
+    assert [(g["lr"], g["weight_decay"], len(g["params"])) for g in old.param_groups] == [
+        (g["lr"], g["weight_decay"], len(g["params"])) for g in new.param_groups
+    ]
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 4, (2, 32, 32))
+    with pytest.warns(DeprecationWarning, match="arch_forward_loss"):
+        loss = optim.forward_loss(model, images, labels, config, device=torch.device("cpu"))
+    expected = train.arch_forward_loss(
+        arch, model, images, labels, config, device=torch.device("cpu")
+    )
+    assert torch.equal(loss, expected)
+    calls = []
+    monkeypatch.setattr(train, "train_segmenter", lambda *a, **k: calls.append((a, k)) or "r")
+    with pytest.warns(DeprecationWarning, match="train_segmenter"):
+        assert train.train_deeplab(config, "data", "out", resume=True) == "r"
+    assert calls == [((config, "data", "out"), {"val_dataset": None, "resume": True})]

@@ -7,9 +7,11 @@ Modules (import them directly; this package imports nothing itself):
 - :mod:`samwsss.deeplab.transforms` -- ``TrainAugmentation``, ``normalize_batch``.
 - :mod:`samwsss.deeplab.data` -- ``PseudoMaskDataset``, ``SampleStream``,
   ``AugmentedSegmentationData``.
-- :mod:`samwsss.deeplab.train` -- ``Trainer`` / ``train_deeplab`` (DDP, bf16, resume).
-- :mod:`samwsss.deeplab.optim` -- ``build_optimizer``, ``set_learning_rates`` (poly),
-  ``segmentation_loss``, ``forward_loss``.
+- :mod:`samwsss.deeplab.train` -- ``Trainer`` / ``train_segmenter``, every architecture
+  (DDP, bf16, resume).
+- :mod:`samwsss.deeplab.optim` -- ``build_arch_optimizer``, ``arch_forward_loss``,
+  ``set_learning_rates`` (poly), and DeepLabV2's ``deeplab_param_groups`` and
+  ``deeplab_loss``.
 - :mod:`samwsss.deeplab.distributed` -- ``DistributedContext``, process group set-up and
   teardown, the DDP wrapper.
 - :mod:`samwsss.deeplab.guard` -- ``DivergenceGuard`` (stops a run whose loss becomes

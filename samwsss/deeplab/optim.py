@@ -1,11 +1,15 @@
 """Optimisation: parameter groups and optimisers, the poly schedule, DeepLabV2's loss.
 
-:func:`build_arch_optimizer` and :func:`arch_forward_loss` serve every architecture (SGD
-or AdamW over ``arch.param_groups``, ``arch.loss`` under autocast); the rest is DeepLabV2's.
+:func:`build_arch_optimizer` and :func:`arch_forward_loss` are the one optimiser builder and
+the one training forward of every architecture, DeepLabV2 included (SGD or AdamW over
+``arch.param_groups``, ``arch.loss`` under autocast; DeepLabV2's are
+:class:`~samwsss.segnets.deeplab.DeepLabArch`'s, which call :func:`deeplab_param_groups` and
+:func:`deeplab_loss`).
 
-The loss is cross-entropy summed over the valid (non-ignore) pixels and divided by a
-normaliser; :func:`forward_loss` makes that normaliser the valid-pixel count of the *global*
-batch under DDP, so the averaged gradients equal those of one process with the whole batch.
+DeepLabV2's loss is cross-entropy summed over the valid (non-ignore) pixels and divided by
+a normaliser; :func:`deeplab_loss` makes that normaliser the valid-pixel count of the
+*global* batch under DDP, so the averaged gradients equal those of one process with the
+whole batch.
 """
 
 from __future__ import annotations
@@ -65,20 +69,6 @@ def deeplab_param_groups(
         }
         for name, mult, decay in spec
     ]
-
-
-def build_optimizer(model: DeepLabV2, config: DeepLabConfig) -> torch.optim.SGD:
-    """SGD (momentum ``config.momentum``) over :func:`deeplab_param_groups`."""
-    param_groups = deeplab_param_groups(
-        model,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        head_lr_mult=config.head_lr_mult,
-        head_bias_lr_mult=config.head_bias_lr_mult,
-        head_bias_decay=config.head_bias_decay,
-        backbone_lr_mult=config.backbone_lr_mult,
-    )
-    return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum)
 
 
 def build_arch_optimizer(
@@ -171,7 +161,7 @@ def loss_targets(
 ) -> torch.Tensor:
     """The labels the loss compares the logits with, at the loss's resolution.
 
-    Both :func:`segmentation_loss` and :func:`forward_loss` (which counts the valid pixels
+    Both :func:`segmentation_loss` and :func:`deeplab_loss` (which counts the valid pixels
     for the DDP normaliser) go through this, so the pixels counted are the pixels summed.
 
     Args:
@@ -301,42 +291,36 @@ def arch_forward_loss(
     return loss.float()
 
 
+# -- deprecated DeepLabV2-only names (one release) ----------------------------------------------
+def build_optimizer(model: nn.Module, config: DeepLabConfig) -> torch.optim.Optimizer:
+    """Deprecated: ``build_arch_optimizer(DeepLabArch.from_config(config), model, config)``."""
+    from samwsss.segnets.deeplab import DeepLabArch
+
+    _deprecated("build_optimizer", "build_arch_optimizer(DeepLabArch.from_config(config), ...)")
+    return build_arch_optimizer(DeepLabArch.from_config(config), model, config)
+
+
 def forward_loss(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     config: DeepLabConfig,
-    *,
-    device: torch.device,
-    world_size: int = 1,
-    amp: bool = False,
-    channels_last: bool = False,
+    **kwargs: Any,
 ) -> torch.Tensor:
-    """One training forward: normalise, run the model, loss over the global batch's valid pixels.
+    """Deprecated: ``arch_forward_loss(DeepLabArch.from_config(config), model, ...)``."""
+    from samwsss.segnets.deeplab import DeepLabArch
 
-    Args:
-        model: DeepLabV2, possibly wrapped in ``DistributedDataParallel``.
-        images: ``(B, H, W, 3)`` uint8 crops of this process.
-        labels: ``(B, H, W)`` uint8 labels (``config.ignore_index`` ignored).
-        world_size: processes sharing the global batch; with more than one, the valid
-            pixel count is all-reduced and the loss scaled so that DDP's gradient averaging
-            yields the gradient of the mean over every valid pixel of the global batch.
-            The count is taken on the labels the loss uses (shrunk to the logits' size
-            with ``loss_resolution="logits"``).
-        amp: bf16 autocast for the forward (the loss itself is float32).
-
-    Returns:
-        Scalar loss to call ``backward`` on.
-    """
-    inputs = normalize_batch(
-        images, config.mean, config.std, device=device, channels_last=channels_last
+    _deprecated("forward_loss", "arch_forward_loss(DeepLabArch.from_config(config), ...)")
+    return arch_forward_loss(
+        DeepLabArch.from_config(config), model, images, labels, config, **kwargs
     )
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        logits = model(inputs)
-    return deeplab_loss(
-        logits,
-        labels.to(device, non_blocking=True).long(),
-        ignore_index=config.ignore_index,
-        resolution=config.loss_resolution,
-        world_size=world_size,
+
+
+def _deprecated(old: str, new: str) -> None:
+    import warnings
+
+    warnings.warn(
+        f"{old} is deprecated and goes in the next release; use {new}",
+        DeprecationWarning,
+        stacklevel=3,
     )

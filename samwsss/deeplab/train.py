@@ -87,9 +87,7 @@ from samwsss.deeplab.logs import (
 from samwsss.deeplab.optim import (
     arch_forward_loss,
     build_arch_optimizer,
-    build_optimizer,
     count_valid_pixels,
-    forward_loss,
     logged_learning_rates,
     loss_targets,
     poly_lr,
@@ -119,10 +117,8 @@ __all__ = [
     "TrainingDiverged",
     "arch_forward_loss",
     "build_arch_optimizer",
-    "build_optimizer",
     "capture_rng_state",
     "count_valid_pixels",
-    "forward_loss",
     "init_distributed",
     "initial_weights_error",
     "loss_targets",
@@ -724,18 +720,6 @@ def initial_weights_error(arch: str, init: str | None, error: OSError) -> ValueE
     )
 
 
-def train_deeplab(
-    config: DeepLabConfig,
-    dataset: SegmentationDataset,
-    out_dir: str | os.PathLike[str],
-    *,
-    val_dataset: SegmentationDataset | None = None,
-    resume: bool = False,
-) -> TrainResult:
-    """Train DeepLabV2 (see :class:`Trainer`); the library entry point of ``train-deeplab``."""
-    return Trainer(config, dataset, out_dir, val_dataset=val_dataset, resume=resume).run()
-
-
 def train_segmenter(
     config: DeepLabConfig,
     dataset: SegmentationDataset,
@@ -745,6 +729,30 @@ def train_segmenter(
     resume: bool = False,
     arch: SegmentationArch | None = None,
 ) -> TrainResult:
-    """Train ``config.arch`` (or ``arch``), see :class:`Trainer`; ``train-segmenter``'s entry."""
+    """Train ``config.arch`` (or ``arch``), see :class:`Trainer`.
+
+    The library entry point of training for every architecture, DeepLabV2 (the default
+    ``config.arch``) included: the same run as ``train-deeplab`` and ``train-segmenter``.
+    """
     trainer = Trainer(config, dataset, out_dir, val_dataset=val_dataset, resume=resume, arch=arch)
     return trainer.run()
+
+
+def train_deeplab(
+    config: DeepLabConfig,
+    dataset: SegmentationDataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    val_dataset: SegmentationDataset | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Deprecated: :func:`train_segmenter` (DeepLabV2 is its default ``config.arch``)."""
+    import warnings
+
+    warnings.warn(
+        "train_deeplab is deprecated and goes in the next release; use train_segmenter "
+        "(same arguments)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return train_segmenter(config, dataset, out_dir, val_dataset=val_dataset, resume=resume)

@@ -145,8 +145,8 @@ class DeepLabArch:
         *,
         world_size: int = 1,
     ) -> torch.Tensor:
-        """Cross-entropy over the valid pixels of the global batch (the trainer's
-        :func:`samwsss.deeplab.optim.forward_loss` on already normalised pixels)."""
+        """Cross-entropy over the valid pixels of the global batch
+        (:func:`samwsss.deeplab.optim.deeplab_loss` of the model's logits)."""
         from samwsss.deeplab.optim import deeplab_loss
 
         return deeplab_loss(
