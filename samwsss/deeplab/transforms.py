@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from samwsss.imagenet import IMAGENET_MEAN
+
 
 @dataclass(frozen=True)
 class TrainAugmentation:
@@ -40,7 +42,7 @@ class TrainAugmentation:
     scale_max: float = 1.5
     flip: bool = True
     ignore_index: int = 255
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
 
     def __call__(
         self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from samwsss.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _check_image(image: object, position: int) -> np.ndarray:

@@ -83,11 +83,21 @@ class ArchCard:
 
 @runtime_checkable
 class SegmentationArch(Protocol):
-    """The per-architecture part of the trainer and of ``predict``."""
+    """The per-architecture part of the trainer and of ``predict``.
+
+    Attributes:
+        name: the architecture family (``"deeplabv2"``, ``"segformer"``, ...).
+        mean, std: RGB normalisation of ``pixels`` (in [0, 1] first).
+        fixed_input_size: the network takes only inputs of one size (EoMT's position grid):
+            validation and ``predict`` run a sliding window of the training crop size
+            over other sizes. ``False`` (any size works) is the default of classes that
+            subclass this protocol; others set it themselves.
+    """
 
     name: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    fixed_input_size: bool = False
 
     def build(
         self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False

@@ -1,5 +1,8 @@
 """Helpers shared by the transformers-based architectures (SegFormer, Mask2Former, EoMT).
 
+* :class:`HFSegmenterArch`: their common base (normalisation, checkpoint description,
+  rebuild, parameter groups), so each architecture's module is about its model.
+* :func:`unwrap_model`: the network inside a DDP / ``torch.compile`` wrapper.
 * :func:`init_config`: the ``config.json`` of an ``init`` (hub id or local folder) as a
   transformers config, read before any weights are.
 * :func:`refuse_segmentation_init`: the WSSS protocol's guard: weights trained on
@@ -15,19 +18,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from samwsss.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from samwsss.segnets.arch import SegmentationArch
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 logger = logging.getLogger(__name__)
-
-#: ImageNet mean / std (RGB in [0, 1]) of Swin, MiT and DINOv2 pretraining.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Architecture class-name endings of models trained on segmentation data.
 _SEGMENTATION_HEADS = (
@@ -132,6 +135,19 @@ def refuse_segmentation_init(config: Any, init: str, allow_segmentation_init: bo
 def config_to_json(config: Any) -> dict[str, Any]:
     """A transformers config as a JSON-safe dict (``to_json_string`` round trip)."""
     return dict(json.loads(config.to_json_string(use_diff=False)))
+
+
+def label_fields(num_classes: int) -> dict[str, Any]:
+    """The config values of ``num_classes`` classes named by their index
+    (``num_labels`` and ``id2label``)."""
+    return {"num_labels": num_classes, "id2label": {i: str(i) for i in range(num_classes)}}
+
+
+def unwrap_model(model: nn.Module) -> Any:
+    """The network inside a DDP (``.module``) and/or ``torch.compile`` (``._orig_mod``)
+    wrapper; ``model`` itself when it is not wrapped."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)
 
 
 def global_normalizers(local: torch.Tensor, world_size: int = 1) -> torch.Tensor:
@@ -246,3 +262,76 @@ def check_architecture(architecture: Any, kind: str) -> dict[str, Any]:
             f"{{'arch': {kind!r}, 'config': {{...}}}} as written by architecture()"
         )
     return dict(architecture["config"])
+
+
+class HFSegmenterArch(SegmentationArch):
+    """What the transformers-based architectures share behind :class:`SegmentationArch`.
+
+    A subclass sets ``name`` (its family, also the ``"arch"`` of :meth:`architecture`),
+    returns its transformers classes from :meth:`model_classes`, says which parameters
+    are the pretrained backbone's (:meth:`is_backbone`) and which besides norms and
+    ``nn.Embedding`` tables take no weight decay (``no_decay_names``), and implements
+    ``build``, ``loss`` and ``logits``. Inputs are normalised with ImageNet's mean and std
+    (Swin, MiT and DINOv2 pretraining); any input size works unless a subclass sets
+    ``fixed_input_size``.
+    """
+
+    mean = IMAGENET_MEAN
+    std = IMAGENET_STD
+    fixed_input_size = False
+    #: Parameter-name parts without weight decay besides norms and ``nn.Embedding`` tables.
+    no_decay_names: tuple[str, ...] = ()
+
+    @abstractmethod
+    def model_classes(self) -> tuple[Any, Any]:
+        """The transformers ``(config class, model class)`` of this architecture."""
+
+    @abstractmethod
+    def is_backbone(self, parameter: str) -> bool:
+        """Whether the parameter named ``parameter`` (in the unwrapped model) belongs to the
+        pretrained backbone, trained at ``lr * backbone_lr_mult``."""
+
+    def new_model(self, config: Any) -> Any:
+        """A randomly initialised float32 model (of :meth:`model_classes`) of ``config``."""
+        _, model_class = self.model_classes()
+        return model_class(config).float()
+
+    def load_whole(self, init: str, num_classes: int, **overrides: Any) -> nn.Module:
+        """The whole float32 model of the segmentation checkpoint ``init`` (allowed by the
+        caller) with ``num_classes`` classes: a class head of another size is
+        re-initialised. ``overrides`` are further config values."""
+        import torch
+
+        _, model_class = self.model_classes()
+        logger.info("loading the whole %s (its head included) from %s", self.name, init)
+        return model_class.from_pretrained(
+            init,
+            dtype=torch.float32,
+            ignore_mismatched_sizes=True,
+            **label_fields(num_classes),
+            **overrides,
+        )
+
+    def architecture(self, model: nn.Module) -> dict[str, Any]:
+        """``{"arch": name, "config": <the model's transformers config as a dict>}``."""
+        return {"arch": self.name, "config": config_to_json(unwrap_model(model).config)}
+
+    def rebuild(self, architecture: Mapping[str, Any]) -> nn.Module:
+        """A randomly initialised model of :meth:`architecture`'s description."""
+        config_class, _ = self.model_classes()
+        return self.new_model(config_class.from_dict(check_architecture(architecture, self.name)))
+
+    def param_groups(
+        self, model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float
+    ) -> list[dict[str, Any]]:
+        """The backbone (:meth:`is_backbone`) at ``lr * backbone_lr_mult``, the rest at
+        ``lr``; no weight decay on norms, ``nn.Embedding`` tables and ``no_decay_names``
+        (see :func:`split_param_groups`)."""
+        return split_param_groups(
+            unwrap_model(model),
+            lr,
+            weight_decay,
+            backbone_lr_mult,
+            is_backbone=self.is_backbone,
+            extra_no_decay=self.no_decay_names,
+        )

@@ -28,15 +28,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from samwsss.segnets.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    check_architecture,
+    HFSegmenterArch,
     check_num_classes,
-    config_to_json,
     init_config,
     is_random_init,
+    label_fields,
     refuse_segmentation_init,
-    split_param_groups,
+    unwrap_model,
 )
 from samwsss.segnets.mask_loss import (
     MaskLossSettings,
@@ -62,7 +60,6 @@ DINOV2_LARGE = {
 }
 _DINOV2_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "mlp_ratio")
 _HEAD_PREFIXES = ("query.", "upscale_block.", "mask_head.", "class_predictor.", "criterion.")
-_NO_DECAY_NAMES = ("position_embeddings", "cls_token", "register_tokens")
 
 
 def dinov2_to_eomt(
@@ -99,8 +96,12 @@ def dinov2_to_eomt(
     return out
 
 
-class EomtArch:
+class EomtArch(HFSegmenterArch):
     """EoMT behind :class:`~samwsss.segnets.arch.SegmentationArch`.
+
+    The ViT (embeddings, layers, final norm) trains at ``lr * backbone_lr_mult``, the
+    queries and heads at ``lr``. Norms, queries, position embeddings and tokens take no
+    weight decay.
 
     Args:
         image_size: the network's (and the training crops') square input side, a multiple
@@ -117,8 +118,7 @@ class EomtArch:
     #: inference on other sizes runs a sliding window of ``image_size`` crops (the trainer
     #: and ``predict`` read this)
     fixed_input_size = True
-    mean = IMAGENET_MEAN
-    std = IMAGENET_STD
+    no_decay_names = ("position_embeddings", "cls_token", "register_tokens")
 
     def __init__(
         self,
@@ -142,7 +142,18 @@ class EomtArch:
             importance_sample_ratio=importance_sample_ratio,
         )
 
-    def _config(self, num_classes: int, vit: Mapping[str, Any]) -> Any:
+    def model_classes(self) -> tuple[Any, Any]:
+        """``EomtConfig`` and ``EomtForUniversalSegmentation``."""
+        from transformers import EomtConfig, EomtForUniversalSegmentation
+
+        return EomtConfig, EomtForUniversalSegmentation
+
+    def is_backbone(self, parameter: str) -> bool:
+        """The ViT's parameters (everything but the queries and the heads)."""
+        return not parameter.startswith(_HEAD_PREFIXES)
+
+    def _random_model(self, num_classes: int, vit: Mapping[str, Any]) -> Any:
+        """A random EoMT on a ViT of ``vit``'s values."""
         from transformers import EomtConfig
 
         patch = int(vit["patch_size"])
@@ -151,17 +162,17 @@ class EomtArch:
                 f"image_size {self.image_size} is not a multiple of the patch size {patch}; "
                 f"use e.g. {patch * max(1, round(self.image_size / patch))}"
             )
-        return EomtConfig(
+        config = EomtConfig(
             **{
                 **vit,
                 **self.config,
                 "image_size": self.image_size,
                 "drop_path_rate": self.drop_path_rate,
-                "num_labels": num_classes,
-                "id2label": {i: str(i) for i in range(num_classes)},
+                **label_fields(num_classes),
                 "no_object_weight": self.settings.no_object_weight,
             }
         )
+        return self.new_model(config)
 
     def build(
         self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False
@@ -179,22 +190,16 @@ class EomtArch:
                 ``image_size`` that is not a multiple of the patch size.
         """
         import torch
-        from transformers import Dinov2Model, EomtForUniversalSegmentation
+        from transformers import Dinov2Model
 
         num_classes = check_num_classes(num_classes)
         if is_random_init(init):
-            return EomtForUniversalSegmentation(self._config(num_classes, self.backbone)).float()
+            return self._random_model(num_classes, self.backbone)
         assert init is not None
         source = init_config(init)
         refuse_segmentation_init(source, init, allow_segmentation_init)
         if source.model_type == "eomt":
-            return EomtForUniversalSegmentation.from_pretrained(
-                init,
-                dtype=torch.float32,
-                ignore_mismatched_sizes=True,
-                num_labels=num_classes,
-                id2label={i: str(i) for i in range(num_classes)},
-            )
+            return self.load_whole(init, num_classes)
         if source.model_type != "dinov2":
             raise ValueError(
                 f"init {init!r} is a {source.model_type!r} model; eomt needs a DINOv2 "
@@ -209,7 +214,7 @@ class EomtArch:
             hidden_act=str(source.hidden_act),
             num_register_tokens=0,
         )
-        model = EomtForUniversalSegmentation(self._config(num_classes, vit)).float()
+        model = self._random_model(num_classes, vit)
         pretrained = Dinov2Model.from_pretrained(init, dtype=torch.float32)
         weights = dinov2_to_eomt(pretrained.state_dict(), model.grid_size)
         missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -223,17 +228,6 @@ class EomtArch:
         logger.info("EoMT's ViT initialised from %s (queries and heads random)", init)
         return model
 
-    def architecture(self, model: nn.Module) -> dict[str, Any]:
-        """``{"arch": "eomt", "config": <EomtConfig as a dict>}``."""
-        return {"arch": "eomt", "config": config_to_json(_unwrap(model).config)}
-
-    def rebuild(self, architecture: Mapping[str, Any]) -> nn.Module:
-        """A random ``EomtForUniversalSegmentation`` of ``architecture``'s config."""
-        from transformers import EomtConfig, EomtForUniversalSegmentation
-
-        config = EomtConfig.from_dict(check_architecture(architecture, "eomt"))
-        return EomtForUniversalSegmentation(config).float()
-
     def outputs(
         self, model: nn.Module, pixels: torch.Tensor
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -242,7 +236,7 @@ class EomtArch:
         Raises:
             ValueError: ``pixels`` is not ``image_size`` square.
         """
-        inner = _unwrap(model)
+        inner = unwrap_model(model)
         side = int(inner.config.image_size)
         if tuple(pixels.shape[-2:]) != (side, side):
             raise ValueError(
@@ -285,7 +279,7 @@ class EomtArch:
         (:func:`samwsss.deeplab.predict.window_probabilities`, stride 2/3) over it."""
         import torch
 
-        side = int(_unwrap(model).config.image_size)
+        side = int(unwrap_model(model).config.image_size)
         size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         if size == (side, side):
             out = model(pixel_values=pixels)
@@ -294,23 +288,3 @@ class EomtArch:
 
         probs = window_probabilities(model, self, pixels, side, max(1, side * 2 // 3))
         return torch.log(probs + 1e-8)
-
-    def param_groups(
-        self, model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float
-    ) -> list[dict[str, Any]]:
-        """The ViT (embeddings, layers, final norm) at ``lr * backbone_lr_mult``; queries and
-        heads at ``lr``; no weight decay on norms, queries, position embeddings and tokens."""
-        return split_param_groups(
-            _unwrap(model),
-            lr,
-            weight_decay,
-            backbone_lr_mult,
-            is_backbone=lambda name: not name.startswith(_HEAD_PREFIXES),
-            extra_no_decay=_NO_DECAY_NAMES,
-        )
-
-
-def _unwrap(model: nn.Module) -> Any:
-    """The model inside a DDP / compile wrapper."""
-    inner = getattr(model, "module", model)
-    return getattr(inner, "_orig_mod", inner)

@@ -22,15 +22,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from samwsss.segnets.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    check_architecture,
+    HFSegmenterArch,
     check_num_classes,
-    config_to_json,
     init_config,
     is_random_init,
+    label_fields,
     refuse_segmentation_init,
-    split_param_groups,
 )
 from samwsss.segnets.mask_loss import (
     MaskLossSettings,
@@ -53,14 +50,15 @@ SWIN_LARGE = {
     "window_size": 12,
 }
 _OUT_FEATURES = ["stage1", "stage2", "stage3", "stage4"]
-#: Parameter-name parts without weight decay besides norms and ``nn.Embedding`` tables
-#: (Mask2Former's ``WEIGHT_DECAY_EMBED 0``: Swin's position tables).
-_NO_DECAY_NAMES = ("relative_position_bias_table", "position_embeddings")
 _BACKBONE_PREFIX = "model.pixel_level_module.encoder."
 
 
-class Mask2FormerArch:
+class Mask2FormerArch(HFSegmenterArch):
     """Mask2Former behind :class:`~samwsss.segnets.arch.SegmentationArch`.
+
+    Swin trains at ``lr * backbone_lr_mult``, the rest at ``lr``. Norms, ``nn.Embedding``
+    tables (queries, level embeddings) and Swin's position tables take no weight decay
+    (Mask2Former's ``WEIGHT_DECAY_NORM`` / ``WEIGHT_DECAY_EMBED`` 0).
 
     Args:
         config: ``Mask2FormerConfig`` overrides (``num_queries``, ``decoder_layers``,
@@ -74,8 +72,8 @@ class Mask2FormerArch:
     """
 
     name = "mask2former"
-    mean = IMAGENET_MEAN
-    std = IMAGENET_STD
+    #: Swin's position tables (Mask2Former's ``WEIGHT_DECAY_EMBED 0``)
+    no_decay_names = ("relative_position_bias_table", "position_embeddings")
 
     def __init__(
         self,
@@ -97,18 +95,29 @@ class Mask2FormerArch:
             importance_sample_ratio=importance_sample_ratio,
         )
 
-    def _config(self, num_classes: int, backbone_config: Any) -> Any:
+    def model_classes(self) -> tuple[Any, Any]:
+        """``Mask2FormerConfig`` and ``Mask2FormerForUniversalSegmentation``."""
+        from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
+
+        return Mask2FormerConfig, Mask2FormerForUniversalSegmentation
+
+    def is_backbone(self, parameter: str) -> bool:
+        """The Swin encoder's parameters."""
+        return parameter.startswith(_BACKBONE_PREFIX)
+
+    def _random_model(self, num_classes: int, backbone_config: Any) -> Any:
+        """A random Mask2Former on a Swin of ``backbone_config``."""
         from transformers import Mask2FormerConfig
 
-        return Mask2FormerConfig(
+        config = Mask2FormerConfig(
             **{
                 **self.config,
                 "backbone_config": backbone_config,
-                "num_labels": num_classes,
-                "id2label": {i: str(i) for i in range(num_classes)},
+                **label_fields(num_classes),
                 "no_object_weight": self.settings.no_object_weight,
             }
         )
+        return self.new_model(config)
 
     def build(
         self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False
@@ -126,11 +135,7 @@ class Mask2FormerArch:
             ValueError: another model type, or a refused segmentation checkpoint.
         """
         import torch
-        from transformers import (
-            Mask2FormerForUniversalSegmentation,
-            SwinBackbone,
-            SwinConfig,
-        )
+        from transformers import SwinBackbone, SwinConfig
 
         num_classes = check_num_classes(num_classes)
         if is_random_init(init):
@@ -141,20 +146,12 @@ class Mask2FormerArch:
                     "drop_path_rate": self.drop_path_rate,
                 }
             )
-            model = Mask2FormerForUniversalSegmentation(self._config(num_classes, backbone_config))
-            return model.float()
+            return self._random_model(num_classes, backbone_config)
         assert init is not None
         source = init_config(init)
         refuse_segmentation_init(source, init, allow_segmentation_init)
         if source.model_type == "mask2former":
-            logger.info("loading the whole Mask2Former from %s", init)
-            return Mask2FormerForUniversalSegmentation.from_pretrained(
-                init,
-                dtype=torch.float32,
-                ignore_mismatched_sizes=True,
-                num_labels=num_classes,
-                id2label={i: str(i) for i in range(num_classes)},
-            )
+            return self.load_whole(init, num_classes)
         if source.model_type != "swin":
             raise ValueError(
                 f"init {init!r} is a {source.model_type!r} model; mask2former needs a Swin "
@@ -167,8 +164,7 @@ class Mask2FormerArch:
             out_features=_OUT_FEATURES, drop_path_rate=self.drop_path_rate, architectures=None
         )
         backbone_config = SwinConfig.from_dict(values)
-        model = Mask2FormerForUniversalSegmentation(self._config(num_classes, backbone_config))
-        model = model.float()
+        model = self._random_model(num_classes, backbone_config)
         pretrained = SwinBackbone.from_pretrained(
             init, out_features=_OUT_FEATURES, dtype=torch.float32
         )
@@ -176,17 +172,6 @@ class Mask2FormerArch:
         encoder.load_state_dict(pretrained.state_dict())
         logger.info("Mask2Former's Swin backbone initialised from %s (the rest random)", init)
         return model
-
-    def architecture(self, model: nn.Module) -> dict[str, Any]:
-        """``{"arch": "mask2former", "config": <Mask2FormerConfig as a dict>}``."""
-        return {"arch": "mask2former", "config": config_to_json(_unwrap(model).config)}
-
-    def rebuild(self, architecture: Mapping[str, Any]) -> nn.Module:
-        """A random ``Mask2FormerForUniversalSegmentation`` of ``architecture``'s config."""
-        from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
-
-        config = Mask2FormerConfig.from_dict(check_architecture(architecture, "mask2former"))
-        return Mask2FormerForUniversalSegmentation(config).float()
 
     def outputs(
         self, model: nn.Module, pixels: torch.Tensor
@@ -221,24 +206,3 @@ class Mask2FormerArch:
             out.masks_queries_logits,
             (int(pixels.shape[-2]), int(pixels.shape[-1])),
         )
-
-    def param_groups(
-        self, model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float
-    ) -> list[dict[str, Any]]:
-        """Swin at ``lr * backbone_lr_mult``, the rest at ``lr``; no weight decay on norms,
-        ``nn.Embedding`` tables (queries, level embeddings) and Swin's position tables
-        (Mask2Former's ``WEIGHT_DECAY_NORM`` / ``WEIGHT_DECAY_EMBED`` 0)."""
-        return split_param_groups(
-            _unwrap(model),
-            lr,
-            weight_decay,
-            backbone_lr_mult,
-            is_backbone=lambda name: name.startswith(_BACKBONE_PREFIX),
-            extra_no_decay=_NO_DECAY_NAMES,
-        )
-
-
-def _unwrap(model: nn.Module) -> Any:
-    """The model inside a DDP / compile wrapper."""
-    inner = getattr(model, "module", model)
-    return getattr(inner, "_orig_mod", inner)

@@ -21,17 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from samwsss.segnets.arch import IGNORE_INDEX
 from samwsss.segnets.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    check_architecture,
+    HFSegmenterArch,
     check_num_classes,
-    config_to_json,
     global_normalizers,
     init_config,
     is_random_init,
+    label_fields,
     refuse_segmentation_init,
     segmentation_evidence,
-    split_param_groups,
 )
 
 if TYPE_CHECKING:
@@ -80,8 +77,11 @@ def pixel_cross_entropy(
     return total / normalizer.clamp(min=1).to(total.dtype)
 
 
-class SegFormerArch:
+class SegFormerArch(HFSegmenterArch):
     """SegFormer (MiT encoder + all-MLP head) behind :class:`SegmentationArch`.
+
+    The encoder (``segformer.*``) trains at ``lr * backbone_lr_mult``, the decode head at
+    ``lr``; norms take no weight decay (mmsegmentation's SegFormer ``paramwise_cfg``).
 
     Args:
         config: ``SegformerConfig`` keyword values for a random init (``init`` none);
@@ -90,14 +90,22 @@ class SegFormerArch:
     """
 
     name = "segformer"
-    mean = IMAGENET_MEAN
-    std = IMAGENET_STD
 
     def __init__(
         self, config: Mapping[str, Any] | None = None, drop_path_rate: float = 0.1
     ) -> None:
         self.config = dict(MIT_B5 if config is None else config)
         self.drop_path_rate = float(drop_path_rate)
+
+    def model_classes(self) -> tuple[Any, Any]:
+        """``SegformerConfig`` and ``SegformerForSemanticSegmentation``."""
+        from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+        return SegformerConfig, SegformerForSemanticSegmentation
+
+    def is_backbone(self, parameter: str) -> bool:
+        """The MiT encoder's parameters."""
+        return parameter.startswith("segformer.")
 
     def build(
         self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False
@@ -116,22 +124,15 @@ class SegFormerArch:
                 and not allowed.
         """
         import torch
-        from transformers import (
-            SegformerConfig,
-            SegformerForSemanticSegmentation,
-            SegformerModel,
-        )
+        from transformers import SegformerConfig, SegformerModel
 
         num_classes = check_num_classes(num_classes)
-        labels: dict[str, Any] = {
-            "num_labels": num_classes,
-            "id2label": {i: str(i) for i in range(num_classes)},
-        }
+        labels = label_fields(num_classes)
         if is_random_init(init):
             config = SegformerConfig(
                 **{**self.config, "drop_path_rate": self.drop_path_rate}, **labels
             )
-            return SegformerForSemanticSegmentation(config).float()
+            return self.new_model(config)
         assert init is not None
         source = init_config(init)
         if source.model_type != "segformer":
@@ -141,14 +142,7 @@ class SegFormerArch:
             )
         refuse_segmentation_init(source, init, allow_segmentation_init)
         if segmentation_evidence(source) is not None:
-            logger.info("loading the whole SegFormer (decode head included) from %s", init)
-            return SegformerForSemanticSegmentation.from_pretrained(
-                init,
-                dtype=torch.float32,
-                ignore_mismatched_sizes=True,
-                drop_path_rate=self.drop_path_rate,
-                **labels,
-            )
+            return self.load_whole(init, num_classes, drop_path_rate=self.drop_path_rate)
         config = SegformerConfig.from_dict(
             {
                 **source.to_dict(),
@@ -157,22 +151,11 @@ class SegFormerArch:
                 **labels,
             }
         )
-        model = SegformerForSemanticSegmentation(config).float()
+        model = self.new_model(config)
         encoder = SegformerModel.from_pretrained(init, dtype=torch.float32)
         model.segformer.load_state_dict(encoder.state_dict())
         logger.info("SegFormer encoder initialised from %s (decode head random)", init)
         return model
-
-    def architecture(self, model: nn.Module) -> dict[str, Any]:
-        """``{"arch": "segformer", "config": <SegformerConfig as a dict>}``."""
-        return {"arch": "segformer", "config": config_to_json(_unwrap(model).config)}
-
-    def rebuild(self, architecture: Mapping[str, Any]) -> nn.Module:
-        """A random ``SegformerForSemanticSegmentation`` of ``architecture``'s config."""
-        from transformers import SegformerConfig, SegformerForSemanticSegmentation
-
-        config = SegformerConfig.from_dict(check_architecture(architecture, "segformer"))
-        return SegformerForSemanticSegmentation(config).float()
 
     def loss(
         self,
@@ -193,22 +176,3 @@ class SegFormerArch:
 
         logits = model(pixel_values=pixels).logits.float()
         return F.interpolate(logits, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
-
-    def param_groups(
-        self, model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float
-    ) -> list[dict[str, Any]]:
-        """Encoder (``segformer.*``) at ``lr * backbone_lr_mult``, decode head at ``lr``;
-        norms without weight decay (mmsegmentation's SegFormer ``paramwise_cfg``)."""
-        return split_param_groups(
-            _unwrap(model),
-            lr,
-            weight_decay,
-            backbone_lr_mult,
-            is_backbone=lambda name: name.startswith("segformer."),
-        )
-
-
-def _unwrap(model: nn.Module) -> Any:
-    """The model inside a DDP / compile wrapper."""
-    inner = getattr(model, "module", model)
-    return getattr(inner, "_orig_mod", inner)

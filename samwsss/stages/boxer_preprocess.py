@@ -18,6 +18,8 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvF
 
+from samwsss.imagenet import IMAGENET_MEAN, IMAGENET_STD
+
 # PIL resample codes used in processor configs -> torchvision interpolation modes.
 _PIL_TO_TORCH = {
     0: InterpolationMode.NEAREST,
@@ -43,8 +45,8 @@ class PreprocessSettings:
 
     shortest_edge: int = 800
     longest_edge: int = 1333
-    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
     rescale_factor: float = 1 / 255
     do_rescale: bool = True
     do_normalize: bool = True

@@ -13,13 +13,11 @@ from typing import Any
 
 import torch
 
+from samwsss.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from samwsss.stages.masker_backend import Features, SamBackend, decode_each_image
 from samwsss.stages.masker_transforms import InputGeometry, NormalizeFn
 
 logger = logging.getLogger(__name__)
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: config ``model_type`` -> backend family.
 MODEL_TYPES: dict[str, str] = {
@@ -186,7 +184,7 @@ def _processor_settings(
             side,
         )
         geometry = InputGeometry("square" if family == "sam2" else "longest", side, (side, side))
-        return geometry, NormalizeFn.from_processor_values(_IMAGENET_MEAN, _IMAGENET_STD, 1 / 255)
+        return geometry, NormalizeFn.from_processor_values(IMAGENET_MEAN, IMAGENET_STD, 1 / 255)
 
     size = processor.size
     if family == "sam2":
