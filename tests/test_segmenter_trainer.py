@@ -19,7 +19,6 @@ from samwsss.deeplab import archs
 from samwsss.deeplab.optim import build_arch_optimizer, poly_lr, set_learning_rates
 from samwsss.deeplab.predict import (
     InferenceOptions,
-    _window_starts,
     evaluate_model,
     load_checkpoint_model,
     predict_dataset,
@@ -29,6 +28,7 @@ from samwsss.deeplab.predict import (
 from samwsss.deeplab.train import Trainer
 from samwsss.segnets.arch import ArchCard, Recipe, SegmentationArch
 from samwsss.segnets.deeplab import DeepLabArch
+from samwsss.segnets.inference import window_starts as _window_starts
 from tests.data_fixtures import make_voc_tree
 from tests.deeplab_fixtures import ShapesDataset, free_port, one_torch_thread, tiny_config
 from tests.segmenter_fixtures import (

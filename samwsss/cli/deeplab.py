@@ -551,7 +551,7 @@ def predict_command(
             data, split, mapping=mapping, gt_dir=gt_dir, coco_gt_rule=coco_gt_rule
         )
         loaded = load_checkpoint_model(checkpoint, device)
-        fixed = bool(getattr(loaded.arch, "fixed_input_size", False))
+        fixed = loaded.arch is not None and loaded.arch.fixed_input_size
         side = window if window is not None else loaded.config.crop_size
         options = InferenceOptions(
             scales=scale_values,

@@ -3,14 +3,15 @@
 Modules (import them directly; this package imports nothing itself):
 
 - :mod:`samwsss.deeplab.config` -- ``DeepLabConfig`` (the survey's recipe), YAML, overrides.
-- :mod:`samwsss.deeplab.model` -- ``DeepLabV2``, ``ASPPV2``, ``build_deeplab``.
+- :mod:`samwsss.deeplab.model` -- re-exports ``DeepLabV2``, ``ASPPV2``, ``build_deeplab``
+  (the network, its loss and its architecture live in :mod:`samwsss.segnets.deeplab`).
 - :mod:`samwsss.deeplab.transforms` -- ``TrainAugmentation``, ``normalize_batch``.
 - :mod:`samwsss.deeplab.data` -- ``PseudoMaskDataset``, ``SampleStream``,
   ``AugmentedSegmentationData``.
 - :mod:`samwsss.deeplab.train` -- ``Trainer`` / ``train_segmenter``, every architecture
   (DDP, bf16, resume).
 - :mod:`samwsss.deeplab.optim` -- ``build_arch_optimizer``, ``arch_forward_loss``,
-  ``set_learning_rates`` (poly), and DeepLabV2's ``deeplab_param_groups`` and
+  ``set_learning_rates`` (poly); re-exports DeepLabV2's ``deeplab_param_groups`` and
   ``deeplab_loss``.
 - :mod:`samwsss.deeplab.distributed` -- ``DistributedContext``, process group set-up and
   teardown, the DDP wrapper.

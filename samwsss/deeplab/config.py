@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from samwsss.deeplab.guard import DEFAULT_DIVERGENCE_FACTOR
+from samwsss.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from samwsss.segnets.deeplab import BACKBONES
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +44,6 @@ KIND_DEFAULTS: dict[str, tuple[int, int]] = {
     "coco": (10, 100_000),
     "folder": (5, 20_000),
 }
-
-BACKBONES: dict[str, tuple[int, int, int, int]] = {
-    "resnet50": (3, 4, 6, 3),
-    "resnet101": (3, 4, 23, 3),
-    "resnet152": (3, 8, 36, 3),
-}
-"""Bottleneck block counts per stage of the named backbones."""
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Fields that may change between a killed run and its ``--resume`` without changing results
 #: (``batch_size`` only with the number of processes so that their product stays the same).

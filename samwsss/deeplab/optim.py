@@ -1,15 +1,13 @@
-"""Optimisation: parameter groups and optimisers, the poly schedule, DeepLabV2's loss.
+"""Optimisation: the optimiser of any architecture, the poly schedule, the training forward.
 
 :func:`build_arch_optimizer` and :func:`arch_forward_loss` are the one optimiser builder and
 the one training forward of every architecture, DeepLabV2 included (SGD or AdamW over
 ``arch.param_groups``, ``arch.loss`` under autocast; DeepLabV2's are
-:class:`~samwsss.segnets.deeplab.DeepLabArch`'s, which call :func:`deeplab_param_groups` and
-:func:`deeplab_loss`).
+:class:`~samwsss.segnets.deeplab.DeepLabArch`'s).
 
-DeepLabV2's loss is cross-entropy summed over the valid (non-ignore) pixels and divided by
-a normaliser; :func:`deeplab_loss` makes that normaliser the valid-pixel count of the
-*global* batch under DDP, so the averaged gradients equal those of one process with the
-whole batch.
+DeepLabV2's parameter groups and loss (:func:`deeplab_param_groups`, :func:`deeplab_loss`,
+:func:`segmentation_loss`, :func:`loss_targets`, :func:`count_valid_pixels`) live in
+:mod:`samwsss.segnets.deeplab` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,58 +15,36 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 
 from samwsss.deeplab.config import DeepLabConfig
-from samwsss.deeplab.model import DeepLabV2, upsample_logits
 from samwsss.deeplab.transforms import normalize_batch
+from samwsss.segnets.deeplab import (
+    DeepLabArch,
+    count_valid_pixels,
+    deeplab_loss,
+    deeplab_param_groups,
+    loss_targets,
+    segmentation_loss,
+)
 
 if TYPE_CHECKING:
     from samwsss.segnets.arch import SegmentationArch
 
-
-def deeplab_param_groups(
-    model: nn.Module,
-    *,
-    lr: float,
-    weight_decay: float,
-    head_lr_mult: float,
-    head_bias_lr_mult: float,
-    head_bias_decay: bool,
-    backbone_lr_mult: float = 1.0,
-) -> list[dict[str, Any]]:
-    """The reference solver's three parameter groups of a DeepLabV2.
-
-    Groups (in this order), each carrying its ``lr_mult`` and ``name``:
-
-    - ``backbone``: lr x ``backbone_lr_mult`` (1), weight decay ``weight_decay``;
-    - ``head_weight``: lr x ``head_lr_mult`` (10), weight decay ``weight_decay``;
-    - ``head_bias``: lr x ``head_bias_lr_mult`` (20), weight decay 0 unless
-      ``head_bias_decay`` (the reference's ``decay_mult: 0``).
-    """
-    if not isinstance(model, DeepLabV2):
-        raise ValueError(
-            f"DeepLabV2 parameter groups need a DeepLabV2, got {type(model).__name__}; "
-            "use the architecture that built the model"
-        )
-    groups = model.param_groups()
-    spec = [
-        ("backbone", backbone_lr_mult, weight_decay),
-        ("head_weight", head_lr_mult, weight_decay),
-        ("head_bias", head_bias_lr_mult, weight_decay if head_bias_decay else 0.0),
-    ]
-    return [
-        {
-            "params": groups[name],
-            "name": name,
-            "lr_mult": mult,
-            "lr": lr * mult,
-            "weight_decay": decay,
-        }
-        for name, mult, decay in spec
-    ]
+__all__ = [
+    "arch_forward_loss",
+    "build_arch_optimizer",
+    "build_optimizer",
+    "count_valid_pixels",
+    "deeplab_loss",
+    "deeplab_param_groups",
+    "forward_loss",
+    "logged_learning_rates",
+    "loss_targets",
+    "poly_lr",
+    "segmentation_loss",
+    "set_learning_rates",
+]
 
 
 def build_arch_optimizer(
@@ -156,108 +132,6 @@ def logged_learning_rates(
     return backbone, head_weight, head_bias
 
 
-def loss_targets(
-    labels: torch.Tensor, logits_size: tuple[int, int], resolution: str
-) -> torch.Tensor:
-    """The labels the loss compares the logits with, at the loss's resolution.
-
-    Both :func:`segmentation_loss` and :func:`deeplab_loss` (which counts the valid pixels
-    for the DDP normaliser) go through this, so the pixels counted are the pixels summed.
-
-    Args:
-        labels: ``(B, H, W)`` int64 class indices.
-        logits_size: ``(h, w)`` of the stride-8 logits.
-        resolution: ``"label"`` keeps ``labels`` as they are (the logits are upsampled);
-            ``"logits"`` shrinks them to ``(h, w)`` with nearest neighbour, as Caffe DeepLab
-            did (labels already of that size are returned as they are).
-
-    Returns:
-        ``(B, H, W)`` or ``(B, h, w)`` int64 labels.
-    """
-    if resolution == "label":
-        return labels
-    if resolution != "logits":
-        raise ValueError(f"resolution must be 'label' or 'logits', got {resolution!r}")
-    size = (int(logits_size[0]), int(logits_size[1]))
-    if tuple(labels.shape[-2:]) == size:
-        return labels
-    shrunk = F.interpolate(labels[:, None].float(), size=size, mode="nearest")
-    return shrunk[:, 0].long()
-
-
-def count_valid_pixels(labels: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """Number of pixels of ``labels`` that are not ``ignore_index`` (0-dim int64 tensor)."""
-    return (labels != ignore_index).sum()
-
-
-def segmentation_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    ignore_index: int = 255,
-    resolution: str = "label",
-    normalizer: torch.Tensor | float | None = None,
-) -> torch.Tensor:
-    """Cross-entropy summed over valid pixels, divided by ``normalizer``.
-
-    Args:
-        logits: ``(B, C, h, w)`` stride-8 logits (any float dtype; computed in float32).
-        labels: ``(B, H, W)`` int64 class indices, ``ignore_index`` ignored.
-        resolution: ``"label"`` upsamples the logits to ``(H, W)`` (bilinear);
-            ``"logits"`` shrinks the labels to ``(h, w)`` (nearest), as Caffe DeepLab did
-            (see :func:`loss_targets`).
-        normalizer: the divisor; default the number of valid pixels of the labels the loss
-            uses (a plain mean). The trainer passes ``valid pixels of the global batch /
-            world size`` under DDP, counted on the same (possibly shrunk) labels.
-
-    Returns:
-        Scalar float32 loss (0 when no pixel is valid).
-    """
-    logits = logits.float()
-    labels = loss_targets(labels, (logits.shape[-2], logits.shape[-1]), resolution)
-    if resolution == "label":
-        logits = upsample_logits(logits, (labels.shape[-2], labels.shape[-1]))
-    total = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
-    if normalizer is None:
-        normalizer = count_valid_pixels(labels, ignore_index)
-    if isinstance(normalizer, torch.Tensor):
-        return total / normalizer.clamp(min=1).to(total.dtype)
-    return total / max(float(normalizer), 1.0)
-
-
-def deeplab_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    ignore_index: int = 255,
-    resolution: str = "label",
-    world_size: int = 1,
-) -> torch.Tensor:
-    """The loss of stride-8 ``logits`` over the valid pixels of the *global* batch.
-
-    Args:
-        logits: ``(B, C, h, w)`` logits of this process's batch.
-        labels: ``(B, H, W)`` int64 labels on the logits' device.
-        world_size: processes sharing the global batch; with more than one, the valid
-            pixel count is all-reduced and the loss scaled so that DDP's gradient averaging
-            yields the gradient of the mean over every valid pixel of the global batch.
-            The count is taken on the labels the loss uses (shrunk to the logits' size
-            with ``resolution="logits"``).
-    """
-    targets = loss_targets(labels, (logits.shape[-2], logits.shape[-1]), resolution)
-    valid = count_valid_pixels(targets, ignore_index)
-    if world_size > 1:
-        dist.all_reduce(valid)
-    normalizer = valid.float() / world_size
-    return segmentation_loss(
-        logits,
-        targets,
-        ignore_index=ignore_index,
-        resolution=resolution,
-        normalizer=normalizer,
-    )
-
-
 def arch_forward_loss(
     arch: SegmentationArch,
     model: nn.Module,
@@ -294,8 +168,6 @@ def arch_forward_loss(
 # -- deprecated DeepLabV2-only names (one release) ----------------------------------------------
 def build_optimizer(model: nn.Module, config: DeepLabConfig) -> torch.optim.Optimizer:
     """Deprecated: ``build_arch_optimizer(DeepLabArch.from_config(config), model, config)``."""
-    from samwsss.segnets.deeplab import DeepLabArch
-
     _deprecated("build_optimizer", "build_arch_optimizer(DeepLabArch.from_config(config), ...)")
     return build_arch_optimizer(DeepLabArch.from_config(config), model, config)
 
@@ -308,8 +180,6 @@ def forward_loss(
     **kwargs: Any,
 ) -> torch.Tensor:
     """Deprecated: ``arch_forward_loss(DeepLabArch.from_config(config), model, ...)``."""
-    from samwsss.segnets.deeplab import DeepLabArch
-
     _deprecated("forward_loss", "arch_forward_loss(DeepLabArch.from_config(config), ...)")
     return arch_forward_loss(
         DeepLabArch.from_config(config), model, images, labels, config, **kwargs

@@ -36,8 +36,8 @@ from torch.nn import functional as F
 from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import ImageReadError
+from samwsss.deeplab.archs import checkpoint_arch
 from samwsss.deeplab.config import DeepLabConfig, config_from_dict
-from samwsss.deeplab.model import upsample_logits
 from samwsss.deeplab.prediction_folder import (
     IDENTITY_NAME,
     prediction_identity,
@@ -45,6 +45,11 @@ from samwsss.deeplab.prediction_folder import (
     state_dict_sha256,
 )
 from samwsss.deeplab.transforms import normalize_batch
+from samwsss.segnets.inference import (
+    arch_logits,
+    upsample_logits,
+    window_probabilities,
+)
 from samwsss.workers import exit_with_parent
 
 if TYPE_CHECKING:
@@ -141,8 +146,6 @@ def load_checkpoint_model(
         ValueError: the file is missing or not a samwsss segmenter checkpoint, or its
             architecture is unknown here.
     """
-    from samwsss.deeplab.archs import checkpoint_arch
-
     target = Path(path)
     expected = "model_final.pt or checkpoints/last.pt of a train-segmenter / train-deeplab run"
     state = load_checkpoint(target, kind="samwsss DeepLabV2", expected=expected)
@@ -180,67 +183,6 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def _logits(
-    model: nn.Module,
-    arch: SegmentationArch | None,
-    inputs: torch.Tensor,
-    size: tuple[int, int],
-) -> torch.Tensor:
-    """Float32 ``(B, C, *size)`` logits of normalised ``inputs``.
-
-    Without an architecture the model's own (strided) output is resized; an architecture's
-    ``logits_at(model, pixels, size)`` (DeepLabV2's) resizes once, straight to ``size``;
-    otherwise ``arch.logits`` (at the input size) is resized to ``size``.
-    """
-    if arch is None:
-        return upsample_logits(model(inputs).float(), size)
-    logits_at = getattr(arch, "logits_at", None)
-    if callable(logits_at):
-        result: torch.Tensor = logits_at(model, inputs, size)
-        return result.float()
-    return upsample_logits(arch.logits(model, inputs).float(), size)
-
-
-def _window_starts(length: int, window: int, stride: int) -> list[int]:
-    """Offsets of windows covering ``0..length`` (the last one flush with the end)."""
-    starts = list(range(0, max(length - window, 0) + 1, stride))
-    if starts[-1] + window < length:
-        starts.append(length - window)
-    return starts
-
-
-def window_probabilities(
-    model: nn.Module,
-    arch: SegmentationArch | None,
-    inputs: torch.Tensor,
-    window: int,
-    stride: int,
-) -> torch.Tensor:
-    """Softmax probabilities of ``inputs`` averaged over overlapping square windows.
-
-    The input is padded with zeros (the mean pixel after normalisation) to at least
-    ``window`` on each side; the padding is cut off the result.
-    """
-    height, width = int(inputs.shape[-2]), int(inputs.shape[-1])
-    padded_h, padded_w = max(height, window), max(width, window)
-    if (padded_h, padded_w) != (height, width):
-        inputs = F.pad(inputs, (0, padded_w - width, 0, padded_h - height))
-    total: torch.Tensor | None = None
-    count = torch.zeros((1, 1, padded_h, padded_w), device=inputs.device)
-    for top in _window_starts(padded_h, window, stride):
-        for left in _window_starts(padded_w, window, stride):
-            crop = inputs[..., top : top + window, left : left + window]
-            probs = _logits(model, arch, crop, (window, window)).softmax(dim=1)
-            if total is None:
-                total = torch.zeros(
-                    (inputs.shape[0], probs.shape[1], padded_h, padded_w), device=inputs.device
-                )
-            total[..., top : top + window, left : left + window] += probs
-            count[..., top : top + window, left : left + window] += 1
-    assert total is not None  # at least one window
-    return (total / count)[..., :height, :width]
 
 
 @torch.inference_mode()
@@ -286,7 +228,7 @@ def predict_probabilities(
             inputs = torch.cat([inputs, inputs.flip(-1)])
         with _autocast(device, options.amp):
             if options.sliding_window is None:
-                probs = _logits(model, arch, inputs, (height, width)).softmax(dim=1)
+                probs = arch_logits(model, arch, inputs, (height, width)).softmax(dim=1)
             else:
                 probs = window_probabilities(
                     model, arch, inputs, options.sliding_window, options.stride()

@@ -30,6 +30,7 @@ from torch import nn
 
 from samwsss.atomic import atomic_open
 from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
+from samwsss.deeplab.archs import resolve_arch
 from samwsss.deeplab.config import RESUME_MUTABLE, DeepLabConfig, config_from_dict
 from samwsss.deeplab.predict import CHECKPOINT_FORMAT, CHECKPOINT_FORMATS
 
@@ -112,8 +113,6 @@ def checkpoint_state(
             compares its losses with the same reference).
     """
     if arch is None:
-        from samwsss.deeplab.archs import resolve_arch
-
         arch = resolve_arch(config)
     state: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,

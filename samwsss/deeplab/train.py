@@ -63,6 +63,7 @@ from torch import nn
 
 from samwsss.atomic import remove_stale_temporaries
 from samwsss.data.base import SegmentationDataset
+from samwsss.deeplab.archs import resolve_arch
 from samwsss.deeplab.config import DeepLabConfig, save_config
 from samwsss.deeplab.data import AugmentedSegmentationData, SampleStream
 from samwsss.deeplab.distributed import (
@@ -288,8 +289,6 @@ class Trainer:
                 "--resume to continue it or choose another --out"
             )
         if arch is None:
-            from samwsss.deeplab.archs import resolve_arch
-
             arch = resolve_arch(self.config)
         self.arch: SegmentationArch = arch
         normalisation = (list(arch.mean), list(arch.std))
@@ -466,7 +465,7 @@ class Trainer:
         ids = list(self.val_dataset.ids)
         if self.config.val_max_images is not None:
             ids = ids[: self.config.val_max_images]
-        window = self.config.crop_size if getattr(self.arch, "fixed_input_size", False) else None
+        window = self.config.crop_size if self.arch.fixed_input_size else None
         options = InferenceOptions(
             amp=session.amp, channels_last=session.channels_last, sliding_window=window
         )
@@ -688,7 +687,7 @@ def initial_weights_error(arch: str, init: str | None, error: OSError) -> ValueE
     downloadable (offline machine, ``HF_HUB_OFFLINE=1``, no route to the hub); the message
     names the hub id, the command that downloads it and ``--init`` for a local copy, as
     ``train-deeplab``'s own ImageNet download error does
-    (:func:`~samwsss.deeplab.model.load_torchvision_backbone`).
+    (:func:`~samwsss.segnets.deeplab.load_torchvision_backbone`).
 
     Args:
         arch: the architecture's name.

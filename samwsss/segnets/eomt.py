@@ -36,6 +36,7 @@ from samwsss.segnets.common import (
     refuse_segmentation_init,
     unwrap_model,
 )
+from samwsss.segnets.inference import window_probabilities
 from samwsss.segnets.mask_loss import (
     MaskLossSettings,
     mask_classification_loss,
@@ -276,7 +277,7 @@ class EomtArch(HFSegmenterArch):
     def logits(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` float32 ``log`` semantic scores. The network takes exactly
         ``image_size`` squares: another input size runs ``predict``'s sliding window
-        (:func:`samwsss.deeplab.predict.window_probabilities`, stride 2/3) over it."""
+        (:func:`samwsss.segnets.inference.window_probabilities`, stride 2/3) over it."""
         import torch
 
         side = int(unwrap_model(model).config.image_size)
@@ -284,7 +285,5 @@ class EomtArch(HFSegmenterArch):
         if size == (side, side):
             out = model(pixel_values=pixels)
             return semantic_log_scores(out.class_queries_logits, out.masks_queries_logits, size)
-        from samwsss.deeplab.predict import window_probabilities
-
         probs = window_probabilities(model, self, pixels, side, max(1, side * 2 // 3))
         return torch.log(probs + 1e-8)
