@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from samwsss import export
 from samwsss.cli import cli
 from samwsss.export import ExportError, export_run, mask_to_polygon, polygon_to_mask
 from tests.run_fixtures import make_run, ring_mask, two_part_mask
@@ -125,3 +126,180 @@ def test_coco_export_keeps_coco_ids(tmp_path: Path) -> None:
         COCO_INDEX_TO_CATEGORY[15],
     }
     assert all(r["image_id"] == 42 for r in results)
+
+
+# --------------------------------------------------------------------------- YOLO-seg rings
+#: ``yolo_line(3, mask_to_polygon(mask), 20, 32)`` of the masks of ``_simple_mask``, as the
+#: quadratic join (every ring bridged into the growing ring by a full distance matrix)
+#: wrote them before the join was made near-linear: the new join must not change a byte.
+SIMPLE_LINES = {
+    "blob": "3 0.406250 0.150000 0.375000 0.200000 0.312500 0.200000 0.250000 0.300000 0.250000 0.400000 0.218750 0.450000 0.250000 0.500000 0.250000 0.600000 0.312500 0.700000 0.375000 0.700000 0.406250 0.750000 0.437500 0.700000 0.500000 0.700000 0.562500 0.600000 0.562500 0.500000 0.593750 0.450000 0.562500 0.400000 0.562500 0.300000 0.500000 0.200000 0.437500 0.200000",
+    "blob_with_hole": "3 0.125000 0.150000 0.250000 0.350000 0.281250 0.300000 0.500000 0.300000 0.531250 0.350000 0.531250 0.550000 0.500000 0.600000 0.281250 0.600000 0.250000 0.550000 0.250000 0.350000 0.125000 0.150000 0.125000 0.800000 0.781250 0.800000 0.781250 0.150000",
+    "blob_with_two_holes": "3 0.062500 0.100000 0.125000 0.250000 0.156250 0.200000 0.312500 0.200000 0.343750 0.250000 0.343750 0.400000 0.312500 0.450000 0.156250 0.450000 0.125000 0.400000 0.125000 0.250000 0.062500 0.100000 0.062500 0.850000 0.906250 0.850000 0.812500 0.700000 0.781250 0.750000 0.562500 0.750000 0.531250 0.700000 0.531250 0.550000 0.562500 0.500000 0.781250 0.500000 0.812500 0.550000 0.812500 0.700000 0.906250 0.850000 0.906250 0.100000",
+    "two_parts": "3 0.218750 0.100000 0.187500 0.150000 0.156250 0.150000 0.125000 0.200000 0.125000 0.250000 0.093750 0.300000 0.125000 0.350000 0.125000 0.400000 0.156250 0.450000 0.187500 0.450000 0.218750 0.500000 0.250000 0.450000 0.281250 0.450000 0.312500 0.400000 0.562500 0.600000 0.562500 0.850000 0.875000 0.850000 0.875000 0.600000 0.562500 0.600000 0.312500 0.400000 0.312500 0.350000 0.343750 0.300000 0.312500 0.250000 0.312500 0.200000 0.281250 0.150000 0.250000 0.150000",
+    "three_parts": "3 0.750000 0.550000 0.718750 0.600000 0.687500 0.600000 0.468750 0.350000 0.468750 0.100000 0.375000 0.100000 0.218750 0.100000 0.062500 0.100000 0.062500 0.350000 0.218750 0.350000 0.218750 0.100000 0.375000 0.100000 0.375000 0.350000 0.468750 0.350000 0.687500 0.600000 0.687500 0.650000 0.656250 0.700000 0.687500 0.750000 0.687500 0.800000 0.718750 0.800000 0.750000 0.850000 0.781250 0.800000 0.812500 0.800000 0.812500 0.750000 0.843750 0.700000 0.812500 0.650000 0.812500 0.600000 0.781250 0.600000",
+    "touching_border": "3 0.781250 0.600000 0.281250 0.300000 0.281250 0.000000 0.000000 0.000000 0.000000 0.300000 0.281250 0.300000 0.781250 0.600000 0.781250 0.950000 0.968750 0.950000 0.968750 0.600000",
+    "island_in_hole": "3 0.031250 0.050000 0.093750 0.200000 0.125000 0.150000 0.281250 0.400000 0.281250 0.550000 0.375000 0.550000 0.375000 0.400000 0.281250 0.400000 0.125000 0.150000 0.531250 0.150000 0.562500 0.200000 0.562500 0.750000 0.531250 0.800000 0.125000 0.800000 0.093750 0.750000 0.093750 0.200000 0.031250 0.050000 0.031250 0.900000 0.625000 0.900000 0.625000 0.050000",
+    "specks": "3 0.500000 0.300000 0.468750 0.350000 0.437500 0.350000 0.406250 0.400000 0.406250 0.450000 0.375000 0.500000 0.406250 0.550000 0.406250 0.600000 0.437500 0.650000 0.468750 0.650000 0.500000 0.700000 0.531250 0.650000 0.562500 0.650000 0.593750 0.600000 0.593750 0.550000 0.625000 0.500000 0.593750 0.450000 0.593750 0.400000 0.562500 0.350000 0.531250 0.350000",
+}
+
+
+def _simple_mask(name: str) -> np.ndarray:
+    """A ``(20, 32)`` bool mask: one blob, blobs with holes, separate parts, the border."""
+    yy, xx = np.mgrid[:20, :32]
+    mask = np.zeros((20, 32), dtype=bool)
+    if name == "blob":
+        mask = (yy - 9) ** 2 + (xx - 13) ** 2 <= 36
+    elif name == "blob_with_hole":
+        mask[3:17, 4:26] = True
+        mask[7:12, 9:17] = False
+    elif name == "blob_with_two_holes":
+        mask[2:18, 2:30] = True
+        mask[5:9, 5:11] = False
+        mask[11:15, 18:26] = False
+    elif name == "two_parts":
+        mask = (yy - 6) ** 2 + (xx - 7) ** 2 <= 16
+        mask[12:18, 18:29] = True
+    elif name == "three_parts":  # two squares level with each other: tied nearest pairs
+        mask[2:8, 2:8] = True
+        mask[2:8, 12:16] = True
+        mask |= (yy - 14) ** 2 + (xx - 24) ** 2 <= 9
+    elif name == "touching_border":
+        mask[0:7, 0:10] = True
+        mask[12:20, 25:32] = True
+    elif name == "island_in_hole":
+        mask[1:19, 1:21] = True
+        mask[4:16, 4:18] = False
+        mask[8:12, 9:13] = True
+    elif name == "specks":  # a blob, a single pixel and a one-pixel line (both dropped)
+        mask = (yy - 10) ** 2 + (xx - 16) ** 2 <= 16
+        mask[2, 3] = True
+        mask[17, 20:28] = True
+    return mask
+
+
+def _force_fast_join(monkeypatch: pytest.MonkeyPatch, block: int | None = None) -> None:
+    """Every join with a bridge through ``_join_fast``, comparing through the bounds
+    (``_candidates``) and, with ``block``, in blocks of that many comparisons."""
+    monkeypatch.setattr(export, "DIRECT_JOIN_PAIRS", -1)
+    monkeypatch.setattr(export, "_UNPRUNED_PAIRS", -1)
+    if block is not None:
+        monkeypatch.setattr(export, "_BLOCK", block)
+
+
+@pytest.mark.parametrize("path", ["default", "fast"])
+@pytest.mark.parametrize("name", sorted(SIMPLE_LINES))
+def test_yolo_lines_of_simple_masks_unchanged(
+    name: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if path == "fast":
+        _force_fast_join(monkeypatch)
+    ring = mask_to_polygon(_simple_mask(name))
+    assert ring is not None and ring.dtype == np.int32
+    assert export.yolo_line(3, ring, 20, 32) == SIMPLE_LINES[name]
+
+
+def _fragmented_mask(seed: int, height: int = 120, width: int = 160) -> np.ndarray:
+    """About 80 small blobs on a grid (some with a hole): a fragmented instance mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    mask = np.zeros((height, width), dtype=bool)
+    for cy in range(6, height - 6, 12):
+        for cx in range(8, width - 8, 16):
+            y, x = cy + rng.integers(-2, 3), cx + rng.integers(-3, 4)
+            radius = int(rng.integers(2, 6))
+            part = (yy - y) ** 2 + ((xx - x) * rng.uniform(0.6, 1.4)) ** 2 <= radius**2
+            if radius >= 4 and rng.random() < 0.4:
+                part &= (yy - y) ** 2 + (xx - x) ** 2 > 2
+            mask |= part
+    return mask
+
+
+def test_fragmented_mask_polygon_keeps_every_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    mask = _fragmented_mask(0)
+    height, width = mask.shape
+    calls = []
+    join_fast = export._join_fast
+
+    def spy(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(args[1]))
+        return join_fast(*args)
+
+    monkeypatch.setattr(export, "_join_fast", spy)
+    ring = mask_to_polygon(mask)
+    assert ring is not None and calls  # the parts went through the near-linear join
+    contours, hierarchy = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE
+    )
+    tree = hierarchy[0]
+    kept = [
+        contour[:, 0, :]
+        for index, contour in enumerate(contours)
+        if len(contour) >= 3 and (tree[index][3] == -1 or len(contours[tree[index][3]]) >= 3)
+    ]
+    parts = sum(1 for row in tree if row[3] == -1)
+    assert parts > 60 and len(kept) > parts  # many parts, some with a hole
+    # one ring through every point of every part and hole, two more points per bridge
+    assert len(ring) == sum(len(points) for points in kept) + 2 * (len(kept) - 1)
+    vertices = set(map(tuple, ring.tolist()))
+    for points in kept:
+        assert set(map(tuple, points.tolist())) <= vertices
+    # a valid YOLO-seg line whose polygon covers every pixel of the mask
+    values = export.yolo_line(7, ring, height, width).split()
+    assert values[0] == "7" and len(values[1:]) == 2 * len(ring)
+    coords = np.array([float(value) for value in values[1:]]).reshape(-1, 2)
+    assert coords.min() >= 0.0 and coords.max() <= 1.0
+    covered = polygon_to_mask(np.round(coords * np.array([width, height])), height, width)
+    assert not (mask & ~covered).any()
+
+
+@pytest.mark.parametrize("block", [None, 64])
+def test_fast_join_equals_the_fold(block: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The near-linear join gives exactly the rings of bridging one ring after the other
+    into the growing ring (``_fold``): fragmented masks, and arbitrary point rings (ties,
+    repeated points, negative and large coordinates, several groups)."""
+    masks = [_fragmented_mask(seed) for seed in (1, 2)]
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(150):
+        span = int(rng.choice([4, 30, 1000, 40_000, 70_000]))
+        groups = []
+        for _ in range(int(rng.integers(1, 4))):
+            rings = []
+            for _ in range(int(rng.integers(1, 10))):
+                points = rng.integers(-span // 2, span // 2 + 1, (int(rng.integers(1, 12)), 2))
+                if len(points) > 2 and rng.random() < 0.3:
+                    points[-1] = points[0]
+                rings.append(points.astype(np.int64 if span > 40_000 else np.int32))
+            groups.append(rings)
+        cases.append(groups)
+    with monkeypatch.context() as patch:  # every join folded: the definition
+        patch.setattr(export, "DIRECT_JOIN_PAIRS", 10**12)
+        patch.setattr(export, "DIRECT_JOIN_BRIDGES", 10**6)
+        want_masks = [mask_to_polygon(mask) for mask in masks]
+        want_groups = [export.join_groups(groups) for groups in cases]
+    got = [[mask_to_polygon(mask) for mask in masks]]  # the default thresholds
+    _force_fast_join(monkeypatch, block)
+    got.append([mask_to_polygon(mask) for mask in masks])
+    for computed in got:
+        for ring, want in zip(computed, want_masks, strict=True):
+            assert ring is not None and want is not None
+            np.testing.assert_array_equal(ring, want)
+    for groups, want_rings in zip(cases, want_groups, strict=True):
+        for ring, want in zip(export.join_groups(groups), want_rings, strict=True):
+            assert ring.dtype == want.dtype
+            np.testing.assert_array_equal(ring, want)
+
+
+def test_yolo_line_table_matches_formatting() -> None:
+    """Integer points (looked up in a table) print as float points do (formatted)."""
+    rng = np.random.default_rng(0)
+    for height, width in ((20, 32), (375, 500), (1, 7), (4000, 3)):
+        points = np.stack(
+            [rng.integers(-3, width + 4, 50), rng.integers(-3, height + 4, 50)], axis=1
+        )
+        want = export.yolo_line(5, points.astype(np.float64), height, width)
+        for dtype in (np.int16, np.int32, np.int64):
+            assert export.yolo_line(5, points.astype(dtype), height, width) == want
