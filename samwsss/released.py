@@ -1,21 +1,111 @@
 """The released models each stage kind loads by name, as registry cards, importable
 without torch.
 
-Each table is declared here once: the stage modules register their loaders with these
-cards (``registry.register(kind, loader, MODELS)``), and the weights preflight
-(:mod:`samwsss.weights`) reads them through :func:`samwsss.registry.released` to tell
-where a named model's weights are without importing torch, torchvision or transformers.
-Importing this module registers the cards.
+Each table is declared here once, as :class:`ModelCard` rows that name the loader that
+builds them (a ``"module:attribute"`` string :mod:`samwsss.registry` imports on first use,
+so reading the tables loads no torch, torchvision or transformers). The registry reads
+:data:`CARDS`; the weights preflight (:mod:`samwsss.weights`) reads :data:`RELEASED` (the
+models with weights of their own) to tell where a named model's weights are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import Any
 
-from samwsss import registry
-from samwsss.registry import ModelCard
-from samwsss.stages.boxer_family import GROUNDING_DINO, MM_GROUNDING_DINO, BoxerFamily
+from samwsss.choices import GROUNDING_TAGGER, PRESENCE_TAGGER
+
+#: ``loader(name_or_path, **kwargs) -> stage``.
+Loader = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A model users can name, and the loader that builds it.
+
+    Attributes:
+        kind: stage kind (``"boxer"``, ``"masker"``, ``"tagger"``, ``"segmenter"``).
+        name: the registry name users type (``"grounding-dino-tiny"``).
+        weights: where its weights are (hub id, URL or file name); recorded in manifests.
+        description: one line for ``samwsss models``.
+        defaults: keyword arguments the loader gets unless the caller gives them.
+        loader: what builds this card, called as ``loader(name, **kwargs)``: a
+            ``"module:attribute"`` string (``"samwsss.stages.boxer:GroundingDinoBoxer.
+            from_pretrained"``, imported on first use) or a callable; ``None``: the
+            kind's default loader (:data:`DEFAULT_LOADERS`).
+        model_types: ``config.json`` ``model_type`` values this card's loader builds: a hub
+            id or folder that is not a registered name goes to the loader of the card
+            listing its type (else to the kind's default loader).
+        gated: the hub repository is gated: downloading it needs an account that accepted
+            its terms and a token (``hf auth login`` or ``HF_TOKEN``).
+    """
+
+    kind: str
+    name: str
+    weights: str
+    description: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    loader: str | Loader | None = None
+    model_types: tuple[str, ...] = ()
+    gated: bool = False
+
+
+#: Stage kind -> the loader of whatever no card claims (paths and hub ids of unlisted
+#: model types, checkpoint files): it names what it cannot load.
+DEFAULT_LOADERS: dict[str, str] = {
+    "boxer": "samwsss.stages.boxer:GroundingDinoBoxer.from_pretrained",
+    "masker": "samwsss.stages.masker:SamMasker.from_pretrained",
+    "tagger": "samwsss.ram.tagger:RAMTagger.from_pretrained",
+    "segmenter": "samwsss.stages.segmenter_sam3:Sam3Segmenter.from_pretrained",
+}
+
+
+@dataclass(frozen=True)
+class BoxerFamily:
+    """How the boxer loads and runs one ``model_type`` of the Grounding DINO family
+    (:mod:`samwsss.stages.boxer_family` documents the two families).
+
+    Attributes:
+        model_type: ``config.json`` ``model_type``.
+        model_class: the transformers class that loads it (its name in ``transformers``).
+        label: human name, for messages and ``repr``.
+        box_threshold: default box threshold of this family.
+        text_threshold: default text threshold of this family.
+        share_backbone: whether the shared-backbone trick
+            (:mod:`samwsss.stages.boxer_backbone`) is exact for this architecture.
+    """
+
+    model_type: str
+    model_class: str
+    label: str
+    box_threshold: float
+    text_threshold: float
+    share_backbone: bool = True
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        """``{"box_threshold": ..., "text_threshold": ...}`` of this family."""
+        return {"box_threshold": self.box_threshold, "text_threshold": self.text_threshold}
+
+    def load_class(self) -> Any:
+        """The transformers model class (imports transformers)."""
+        import transformers
+
+        return getattr(transformers, self.model_class)
+
+
+GROUNDING_DINO = BoxerFamily(
+    "grounding-dino", "GroundingDinoForObjectDetection", "Grounding DINO", 0.3, 0.25
+)
+MM_GROUNDING_DINO = BoxerFamily(
+    "mm-grounding-dino",
+    "MMGroundingDinoForObjectDetection",
+    "MM-Grounding-DINO",
+    0.4,
+    0.3,
+)
 
 # -- boxer: Grounding DINO family ---------------------------------------------------------------
 #: Released checkpoints by name: ``(name, hub id, family, description)``. The LLMDet
@@ -75,7 +165,15 @@ _BOXERS: tuple[tuple[str, str, BoxerFamily, str], ...] = (
 #: The released Grounding DINO family weights the boxer loads by name; each card's
 #: ``defaults`` are its family's thresholds.
 BOXER_MODELS = tuple(
-    ModelCard("boxer", name, weights, description, defaults=family.defaults)
+    ModelCard(
+        "boxer",
+        name,
+        weights,
+        description,
+        defaults=family.defaults,
+        loader=DEFAULT_LOADERS["boxer"],
+        model_types=(family.model_type,),
+    )
     for name, weights, family, description in _BOXERS
 )
 #: Boxer registry name -> family.
@@ -95,8 +193,18 @@ _META = "Meta's checkpoint (segment-anything)"
 
 #: The released SAM weights the masker loads by name: transformers checkpoints on the
 #: hub, and Meta's original files through segment-anything.
+#: ``config.json`` ``model_type`` values of the transformers SAM checkpoints the masker loads.
+MASKER_MODEL_TYPES = ("sam", "sam_hq", "sam2", "sam2_video")
+
 MASKER_MODELS = tuple(
-    ModelCard("masker", name, weights, description)
+    ModelCard(
+        "masker",
+        name,
+        weights,
+        description,
+        loader=DEFAULT_LOADERS["masker"],
+        model_types=MASKER_MODEL_TYPES,
+    )
     for name, weights, description in (
         ("sam-vit-huge", "facebook/sam-vit-huge", "SAM ViT-H (the paper's masker), transformers"),
         ("sam-vit-large", "facebook/sam-vit-large", "SAM ViT-L, transformers"),
@@ -145,6 +253,9 @@ def official_sam_download(name_or_url: str) -> tuple[str, str] | None:
 
 
 # -- segmenter: SAM 3 ----------------------------------------------------------------------------
+#: ``config.json`` ``model_type`` values the SAM 3 segmenter loads.
+SEGMENTER_MODEL_TYPES = ("sam3", "sam3_video", "sam3_lite_text")
+
 #: The released SAM 3 weights the segmenter loads by name.
 SEGMENTER_MODELS = (
     ModelCard(
@@ -153,24 +264,32 @@ SEGMENTER_MODELS = (
         "facebook/sam3",
         "SAM 3 (ViT-H/14 + CLIP-L text): text prompt -> every instance's box and mask",
         gated=True,
+        loader=DEFAULT_LOADERS["segmenter"],
+        model_types=SEGMENTER_MODEL_TYPES,
     ),
     ModelCard(
         "segmenter",
         "sam3-litetext-s0",
         "vil-uob/sam3-litetext-s0",
         "SAM 3 LiteText S0: SAM 3 with the smallest MobileCLIP-style text encoder",
+        loader=DEFAULT_LOADERS["segmenter"],
+        model_types=SEGMENTER_MODEL_TYPES,
     ),
     ModelCard(
         "segmenter",
         "sam3-litetext-s1",
         "vil-uob/sam3-litetext-s1",
         "SAM 3 LiteText S1: SAM 3 with a small MobileCLIP-style text encoder",
+        loader=DEFAULT_LOADERS["segmenter"],
+        model_types=SEGMENTER_MODEL_TYPES,
     ),
     ModelCard(
         "segmenter",
         "sam3-litetext-l",
         "vil-uob/sam3-litetext-l",
         "SAM 3 LiteText L: SAM 3 with the large MobileCLIP-style text encoder",
+        loader=DEFAULT_LOADERS["segmenter"],
+        model_types=SEGMENTER_MODEL_TYPES,
     ),
 )
 DEFAULT_SEGMENTER = "sam3"
@@ -222,6 +341,7 @@ TAGGER_MODELS = (
         OFFICIAL_RAM_WEIGHTS["ram-plus-swin-large-14m"].url,
         "RAM++ Swin-L 14M: 4,585 tags with per-tag thresholds (default tagger)",
         defaults={"variant": "ram_plus"},
+        loader=DEFAULT_LOADERS["tagger"],
     ),
     ModelCard(
         "tagger",
@@ -229,10 +349,31 @@ TAGGER_MODELS = (
         OFFICIAL_RAM_WEIGHTS["ram-swin-large-14m"].url,
         "RAM Swin-L 14M (the survey's RAM-14M): 4,585 tags with per-tag thresholds",
         defaults={"variant": "ram"},
+        loader=DEFAULT_LOADERS["tagger"],
     ),
 )
 
-#: Kind -> its released models (what :func:`samwsss.registry.released` looks in).
+#: Taggers that reuse another stage's model: no weights of their own, so they are not in
+#: :data:`RELEASED`; their loaders take that stage as an argument.
+REUSING_TAGGER_MODELS = (
+    ModelCard(
+        "tagger",
+        GROUNDING_TAGGER,
+        "(the pipeline's Grounding DINO)",
+        "classes Grounding DINO detects when prompted with every class",
+        loader="samwsss.stages.grounding_tagger:load_grounding_tagger",
+    ),
+    ModelCard(
+        "tagger",
+        PRESENCE_TAGGER,
+        "(the pipeline's SAM 3 segmenter)",
+        "classes whose SAM 3 presence probability passes a threshold",
+        loader="samwsss.stages.presence_tagger:load_presence_tagger",
+    ),
+)
+
+#: Kind -> its released models with weights of their own (what
+#: :func:`samwsss.registry.released` and the weights preflight look in).
 RELEASED: dict[str, tuple[ModelCard, ...]] = {
     "boxer": BOXER_MODELS,
     "masker": MASKER_MODELS,
@@ -240,5 +381,8 @@ RELEASED: dict[str, tuple[ModelCard, ...]] = {
     "tagger": TAGGER_MODELS,
 }
 
-for _cards in RELEASED.values():
-    registry.register_cards(_cards)
+#: Kind -> every card the registry starts with.
+CARDS: dict[str, tuple[ModelCard, ...]] = {
+    **RELEASED,
+    "tagger": TAGGER_MODELS + REUSING_TAGGER_MODELS,
+}

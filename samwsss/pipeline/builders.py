@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from samwsss.choices import GROUNDING_TAGGER, PRESENCE_TAGGER
 from samwsss.mapping import ClassMapping
 from samwsss.pipeline.batching import boxer_rows
@@ -27,7 +29,11 @@ def loaded_models(config: PipelineConfig, *, with_tagger: bool) -> list[tuple[st
 
 
 def build_boxer(config: PipelineConfig) -> Boxer:
-    """Grounding DINO boxer from ``config.boxer`` with the config's thresholds and modes."""
+    """The boxer ``config.boxer`` with the config's thresholds and modes.
+
+    These options are Grounding DINO's: each goes to the loader only if it names it (see
+    :func:`samwsss.registry.create`), so another registered boxer gets the ones it takes.
+    """
     thresholds = {  # None: the boxer family's default (stages.boxer.family_defaults)
         name: value
         for name, value in (
@@ -39,13 +45,15 @@ def build_boxer(config: PipelineConfig) -> Boxer:
     boxer: Boxer = create(
         "boxer",
         config.boxer,
-        **thresholds,
-        prompt_mode=config.prompt_mode,
-        nms_iou=config.nms_iou,
-        max_batch_rows=boxer_rows(config.batch_size),
-        dtype=config.dtype,
-        image_resize=config.image_resize,
-        clip_boxes=config.clip_boxes,
+        optional={
+            **thresholds,
+            "prompt_mode": config.prompt_mode,
+            "nms_iou": config.nms_iou,
+            "max_batch_rows": boxer_rows(config.batch_size),
+            "dtype": config.dtype,
+            "image_resize": config.image_resize,
+            "clip_boxes": config.clip_boxes,
+        },
     )
     return boxer
 
@@ -66,7 +74,7 @@ def build_masker(config: PipelineConfig) -> Masker:
 def build_segmenter(config: PipelineConfig) -> TextSegmenter:
     """The text-prompted segmenter ``config.segmenter`` (SAM 3), which replaces boxer and
     masker; its score threshold is the config's ``segment_threshold`` when set."""
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "dtype": config.dtype,
         "max_batch_rows": boxer_rows(config.batch_size),
     }
@@ -83,13 +91,10 @@ def build_tagger(config: PipelineConfig, mapping: ClassMapping, boxer: Boxer) ->
     or ``"sam3-presence"``, which reuses the segmenter passed as ``boxer``."""
     tagger: Tagger
     if config.tagger == PRESENCE_TAGGER:
-        tagger = create(
-            "tagger",
-            PRESENCE_TAGGER,
-            segmenter=boxer,
-            mapping=mapping,
-            **({} if config.tag_threshold is None else {"threshold": config.tag_threshold}),
+        threshold: dict[str, Any] = (
+            {} if config.tag_threshold is None else {"threshold": config.tag_threshold}
         )
+        tagger = create("tagger", PRESENCE_TAGGER, segmenter=boxer, mapping=mapping, **threshold)
     elif config.tagger == GROUNDING_TAGGER:
         tagger = create(
             "tagger",

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samwsss import registry
 from samwsss.checks import check_choice, check_count, parse_dtype
 from samwsss.choices import IMAGE_RESIZES
 from samwsss.mapping import ClassMapping
@@ -341,5 +340,3 @@ class RAMTagger:
 #: The official RAM / RAM++ weights, by registry name (downloaded on first use; declared
 #: in :mod:`samwsss.released`).
 MODELS = TAGGER_MODELS
-
-registry.register("tagger", RAMTagger.from_pretrained, MODELS)

@@ -631,6 +631,3 @@ def clip_to_image(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def _names() -> list[str]:
     return [card.name for card in MODELS]
-
-
-registry.register("boxer", GroundingDinoBoxer.from_pretrained, MODELS)

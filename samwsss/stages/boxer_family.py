@@ -14,6 +14,10 @@ transformers has two model types for this family, both in
   into ``GroundingDinoForObjectDetection`` drops those biases and scores on another scale,
   so the class is chosen by ``model_type`` from :data:`FAMILIES`, never assumed.
 
+The families themselves (:class:`BoxerFamily`, :data:`GROUNDING_DINO`,
+:data:`MM_GROUNDING_DINO`) are declared in :mod:`samwsss.released` with the released
+checkpoints that use them; this module re-exports them.
+
 Both families end in the same outputs (``logits`` ``(B, Q, max_text_len)``, ``-inf`` past
 the caption; ``pred_boxes`` normalised ``cx, cy, w, h``), post-processed by the same
 ``GroundingDinoProcessor.post_process_grounded_object_detection`` (score = max sigmoid over
@@ -32,54 +36,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from samwsss.released import GROUNDING_DINO, MM_GROUNDING_DINO, BoxerFamily
 
-@dataclass(frozen=True)
-class BoxerFamily:
-    """How the boxer loads and runs one ``model_type`` of the Grounding DINO family.
+__all__ = [
+    "FAMILIES",
+    "GROUNDING_DINO",
+    "HUB_KEYWORDS",
+    "MM_GROUNDING_DINO",
+    "BoxerFamily",
+    "cached_model_type",
+    "family_of_model",
+    "family_of_type",
+    "folder_model_type",
+    "hub_model_type",
+    "supported_types",
+]
 
-    Attributes:
-        model_type: ``config.json`` ``model_type``.
-        model_class: the transformers class that loads it (its name in ``transformers``).
-        label: human name, for messages and ``repr``.
-        box_threshold: default box threshold of this family.
-        text_threshold: default text threshold of this family.
-        share_backbone: whether the shared-backbone trick
-            (:mod:`samwsss.stages.boxer_backbone`) is exact for this architecture.
-    """
-
-    model_type: str
-    model_class: str
-    label: str
-    box_threshold: float
-    text_threshold: float
-    share_backbone: bool = True
-
-    @property
-    def defaults(self) -> dict[str, float]:
-        """``{"box_threshold": ..., "text_threshold": ...}`` of this family."""
-        return {"box_threshold": self.box_threshold, "text_threshold": self.text_threshold}
-
-    def load_class(self) -> Any:
-        """The transformers model class (imports transformers)."""
-        import transformers
-
-        return getattr(transformers, self.model_class)
-
-
-GROUNDING_DINO = BoxerFamily(
-    "grounding-dino", "GroundingDinoForObjectDetection", "Grounding DINO", 0.3, 0.25
-)
-MM_GROUNDING_DINO = BoxerFamily(
-    "mm-grounding-dino",
-    "MMGroundingDinoForObjectDetection",
-    "MM-Grounding-DINO",
-    0.4,
-    0.3,
-)
 
 #: ``model_type`` -> family, the only model types the boxer accepts.
 FAMILIES: Mapping[str, BoxerFamily] = {

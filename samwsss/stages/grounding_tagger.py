@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from samwsss import registry
 from samwsss.checks import check_choice, check_optional_fraction
 from samwsss.choices import GROUNDING_TAGGER, PROMPT_MODES
 from samwsss.mapping import ClassMapping
@@ -102,19 +101,8 @@ class GroundingTagger:
         return self.tag(ImageBatch.of(images, self.device))
 
 
-def _load(name: str, *, boxer: Boxer, mapping: ClassMapping, **kwargs: Any) -> GroundingTagger:
+def load_grounding_tagger(
+    name: str, *, boxer: Boxer, mapping: ClassMapping, **kwargs: Any
+) -> GroundingTagger:
     """Registry loader: a :class:`GroundingTagger` around the pipeline's ``boxer``."""
     return GroundingTagger(boxer, mapping, **kwargs)
-
-
-registry.register_cards(
-    [
-        registry.ModelCard(
-            "tagger",
-            GROUNDING_TAGGER,
-            "(the pipeline's Grounding DINO)",
-            "classes Grounding DINO detects when prompted with every class",
-            loader=_load,
-        )
-    ]
-)

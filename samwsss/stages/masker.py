@@ -486,5 +486,3 @@ def _load_backend(
 #: The released SAM weights this masker loads by name (declared in :mod:`samwsss.released`):
 #: transformers checkpoints on the hub, and Meta's original files through segment-anything.
 MODELS = MASKER_MODELS
-
-registry.register("masker", SamMasker.from_pretrained, MODELS)

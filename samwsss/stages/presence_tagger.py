@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from samwsss import registry
 from samwsss.checks import check_fraction
 from samwsss.choices import PRESENCE_TAGGER
 from samwsss.mapping import ClassMapping
@@ -110,21 +109,8 @@ class Sam3PresenceTagger:
         return self.tag(ImageBatch.of(images, self.device))
 
 
-def _load(
+def load_presence_tagger(
     name: str, *, segmenter: Sam3Segmenter, mapping: ClassMapping, **kwargs: Any
 ) -> Sam3PresenceTagger:
     """Registry loader: a :class:`Sam3PresenceTagger` around the pipeline's ``segmenter``."""
     return Sam3PresenceTagger(segmenter, mapping, **kwargs)
-
-
-registry.register_cards(
-    [
-        registry.ModelCard(
-            "tagger",
-            SAM3_PRESENCE_TAGGER,
-            "(the pipeline's SAM 3 segmenter)",
-            "classes whose SAM 3 presence probability passes a threshold",
-            loader=_load,
-        )
-    ]
-)

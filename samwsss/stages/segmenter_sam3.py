@@ -640,6 +640,3 @@ def _model_type(checkpoint: str, hub_kwargs: dict[str, Any]) -> str | None:
 
 def _names() -> list[str]:
     return [card.name for card in MODELS]
-
-
-registry.register("segmenter", Sam3Segmenter.from_pretrained, MODELS)
