@@ -97,6 +97,7 @@ class _FixedTagger:
 
     source = ModelSource("fixed tags")
     device = torch.device("cpu")
+    host_resize = None
 
     def __init__(self, tags: list[tuple[str, float]]) -> None:
         self.result = TagResult(

@@ -236,14 +236,11 @@ class Pipeline:
         """The PIL resizes the stages of ``route`` compute on the host
         (``image_resize="pil"``): a dataset run has its decode workers compute them ahead
         (see :class:`~samwsss.stages.contracts.ImageBatch` ``prepared``)."""
-        stages: list[Any] = [self.boxer, self.masker]
+        stages: list[Stage | None] = [self.boxer, self.masker]
         if route == "zero-shot":
             stages.append(self.require_tagger())
-        found = {
-            stage.pil_resize.key: stage.pil_resize
-            for stage in stages
-            if getattr(stage, "image_resize", None) == "pil"
-        }
+        resizes = [stage.host_resize for stage in stages if stage is not None]
+        found = {resize.key: resize for resize in resizes if resize is not None}
         return tuple(found.values())
 
     def require_tagger(self) -> Tagger:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samwsss.checks import check_choice, check_count, parse_dtype
+from samwsss.checks import check_choice, check_count
 from samwsss.choices import IMAGE_RESIZES
 from samwsss.mapping import ClassMapping
 from samwsss.ram.checkpoint import (
@@ -38,6 +38,7 @@ from samwsss.ram.thresholds import mapping_tag_thresholds, resolve_thresholds
 from samwsss.ram.vocabulary import RAMVocabulary, load_vocabulary, read_thresholds
 from samwsss.released import DEFAULT_TAGGER, TAGGER_MODELS
 from samwsss.stages.contracts import ImageBatch, ModelSource, TagResult
+from samwsss.stages.model_stage import ModelStage
 from samwsss.stages.pil_resize import BICUBIC, PilResize
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 ImagesInput = Sequence[np.ndarray] | torch.Tensor
 
 
-class RAMTagger:
+class RAMTagger(ModelStage):
     """Tags images with RAM or RAM++: per image, the tags whose probability passes its threshold.
 
     Args:
@@ -62,6 +63,10 @@ class RAMTagger:
         dtype: autocast dtype (``"bfloat16"``, ``"float16"``, ``"float32"``); ``None`` or
             ``"auto"``: bfloat16 on CUDA, float32 elsewhere.
     """
+
+    model: RAMModel
+    image_resize: str
+    pil_resize: PilResize
 
     def __init__(
         self,
@@ -86,7 +91,7 @@ class RAMTagger:
         self.name = name
         self.image_resize = check_choice("image_resize", image_resize, IMAGE_RESIZES)
         self.pil_resize = PilResize("ram", "square", model.config.image_size, resample=BICUBIC)
-        self._dtype = parse_dtype(dtype)
+        self._set_precision(dtype)
         self._thresholds = np.zeros(0, dtype=np.float32)
         self.set_thresholds(threshold, tag_thresholds)
 
@@ -105,18 +110,6 @@ class RAMTagger:
     def device(self) -> torch.device:
         """Device of the model's weights."""
         return next(self.model.parameters()).device
-
-    def to(self, device: torch.device | str) -> RAMTagger:
-        """Move the model to ``device``; returns ``self``."""
-        self.model.to(device)
-        return self
-
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        """Autocast dtype: the given ``dtype``, else bfloat16 on CUDA, float32 elsewhere."""
-        if self._dtype is not None:
-            return self._dtype
-        return torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
     @property
     def source(self) -> ModelSource:

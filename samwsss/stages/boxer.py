@@ -43,7 +43,6 @@ from samwsss.checks import (
     check_count,
     check_fraction,
     check_optional_fraction,
-    parse_dtype,
 )
 from samwsss.choices import IMAGE_RESIZES, PROMPT_MODES
 from samwsss.detections import Detections
@@ -69,7 +68,8 @@ from samwsss.stages.boxer_text import (
     normalize_prompt,
     pack_captions,
 )
-from samwsss.stages.contracts import ImageBatch, ModelSource, Query, check_queries
+from samwsss.stages.contracts import ImageBatch, Query, check_queries
+from samwsss.stages.model_stage import ModelStage
 from samwsss.stages.pil_resize import BILINEAR, PilResize
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class _Row:
     joint: bool = False  # classes assigned from token spans (joint captions)
 
 
-class GroundingDinoBoxer:
+class GroundingDinoBoxer(ModelStage):
     """Boxes for (image, class prompt) queries with a transformers Grounding DINO family model
     (``GroundingDinoForObjectDetection`` or ``MMGroundingDinoForObjectDetection``).
 
@@ -139,6 +139,9 @@ class GroundingDinoBoxer:
     of one forward (memory); ``share_backbone`` runs the Swin backbone once per image of a
     forward instead of once per row (same result).
     """
+
+    image_resize: str
+    pil_resize: PilResize
 
     def __init__(
         self,
@@ -205,7 +208,7 @@ class GroundingDinoBoxer:
         )
         self.checkpoint = checkpoint
         self.revision = revision
-        self._dtype = parse_dtype(dtype)
+        self._set_precision(dtype)
         self.max_text_len = int(getattr(model.config, "max_text_len", 256))
         self.to(device if device is not None else "cpu")
 
@@ -286,29 +289,6 @@ class GroundingDinoBoxer:
             checkpoint=checkpoint,
             revision=load_kwargs.get("revision"),
         )
-
-    def to(self, device: torch.device | str) -> GroundingDinoBoxer:
-        """Move the model to ``device``; returns ``self``."""
-        self._device = torch.device(device)
-        self.model.to(self._device)
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model (and of the returned tensors)."""
-        return self._device
-
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        """Autocast dtype of the forward: the given ``dtype``, else bf16 on CUDA, fp32 elsewhere."""
-        if self._dtype is not None:
-            return self._dtype
-        return torch.bfloat16 if self._device.type == "cuda" else torch.float32
-
-    @property
-    def source(self) -> ModelSource:
-        """Where the weights came from (hub id or folder, and the revision asked for)."""
-        return ModelSource(self.checkpoint or type(self.model).__name__, self.revision)
 
     # -- call -------------------------------------------------------------------------
     def __call__(

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from samwsss.released import GROUNDING_DINO, MM_GROUNDING_DINO, BoxerFamily
+from samwsss.stages.model_stage import HUB_KEYWORDS, hub_options
 
 __all__ = [
     "FAMILIES",
@@ -60,17 +61,6 @@ __all__ = [
 FAMILIES: Mapping[str, BoxerFamily] = {
     family.model_type: family for family in (GROUNDING_DINO, MM_GROUNDING_DINO)
 }
-
-#: ``from_pretrained`` keywords that say where a config is, passed on to ``AutoConfig``.
-HUB_KEYWORDS = (
-    "revision",
-    "cache_dir",
-    "local_files_only",
-    "token",
-    "force_download",
-    "proxies",
-    "subfolder",
-)
 
 
 def supported_types() -> str:
@@ -126,9 +116,8 @@ def hub_model_type(name: str, load_kwargs: Mapping[str, Any]) -> object:
     """
     from transformers import AutoConfig
 
-    hub = {key: value for key, value in load_kwargs.items() if key in HUB_KEYWORDS}
     try:
-        config = AutoConfig.from_pretrained(name, **hub)
+        config = AutoConfig.from_pretrained(name, **hub_options(load_kwargs))
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(
             f"cannot read the config of boxer {name!r} ({error}): give a registered name, a "

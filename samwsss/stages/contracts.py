@@ -252,7 +252,8 @@ def check_image(image: Any, position: int) -> torch.Tensor:
 
 @runtime_checkable
 class Stage(Protocol):
-    """What every model stage has: a weights source and a device to move to."""
+    """What every model stage has: a weights source, a device to move to and its host resize
+    (:class:`~samwsss.stages.model_stage.ModelStage` implements them)."""
 
     @property
     def source(self) -> ModelSource:
@@ -266,6 +267,13 @@ class Stage(Protocol):
 
     def to(self, device: torch.device | str) -> Any:
         """Move the model to ``device``; returns the stage."""
+        ...
+
+    @property
+    def host_resize(self) -> PilResize | None:
+        """The PIL resize the stage computes on the host (``image_resize="pil"``), so that a
+        dataset run's decode workers compute it ahead; ``None`` when it resizes on the
+        device."""
         ...
 
 

@@ -16,10 +16,11 @@ import torch
 from samwsss.checks import check_choice, check_optional_fraction
 from samwsss.choices import GROUNDING_TAGGER, PROMPT_MODES
 from samwsss.mapping import ClassMapping
-from samwsss.stages.contracts import Boxer, ImageBatch, ModelSource, TagResult
+from samwsss.stages.contracts import Boxer, ImageBatch, TagResult
+from samwsss.stages.model_stage import SharedStage
 
 
-class GroundingTagger:
+class GroundingTagger(SharedStage):
     """Tag images with the classes of ``mapping`` that Grounding DINO detects.
 
     Its vocabulary is the mapping's foreground classes: ``TagResult.indices`` are rows of
@@ -48,21 +49,12 @@ class GroundingTagger:
         self.boxer = boxer
         self.mapping = mapping
 
-    @property
-    def source(self) -> ModelSource:
-        """The shared boxer's weights."""
-        boxer = self.boxer.source
-        return ModelSource(f"{GROUNDING_TAGGER}({boxer.weights})", boxer.revision)
+    stage_name = GROUNDING_TAGGER
 
     @property
-    def device(self) -> torch.device:
-        """The shared boxer's device."""
-        return self.boxer.device
-
-    def to(self, device: torch.device | str) -> GroundingTagger:
-        """Move the shared boxer; returns ``self``."""
-        self.boxer.to(device)
-        return self
+    def shared(self) -> Boxer:
+        """The pipeline's boxer, whose weights this tagger runs."""
+        return self.boxer
 
     def tag(self, images: ImageBatch) -> list[TagResult]:
         """Tags, class ids and the detections of the tagged classes for each image."""

@@ -39,13 +39,13 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
 from samwsss import registry
-from samwsss.checks import check_choice, check_count, parse_dtype
+from samwsss.checks import check_choice, check_count
 from samwsss.choices import IMAGE_RESIZES, MULTIMASK
 from samwsss.detections import Detections
 from samwsss.released import MASKER_MODELS
@@ -53,7 +53,11 @@ from samwsss.stages.contracts import ImageBatch, ModelSource
 from samwsss.stages.masker_backend import SamBackend
 from samwsss.stages.masker_official import OFFICIAL_CHECKPOINTS
 from samwsss.stages.masker_transforms import InputGeometry, scale_boxes, upscale_mask_logits
+from samwsss.stages.model_stage import ModelStage
 from samwsss.stages.pil_resize import BILINEAR, PilResize
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ _CHECKPOINT_SUFFIXES = (".pth", ".pt")
 UPSCALE_BUDGET_PIXELS = 2**26
 
 
-class SamMasker:
+class SamMasker(ModelStage):
     """Segment Anything on detector boxes, for batches of images.
 
     Build it with :meth:`from_pretrained` (registry name, hub id, local folder or official
@@ -91,6 +95,9 @@ class SamMasker:
         image_resize: ``"torch"`` or ``"pil"`` (see the module docstring).
     """
 
+    image_resize: str
+    pil_resize: PilResize
+
     def __init__(
         self,
         backend: SamBackend,
@@ -112,12 +119,7 @@ class SamMasker:
         self.backend = backend
         self.multimask: Multimask = multimask
         self.max_boxes_per_chunk = check_count("max_boxes_per_chunk", max_boxes_per_chunk)
-        self._max_images_per_batch = (
-            None
-            if max_images_per_batch is None
-            else check_count("max_images_per_batch", max_images_per_batch)
-        )
-        self._dtype = parse_dtype(dtype)
+        self._set_precision(dtype, max_images_per_batch)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -183,8 +185,8 @@ class SamMasker:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         return masker.to(device)
 
-    def to(self, device: torch.device | str) -> SamMasker:
-        """Move the model to ``device``; returns ``self``."""
+    def to(self, device: torch.device | str) -> Self:
+        """Move the model (the backend's) to ``device``; returns ``self``."""
         self.backend.to(torch.device(device))
         return self
 
@@ -197,20 +199,6 @@ class SamMasker:
     def model(self) -> torch.nn.Module:
         """The wrapped SAM module."""
         return self.backend.model
-
-    @property
-    def max_images_per_batch(self) -> int:
-        """Images per image-encoder batch on the current device."""
-        if self._max_images_per_batch is not None:
-            return self._max_images_per_batch
-        return 8 if self.device.type == "cuda" else 1
-
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        """The dtype the model computes in on its current device."""
-        if self._dtype is not None:
-            return self._dtype
-        return torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
     @property
     def source(self) -> ModelSource:

@@ -19,7 +19,8 @@ import torch
 from samwsss.checks import check_fraction
 from samwsss.choices import PRESENCE_TAGGER
 from samwsss.mapping import ClassMapping
-from samwsss.stages.contracts import ImageBatch, ModelSource, TagResult
+from samwsss.stages.contracts import ImageBatch, TagResult
+from samwsss.stages.model_stage import SharedStage
 from samwsss.stages.segmenter_sam3 import Sam3Segmenter
 
 #: Registry name of the tagger (kind ``"tagger"``).
@@ -32,7 +33,7 @@ SAM3_PRESENCE_TAGGER = PRESENCE_TAGGER
 DEFAULT_PRESENCE_THRESHOLD = 0.5
 
 
-class Sam3PresenceTagger:
+class Sam3PresenceTagger(SharedStage):
     """Tag images with the classes of ``mapping`` whose SAM 3 presence probability passes
     ``threshold``.
 
@@ -61,21 +62,12 @@ class Sam3PresenceTagger:
         self.segmenter = segmenter
         self.mapping = mapping
 
-    @property
-    def source(self) -> ModelSource:
-        """The shared segmenter's weights."""
-        weights = self.segmenter.source
-        return ModelSource(f"{SAM3_PRESENCE_TAGGER}({weights.weights})", weights.revision)
+    stage_name = SAM3_PRESENCE_TAGGER
 
     @property
-    def device(self) -> torch.device:
-        """The shared segmenter's device."""
-        return self.segmenter.device
-
-    def to(self, device: torch.device | str) -> Sam3PresenceTagger:
-        """Move the shared segmenter; returns ``self``."""
-        self.segmenter.to(device)
-        return self
+    def shared(self) -> Sam3Segmenter:
+        """The pipeline's SAM 3 segmenter, whose weights this tagger runs."""
+        return self.segmenter
 
     def tag(self, images: ImageBatch) -> list[TagResult]:
         """Tags, presence probabilities, class ids and the tagged classes' instances."""

@@ -41,10 +41,11 @@ import numpy as np
 import torch
 
 from samwsss import registry
-from samwsss.checks import check_count, check_fraction, parse_dtype
+from samwsss.checks import check_count, check_fraction
 from samwsss.detections import Detections
 from samwsss.released import DEFAULT_SEGMENTER, SEGMENTER_MODELS
-from samwsss.stages.contracts import ImageBatch, ModelSource, Query, check_queries
+from samwsss.stages.contracts import ImageBatch, Query, check_queries
+from samwsss.stages.model_stage import ModelStage, hub_options
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class _Row:
     prompt: str
 
 
-class Sam3Segmenter:
+class Sam3Segmenter(ModelStage):
     """Instance masks for (image, class prompt) queries with transformers' SAM 3.
 
     Call ``segmenter(images, queries)``:
@@ -228,12 +229,7 @@ class Sam3Segmenter:
         self.score_threshold = check_fraction("score_threshold", score_threshold)
         self.mask_threshold = check_fraction("mask_threshold", mask_threshold)
         self.max_batch_rows = check_count("max_batch_rows", max_batch_rows)
-        self._max_images_per_batch = (
-            None
-            if max_images_per_batch is None
-            else check_count("max_images_per_batch", max_images_per_batch)
-        )
-        self._dtype = parse_dtype(dtype)
+        self._set_precision(dtype, max_images_per_batch)
         self.model = model.eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -316,39 +312,12 @@ class Sam3Segmenter:
             revision=hub_kwargs.get("revision"),
         )
 
-    def to(self, device: torch.device | str) -> Sam3Segmenter:
-        """Move the model (and the cached text features) to ``device``; returns ``self``."""
-        self._device = torch.device(device)
-        self.model.to(self._device)
+    def _moved(self) -> None:
+        """Move the cached text features with the model (see :meth:`ModelStage.to`)."""
         self._text_cache = {
             prompt: TextFeatures(f.embeds.to(self._device), f.attention_mask.to(self._device))
             for prompt, f in self._text_cache.items()
         }
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model (and of the returned tensors)."""
-        return self._device
-
-    @property
-    def compute_dtype(self) -> torch.dtype:
-        """Autocast dtype: the given ``dtype``, else bf16 on CUDA, fp32 elsewhere."""
-        if self._dtype is not None:
-            return self._dtype
-        return torch.bfloat16 if self._device.type == "cuda" else torch.float32
-
-    @property
-    def max_images_per_batch(self) -> int:
-        """Images per vision-encoder forward: the given value, else 8 on CUDA, 1 elsewhere."""
-        if self._max_images_per_batch is not None:
-            return self._max_images_per_batch
-        return 8 if self._device.type == "cuda" else 1
-
-    @property
-    def source(self) -> ModelSource:
-        """Where the weights came from (hub id or folder, and the revision asked for)."""
-        return ModelSource(self.checkpoint or type(self.model).__name__, self.revision)
 
     # -- call ---------------------------------------------------------------------------
     def __call__(
@@ -627,10 +596,7 @@ def _model_type(checkpoint: str, hub_kwargs: dict[str, Any]) -> str | None:
     else:
         from transformers.utils import cached_file
 
-        keys = ("revision", "cache_dir", "local_files_only", "token", "force_download", "proxies")
-        found = cached_file(
-            checkpoint, "config.json", **{k: v for k, v in hub_kwargs.items() if k in keys}
-        )
+        found = cached_file(checkpoint, "config.json", **hub_options(hub_kwargs))
         if found is None:
             raise ValueError(f"{checkpoint} has no config.json")
         config_file = Path(found)
