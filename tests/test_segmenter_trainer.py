@@ -279,9 +279,6 @@ def test_sliding_window_inference() -> None:
 
 def test_arch_lookup_recipe_and_deeplab_segmentation_init(tmp_path, monkeypatch) -> None:
     assert isinstance(archs.resolve_arch(tiny_config()), DeepLabArch)
-    if archs._registry() is None:
-        with pytest.raises(ValueError, match="only.*deeplabv2"):
-            archs.lookup_arch("mask2former-swin-large")
     with pytest.raises(ValueError, match="no-such-arch"):
         archs.lookup_arch("no-such-arch")
     card = ArchCard(
@@ -312,7 +309,7 @@ def test_arch_lookup_recipe_and_deeplab_segmentation_init(tmp_path, monkeypatch)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
-def test_train_segmenter_and_predict_cli(tmp_path, monkeypatch) -> None:
+def test_train_segmenter_and_predict_cli(tmp_path, request) -> None:
     voc = make_voc_tree(tmp_path)
     card = ArchCard(
         name=TINY_ARCH,
@@ -328,13 +325,8 @@ def test_train_segmenter_and_predict_cli(tmp_path, monkeypatch) -> None:
             crop_size=32,
         ),
     )
-    monkeypatch.setitem(archs.EXTRA_ARCHS, TINY_ARCH, TinyConvArch())
-    real_lookup = archs.lookup_arch
-    monkeypatch.setattr(
-        archs,
-        "lookup_arch",
-        lambda name: (archs.EXTRA_ARCHS[name], card) if name == TINY_ARCH else real_lookup(name),
-    )
+    archs.register_arch(card, TinyConvArch())
+    request.addfinalizer(lambda: archs.unregister_arch(TINY_ARCH))
     run = tmp_path / "run"
     runner = CliRunner()
     args = ["train-segmenter", "--arch", TINY_ARCH, "--data", str(voc), "--split", "train_aug",

@@ -3,6 +3,7 @@ ignore-exact losses, parameter groups, the segmentation-init guard, rebuild, DDP
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from samwsss.segnets.arch import IGNORE_INDEX, SegmentationArch
+from samwsss.segnets.arch import IGNORE_INDEX, ArchCard, SegmentationArch
+from samwsss.segnets.deeplab import DEEPLAB_ARCH, DeepLabArch
 from samwsss.segnets.mask_loss import MaskLossSettings, mask_classification_loss, upsampled_at
-from samwsss.segnets.registry import ARCHS, DEFAULT_ARCH, get_arch
+from samwsss.segnets.registry import ARCHS, DEFAULT_ARCH, family, get_arch
 from samwsss.segnets.segformer import pixel_cross_entropy
 from samwsss.testing.segnets import tiny_arch, write_tiny_backbone
 from tests.deeplab_fixtures import ShapesDataset
@@ -351,11 +353,65 @@ def test_registry_names_and_defaults():
     assert (recipe.lr, recipe.weight_decay, recipe.backbone_lr_mult) == (1e-4, 0.05, 0.1)
     assert (recipe.iterations, recipe.batch_size, recipe.crop_size) == (80_000, 8, 512)
     for card in ARCHS.values():
-        assert "segment" not in card.init and "ade" not in card.init and card.recipe.source
+        assert "segment" not in card.init and "ade" not in card.init
+        assert card.recipe is None or card.recipe.source
         arch, same = get_arch(card.name)
         assert same is card and isinstance(arch, SegmentationArch)
+    # DeepLabV2 is a card too (no recipe: the run config's defaults are its recipe)
+    assert ARCHS[DEEPLAB_ARCH].recipe is None and family(DEEPLAB_ARCH) == "deeplab"
+    assert isinstance(get_arch(DEEPLAB_ARCH)[0], DeepLabArch)
+    assert family("eomt-large") == "eomt" and family("mask2former-swin-base") == "mask2former"
     with pytest.raises(ValueError, match="unknown --arch"):
         get_arch("deeplab-v9")
+
+
+def test_registered_arch_is_found_listed_and_removed(tmp_path):
+    from click.testing import CliRunner
+
+    from samwsss.cli import cli
+    from samwsss.segnets.registry import (
+        EXTRA_ARCHS,
+        lookup_arch,
+        recipe_values,
+        register_arch,
+        unregister_arch,
+    )
+
+    before, extra_before = dict(ARCHS), dict(EXTRA_ARCHS)
+    recipe = dataclasses.replace(ARCHS["segformer-b5"].recipe, iterations=7, source="tiny")
+    card = ArchCard(
+        name="segformer-tiny-test",
+        description="a SegFormer added in-process",
+        init="none",
+        recipe=recipe,
+        builder="samwsss.segnets.segformer:SegFormerArch",
+        family="segformer",
+        model_types=("tiny-test-type",),
+    )
+    register_arch(card)
+    try:
+        register_arch(card)  # the same card again: a no-op
+        with pytest.raises(ValueError, match="already registered"):
+            register_arch(dataclasses.replace(card, init="other"))
+        arch, same = lookup_arch(card.name)
+        assert same is card and arch.name == "segformer" and family(card.name) == "segformer"
+        assert recipe_values(arch, card)["iterations"] == 7
+        folder = tmp_path / "tiny"
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "tiny-test-type"}')
+        arch, folder_card = get_arch(folder)
+        assert arch.name == "segformer" and folder_card.recipe is recipe
+        assert folder_card.init == str(folder)
+        listed = CliRunner().invoke(cli, ["models", "--kind", "arch"])
+        assert listed.exit_code == 0, listed.output
+        assert "segformer-tiny-test" in listed.output and "recipe: tiny" in listed.output
+        assert "deeplabv2" in listed.output and "grounding-dino" not in listed.output
+    finally:
+        assert unregister_arch(card.name) is card
+    assert ARCHS == before and EXTRA_ARCHS == extra_before
+    assert list(ARCHS)[0] == DEFAULT_ARCH
+    with pytest.raises(ValueError, match="tiny-test-type"):
+        get_arch(folder)
 
 
 def test_get_arch_takes_a_local_model_folder(backbones):

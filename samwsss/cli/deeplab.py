@@ -28,6 +28,12 @@ from samwsss.cli.common import (
     split_option,
     workers_option,
 )
+from samwsss.segnets.registry import (
+    DEEPLAB_ARCH,
+    default_segmenter_arch,
+    lookup_arch,
+    recipe_values,
+)
 from samwsss.workers import default_workers
 
 if TYPE_CHECKING:
@@ -82,9 +88,7 @@ def _build_config(
     architecture brings its normalisation and, with a card, its recipe and default init
     (the recipe's global batch divided over ``WORLD_SIZE`` processes).
     """
-    from samwsss.deeplab.archs import lookup_arch, recipe_values
     from samwsss.deeplab.config import DeepLabConfig, config_from_dict
-    from samwsss.segnets.deeplab import DEEPLAB_ARCH
 
     layers = (out, resume, config_file, explicit, overrides)
     # the machine's worker count replaces the config's fixed default (below every layer)
@@ -326,7 +330,6 @@ def _train(values: dict[str, Any], default_arch: str, command: str) -> None:
     resume: bool = values["resume"]
     with fail_cleanly(download_errors=False):
         from samwsss.deeplab.train import Trainer, TrainingDiverged
-        from samwsss.segnets.deeplab import DEEPLAB_ARCH
 
         config = _build_config(
             out,
@@ -402,8 +405,6 @@ def train_segmenter_command(**values: Any) -> None:
     weights; --config, the options and --set override them. Under torchrun the batch is
     per process (the recipe's global batch is divided over the processes).
     """
-    from samwsss.deeplab.archs import default_segmenter_arch
-
     _train(values, default_segmenter_arch(), "train-segmenter")
 
 

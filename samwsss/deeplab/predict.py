@@ -36,7 +36,6 @@ from torch.nn import functional as F
 from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import ImageReadError
-from samwsss.deeplab.archs import checkpoint_arch
 from samwsss.deeplab.config import DeepLabConfig, config_from_dict
 from samwsss.deeplab.prediction_folder import (
     IDENTITY_NAME,
@@ -50,6 +49,7 @@ from samwsss.segnets.inference import (
     upsample_logits,
     window_probabilities,
 )
+from samwsss.segnets.registry import checkpoint_arch
 from samwsss.workers import exit_with_parent
 
 if TYPE_CHECKING:

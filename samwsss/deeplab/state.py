@@ -30,9 +30,9 @@ from torch import nn
 
 from samwsss.atomic import atomic_open
 from samwsss.checkpoints import load_checkpoint, not_a_checkpoint
-from samwsss.deeplab.archs import resolve_arch
 from samwsss.deeplab.config import RESUME_MUTABLE, DeepLabConfig, config_from_dict
 from samwsss.deeplab.predict import CHECKPOINT_FORMAT, CHECKPOINT_FORMATS
+from samwsss.segnets.registry import resolve_arch
 
 if TYPE_CHECKING:
     from samwsss.segnets.arch import SegmentationArch

@@ -63,7 +63,6 @@ from torch import nn
 
 from samwsss.atomic import remove_stale_temporaries
 from samwsss.data.base import SegmentationDataset
-from samwsss.deeplab.archs import resolve_arch
 from samwsss.deeplab.config import DeepLabConfig, save_config
 from samwsss.deeplab.data import AugmentedSegmentationData, SampleStream
 from samwsss.deeplab.distributed import (
@@ -107,6 +106,7 @@ from samwsss.deeplab.state import (
 )
 from samwsss.deeplab.transforms import TrainAugmentation
 from samwsss.segnets.arch import SegmentationArch
+from samwsss.segnets.registry import resolve_arch
 from samwsss.workers import exit_with_parent
 
 __all__ = [
@@ -239,7 +239,7 @@ class Trainer:
             refused so a finished run is not overwritten by accident.
 
         arch: the architecture object to train (tests, programs); ``None`` looks up
-            ``config.arch`` (:func:`~samwsss.deeplab.archs.resolve_arch`). Given, it sets
+            ``config.arch`` (:func:`~samwsss.segnets.registry.resolve_arch`). Given, it sets
             ``config.arch`` to its name.
 
     Raises:

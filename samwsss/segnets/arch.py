@@ -70,15 +70,26 @@ class ArchCard:
         description: one line for ``--help`` and the README.
         init: default initial weights: an image-classification or self-supervised
             checkpoint only (the WSSS protocol forbids segmentation pretraining).
-        recipe: training defaults.
-        options: architecture options passed to :meth:`SegmentationArch.build`.
+        recipe: training defaults; ``None``: the run config's own defaults are the
+            recipe (DeepLabV2).
+        options: architecture options passed to the builder.
+        builder: ``"package.module:Class"`` of the :class:`SegmentationArch`, imported on
+            use (the table itself loads no torch); called with ``options``. A class with a
+            ``from_config`` classmethod is built from the run's config instead.
+        family: the family several cards share (``"mask2former"``); a name that starts
+            with it (``"mask2former-tiny"``) gets its builder.
+        model_types: ``config.json`` ``model_type`` values of local folders trained as
+            this card (the first card that lists a type gets it).
     """
 
     name: str
     description: str
     init: str
-    recipe: Recipe
+    recipe: Recipe | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    builder: str = ""
+    family: str = ""
+    model_types: tuple[str, ...] = ()
 
 
 @runtime_checkable

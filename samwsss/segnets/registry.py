@@ -1,5 +1,13 @@
 """The architectures users pick with ``--arch``: names, default weights and recipes.
 
+One table, :data:`ARCHS`, of :class:`~samwsss.segnets.arch.ArchCard`: each card names the
+class that builds it (``"module:Class"``, imported on use, so this module loads no torch),
+its family and the ``config.json`` model types of local folders trained as it.
+:func:`register_arch` adds a card in-process (with an architecture object, or a builder);
+:func:`lookup_arch`, :func:`resolve_arch` and :func:`checkpoint_arch` find the architecture
+of a name, a run or a checkpoint, and :func:`recipe_values` the config defaults a card brings.
+(``samwsss.registry`` is the other registry: the stage models of the pipeline.)
+
 Every default ``init`` is an image-classification (ImageNet-22k Swin, ImageNet-1k MiT) or
 self-supervised (DINOv2) checkpoint: the WSSS protocol forbids segmentation pretraining.
 
@@ -29,7 +37,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from samwsss.segnets.arch import ArchCard, Recipe, SegmentationArch
 
@@ -93,18 +101,26 @@ ARCHS: dict[str, ArchCard] = {
         description="Mask2Former on Swin-L (ImageNet-22k weights): the default, FMA-WSSS's segmenter",
         init="microsoft/swin-large-patch4-window12-384-in22k",
         recipe=MASK2FORMER_RECIPE,
+        builder="samwsss.segnets.mask2former:Mask2FormerArch",
+        family="mask2former",
+        model_types=("swin", "mask2former"),
     ),
     "mask2former-swin-base": ArchCard(
         name="mask2former-swin-base",
         description="Mask2Former on Swin-B (ImageNet-22k weights): lighter than Swin-L",
         init="microsoft/swin-base-patch4-window12-384-in22k",
         recipe=MASK2FORMER_RECIPE,
+        builder="samwsss.segnets.mask2former:Mask2FormerArch",
+        family="mask2former",
     ),
     "segformer-b5": ArchCard(
         name="segformer-b5",
         description="SegFormer-B5 (MiT-B5 ImageNet-1k weights): light and fast",
         init="nvidia/mit-b5",
         recipe=SEGFORMER_RECIPE,
+        builder="samwsss.segnets.segformer:SegFormerArch",
+        family="segformer",
+        model_types=("segformer",),
     ),
     "eomt-dinov2-large": ArchCard(
         name="eomt-dinov2-large",
@@ -112,52 +128,120 @@ ARCHS: dict[str, ArchCard] = {
         init="facebook/dinov2-large",
         recipe=EOMT_RECIPE,
         options={"image_size": 518},
+        builder="samwsss.segnets.eomt:EomtArch",
+        family="eomt",
+        model_types=("dinov2", "eomt"),
+    ),
+    "deeplabv2": ArchCard(
+        name="deeplabv2",
+        description="DeepLabV2 on ResNet-101 (ImageNet-1k weights): the survey's protocol "
+        "(train-deeplab); built from the run's config",
+        init="imagenet",
+        builder="samwsss.segnets.deeplab:DeepLabArch",
+        family="deeplab",
     ),
 }
 
 DEFAULT_ARCH = "mask2former-swin-large"
 
-#: ``config.json`` ``model_type`` of a local folder -> the architecture card whose family
-#: and recipe it gets.
-_FOLDER_TYPES = {
-    "swin": "mask2former-swin-large",
-    "mask2former": "mask2former-swin-large",
-    "segformer": "segformer-b5",
-    "dinov2": "eomt-dinov2-large",
-    "eomt": "eomt-dinov2-large",
-}
+#: ``train-segmenter``'s architecture when ``--arch`` is not given (old name).
+DEFAULT_SEGMENTER_ARCH = DEFAULT_ARCH
+
+#: DeepLabV2's name (``samwsss.segnets.deeplab.DEEPLAB_ARCH``, spelled here so that this
+#: module loads no torch): checkpoints without an ``arch`` are DeepLabV2's.
+DEEPLAB_ARCH = "deeplabv2"
+
+#: Architecture objects added in-process by name (:func:`register_arch`); looked up before
+#: a card's builder. Writing into it directly still works (such a name has no card
+#: unless one is registered).
+EXTRA_ARCHS: dict[str, SegmentationArch] = {}
+
+
+class _RunConfig(Protocol):
+    """What :func:`resolve_arch` reads of a run's config (``DeepLabConfig`` has it)."""
+
+    @property
+    def arch(self) -> str: ...
+
+
+def register_arch(card: ArchCard, arch: SegmentationArch | None = None) -> None:
+    """Add ``card`` to :data:`ARCHS` (built by its ``builder``, or returned as ``arch``).
+
+    Registering the same card again is a no-op.
+
+    Raises:
+        ValueError: another card has this name (unregister it first), or the card has
+            neither a builder nor ``arch``.
+    """
+    known = ARCHS.get(card.name)
+    if known is not None and known != card:
+        raise ValueError(f"architecture {card.name!r} is already registered")
+    if arch is None and not card.builder and card.name not in EXTRA_ARCHS:
+        raise ValueError(f"architecture {card.name!r} needs a builder or an architecture")
+    ARCHS[card.name] = card
+    if arch is not None:
+        EXTRA_ARCHS[card.name] = arch
+
+
+def unregister_arch(name: str) -> ArchCard | None:
+    """Remove ``name``'s card and architecture object; the card, if there was one."""
+    EXTRA_ARCHS.pop(name, None)
+    return ARCHS.pop(name, None)
 
 
 def family(name: str) -> str:
-    """``"mask2former"``, ``"segformer"`` or ``"eomt"`` for an architecture name."""
-    for prefix in ("mask2former", "segformer", "eomt"):
-        if name.startswith(prefix):
-            return prefix
+    """The family of an architecture name (``"mask2former"``, ``"segformer"``, ``"eomt"``,
+    ``"deeplab"``): its card's, else that of the family the name starts with."""
+    card = ARCHS.get(name)
+    if card is not None:
+        return card.family or card.name
+    for card in ARCHS.values():
+        if card.family and name.startswith(card.family):
+            return card.family
     raise ValueError(f"unknown architecture {name!r}; use one of {', '.join(ARCHS)}")
 
 
+def _builder(card: ArchCard) -> Any:
+    """The class (or callable) ``card.builder`` names, imported now."""
+    from samwsss.registry import resolve_loader
+
+    if not card.builder:
+        raise ValueError(f"architecture {card.name!r} has no builder")
+    return resolve_loader(card.builder)
+
+
+def _build(card: ArchCard, options: Mapping[str, Any] | None) -> SegmentationArch:
+    """``card``'s registered architecture object, else its builder called with ``options``."""
+    if card.name in EXTRA_ARCHS:
+        return EXTRA_ARCHS[card.name]
+    built: SegmentationArch = _builder(card)(**dict(options or {}))
+    return built
+
+
 def make_arch(name: str, options: Mapping[str, Any] | None = None) -> SegmentationArch:
-    """The :class:`SegmentationArch` of ``name``'s family, built with ``options``."""
-    kind = family(name)
-    kwargs = dict(options or {})
-    if kind == "segformer":
-        from samwsss.segnets.segformer import SegFormerArch
+    """The :class:`SegmentationArch` of ``name`` (a card, or a name starting with a
+    family), built with ``options``."""
+    card = ARCHS.get(name)
+    if card is None:
+        kind = family(name)
+        card = next(c for c in ARCHS.values() if (c.family or c.name) == kind)
+    return _build(card, options)
 
-        return SegFormerArch(**kwargs)
-    if kind == "mask2former":
-        from samwsss.segnets.mask2former import Mask2FormerArch
 
-        return Mask2FormerArch(**kwargs)
-    from samwsss.segnets.eomt import EomtArch
-
-    return EomtArch(**kwargs)
+def folder_types() -> dict[str, ArchCard]:
+    """``config.json`` ``model_type`` -> the card a local folder of it is trained as."""
+    types: dict[str, ArchCard] = {}
+    for card in ARCHS.values():
+        for model_type in card.model_types:
+            types.setdefault(model_type, card)
+    return types
 
 
 def get_arch(name_or_folder: str | os.PathLike[str]) -> tuple[SegmentationArch, ArchCard]:
     """The architecture and its card for ``--arch``: a name of :data:`ARCHS`, or a local
-    folder of a transformers model (``config.json`` ``model_type`` ``swin`` or
-    ``mask2former`` -> Mask2Former, ``segformer`` -> SegFormer, ``dinov2`` or ``eomt`` ->
-    EoMT).
+    folder of a transformers model whose ``config.json`` ``model_type`` a card lists
+    (``swin`` or ``mask2former`` -> Mask2Former, ``segformer`` -> SegFormer, ``dinov2``
+    or ``eomt`` -> EoMT).
 
     For a folder the card is the family's, with ``name`` and ``init`` set to the folder
     (the build still refuses a segmentation-trained folder unless allowed).
@@ -168,7 +252,8 @@ def get_arch(name_or_folder: str | os.PathLike[str]) -> tuple[SegmentationArch, 
     text = os.fspath(name_or_folder)
     if text in ARCHS:
         card = ARCHS[text]
-        return make_arch(card.name, card.options), card
+        return _build(card, card.options), card
+    types = folder_types()
     path = Path(text)
     if path.is_dir():
         config_file = path / "config.json"
@@ -181,22 +266,149 @@ def get_arch(name_or_folder: str | os.PathLike[str]) -> tuple[SegmentationArch, 
             model_type = json.loads(config_file.read_text()).get("model_type")
         except (OSError, ValueError, AttributeError) as error:
             raise ValueError(f"cannot read {config_file}: {error}") from error
-        if model_type not in _FOLDER_TYPES:
+        if model_type not in types:
             raise ValueError(
                 f"--arch folder {text!r} holds a {model_type!r} model; supported model types: "
-                + ", ".join(sorted(_FOLDER_TYPES))
+                + ", ".join(sorted(types))
             )
-        base = ARCHS[_FOLDER_TYPES[model_type]]
+        base = types[model_type]
         card = ArchCard(
             name=text,
             description=f"{base.name} family from the local {model_type} model {text}",
             init=text,
             recipe=base.recipe,
-            options=base.options if model_type in ("dinov2", "eomt") else {},
+            options=base.options,
+            builder=base.builder,
+            family=base.family,
         )
         logger.info("--arch %s: a local %s model, trained as %s", text, model_type, base.name)
-        return make_arch(base.name, card.options), card
+        return _build(base, card.options), card
     raise ValueError(
         f"unknown --arch {text!r}; use one of {', '.join(ARCHS)} or a local folder of a "
-        "transformers swin / mask2former / segformer / dinov2 / eomt model"
+        f"transformers {' / '.join(types)} model"
     )
+
+
+def default_segmenter_arch() -> str:
+    """``train-segmenter``'s architecture when ``--arch`` is not given (:data:`DEFAULT_ARCH`)."""
+    return DEFAULT_ARCH
+
+
+def available_arch_names() -> list[str]:
+    """``deeplabv2``, the in-process additions and the cards' names."""
+    return list(dict.fromkeys([DEEPLAB_ARCH, *EXTRA_ARCHS, *ARCHS]))
+
+
+def lookup_arch(name: str) -> tuple[SegmentationArch, ArchCard | None]:
+    """The architecture called ``name`` (or described by the folder ``name``) and its card.
+
+    ``deeplabv2`` gets the default DeepLabV2 (ResNet-101); use :func:`resolve_arch` to
+    build it from a run's config. An architecture object written into
+    :data:`EXTRA_ARCHS` without a card has none.
+
+    Raises:
+        ValueError: the name is unknown (the message lists the known ones).
+    """
+    if name in EXTRA_ARCHS:
+        return EXTRA_ARCHS[name], ARCHS.get(name)
+    try:
+        arch, card = get_arch(name)
+    except (KeyError, LookupError) as error:
+        raise ValueError(
+            f"architecture {name!r} is unknown ({error}); use one of "
+            f"{available_arch_names()} or a folder the registry understands"
+        ) from None
+    return arch, card
+
+
+def _from_run(name: str, config: Any) -> SegmentationArch | None:
+    """``name``'s architecture built from a run's config, when its builder has
+    ``from_config`` (DeepLabV2) and no object was registered under the name."""
+    card = ARCHS.get(name)
+    if card is None or name in EXTRA_ARCHS or not card.builder:
+        return None
+    from_config = getattr(_builder(card), "from_config", None)
+    if from_config is None:
+        return None
+    built: SegmentationArch = from_config(config)
+    return built
+
+
+def resolve_arch(config: _RunConfig) -> SegmentationArch:
+    """The architecture of a run: built from the config's fields where the card's builder
+    takes a config (DeepLabV2), else :func:`lookup_arch`."""
+    built = _from_run(config.arch, config)
+    return built if built is not None else lookup_arch(config.arch)[0]
+
+
+def checkpoint_arch(state: Mapping[str, Any], config: _RunConfig) -> SegmentationArch:
+    """The architecture that rebuilds a checkpoint's network.
+
+    A checkpoint without ``arch`` (written before architectures were pluggable) is
+    DeepLabV2. A name no card knows any more is retried as the run's ``config.arch``
+    (e.g. the folder it was trained from).
+    """
+    name = str(state.get("arch") or DEEPLAB_ARCH)
+    built = _from_run(name, config)
+    if built is not None:
+        return built
+    try:
+        return lookup_arch(name)[0]
+    except ValueError:
+        if config.arch in (name, DEEPLAB_ARCH):
+            raise
+        return lookup_arch(config.arch)[0]
+
+
+def recipe_values(
+    arch: SegmentationArch, card: ArchCard | None, world_size: int = 1
+) -> dict[str, Any]:
+    """Config values an architecture brings before any user setting: its normalisation,
+    and with a card that has a recipe, the recipe and the card's default ``init``.
+
+    The recipe's batch is global; the config's ``batch_size`` is per process, so it is
+    divided by ``world_size`` (rounded, with a warning when it does not divide).
+    """
+    values: dict[str, Any] = {"mean": list(arch.mean), "std": list(arch.std)}
+    if card is None or card.recipe is None:
+        return values
+    recipe = card.recipe
+    batch = max(1, round(recipe.batch_size / max(world_size, 1)))
+    if batch * world_size != recipe.batch_size:
+        logger.warning(
+            "%s's recipe batch %d does not divide over %d processes; using %d per process "
+            "(set --batch-size to choose)",
+            card.name,
+            recipe.batch_size,
+            world_size,
+            batch,
+        )
+    values.update(
+        optimizer=recipe.optimizer,
+        lr=recipe.lr,
+        backbone_lr_mult=recipe.backbone_lr_mult,
+        weight_decay=recipe.weight_decay,
+        iterations=recipe.iterations,
+        batch_size=batch,
+        crop_size=recipe.crop_size,
+        poly_power=recipe.poly_power,
+        clip_grad_norm=recipe.clip_grad_norm,
+        warmup_iterations=recipe.warmup_iterations,
+        init=card.init,
+    )
+    return values
+
+
+def arch_table() -> list[tuple[str, str, str, str]]:
+    """``(name, default init, description, recipe source)`` of every card, for printing."""
+    return [
+        (
+            card.name,
+            card.init,
+            card.description,
+            card.recipe.source
+            if card.recipe is not None
+            else "the run config's defaults (DeepLabV2's SGD recipe, samwsss.deeplab.config)",
+        )
+        for card in ARCHS.values()
+    ]

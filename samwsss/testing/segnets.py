@@ -87,10 +87,11 @@ def write_tiny_backbone(kind: str, directory: str | os.PathLike[str], seed: int 
 
 def tiny_arch(name: str, **options: Any) -> Any:
     """The architecture ``name`` of the registry with tiny head options (``options`` win)."""
-    from samwsss.segnets.registry import make_arch
+    from samwsss.segnets.registry import family, make_arch
 
+    kind = family(name)
     defaults: dict[str, Any] = {}
-    if name.startswith("mask2former"):
+    if kind == "mask2former":
         defaults = {
             "config": {
                 "hidden_dim": 32,
@@ -105,7 +106,7 @@ def tiny_arch(name: str, **options: Any) -> Any:
             },
             "num_points": None,
         }
-    elif name.startswith("eomt"):
+    elif kind == "eomt":
         defaults = {
             "config": {"num_blocks": 2, "num_queries": 6, "num_upscale_blocks": 1},
             "image_size": 48,
