@@ -7,7 +7,7 @@ could check, so the local lock of :mod:`samwsss.pipeline.run_lock` becomes a lea
   fields plus ``token`` (unique to this run) and ``renewed`` (seconds since the epoch). A
   thread of the holder writes it again every :data:`RENEW_SECONDS`.
 * A lock is live while it was renewed less than :data:`LEASE_SECONDS` ago. A live lock
-  refuses the run with :class:`~samwsss.pipeline.run_lock.RunLockedError`, as a local one
+  refuses the run with :class:`~samwsss.pipeline.run_folder.RunLockedError`, as a local one
   does; a lease that ran out (its run was killed, or lost its connection) is taken over
   with a warning, whatever host wrote it. On the holder's own host a dead pid frees the
   lock at once, as locally.
@@ -32,17 +32,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.run_folder import LOCK_DIR
-from samwsss.pipeline.run_lock import (
-    LOCK_NAME,
+from samwsss.pipeline.run_folder import (
     LockHolder,
     RunLockedError,
     lock_path,
     own_record,
     pid_alive,
+    refuse_overlapping_runs,
     this_host,
 )
-from samwsss.storage import AnyPath, list_file_names, put_bytes, remove_file
+from samwsss.storage import AnyPath, put_bytes, remove_file
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -114,7 +113,7 @@ class ObjectStoreLock:
         existing = _read(path)
         if existing is not None and existing.is_live():
             raise RunLockedError(_live_message(path, existing))
-        _refuse_overlapping_runs(out, shard, path)
+        refuse_overlapping_runs(out, shard, _live_holder)
 
     @classmethod
     def acquire(cls, out: UPath, shard: Shard) -> ObjectStoreLock:
@@ -150,7 +149,7 @@ class ObjectStoreLock:
                 "choose another --out"
             )
         try:
-            _refuse_overlapping_runs(out, shard, path)
+            refuse_overlapping_runs(out, shard, _live_holder)
         except BaseException:
             lock.release()
             raise
@@ -219,19 +218,9 @@ def _live_message(path: AnyPath, record: LeaseRecord) -> str:
     )
 
 
-def _refuse_overlapping_runs(out: AnyPath, shard: Shard, own: AnyPath) -> None:
-    """Raise if a live run of another shard count uses ``out`` (see run_lock)."""
-    folder = out / LOCK_DIR
-    for name in sorted(list_file_names(folder)):
-        match = LOCK_NAME.fullmatch(name)
-        if name == own.name or match is None or int(match.group(2)) == shard.count:
-            continue
-        record = _read(folder / name)
-        if record is None or not record.is_live():
-            continue
-        raise RunLockedError(
-            f"{out} is in use by another run: {record.holder.describe()} holds "
-            f"{folder / name}. This run (shard {shard.index}/{shard.count}) would process some "
-            "of its images again; shards of one run share a folder only with the same count "
-            "(--shard i/N). Wait for it to finish, stop it, or choose another --out"
-        )
+def _live_holder(path: AnyPath) -> tuple[LockHolder, str] | None:
+    """The run holding the lease ``path`` while it is live (on any host)."""
+    record = _read(path)
+    if record is None or not record.is_live():
+        return None
+    return record.holder, ""

@@ -20,29 +20,31 @@ travel to the driver; they return only which images they wrote. Either way the d
 alone appends the failure log and writes the manifest, and an image counts as complete
 only once all its files exist, so a killed job resumes the same way.
 
-Ray is imported only when this engine runs (``pip install 'samwsss[ray]'``).
+Ray is imported only when this engine runs (``pip install 'samwsss[ray]'``); the rest of
+the local runner is imported with this module.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
+import samwsss
+from samwsss.data.base import SegmentationDataset
+from samwsss.pipeline.config import PipelineConfig, RunOptions
+from samwsss.pipeline.pipeline import Pipeline
+from samwsss.pipeline.run_folder import FailureLog
+from samwsss.pipeline.runner import DecodeDataset, progress_bar, unreadable_reason
+from samwsss.pipeline.writers import OutputSpec, OutputWriter
 from samwsss.storage import AnyPath
-
-if TYPE_CHECKING:
-    from samwsss.data.base import SegmentationDataset
-    from samwsss.pipeline.config import PipelineConfig
-    from samwsss.pipeline.pipeline import Pipeline
-    from samwsss.pipeline.run_folder import FailureLog
-    from samwsss.pipeline.runner import RunOptions
-    from samwsss.pipeline.writers import OutputSpec, OutputWriter
 
 logger = logging.getLogger(__name__)
 
@@ -178,9 +180,6 @@ class RayEngine:
                 "the ray engine rebuilds the pipeline in each actor from its settings, and "
                 "this pipeline has none: build it with Pipeline.from_config (or from_preset)"
             )
-        from samwsss.pipeline.runner import progress_bar, unreadable_reason
-        from samwsss.pipeline.writers import OutputWriter
-
         ray = _connect(self.address)
         self._cluster = {
             key: float(value)
@@ -295,10 +294,6 @@ def _connect(address: str | None) -> Any:
             "--engine local"
         ) from error
     if not ray.is_initialized():
-        import os
-
-        import samwsss
-
         source = str(Path(samwsss.__file__).resolve().parents[1])
         path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
         ray.init(
@@ -321,8 +316,6 @@ class _Source:
 def _decode(batch: dict[str, np.ndarray], source: _Source) -> dict[str, np.ndarray]:
     """Decode one planned batch (a Ray Data task): the local runner's decode of each id,
     pickled as one payload; the ids to write pass through."""
-    from samwsss.pipeline.runner import DecodeDataset
-
     payloads = []
     for planned in batch["batch"]:
         ids = [str(image_id) for image_id in json.loads(planned)]
@@ -345,11 +338,7 @@ class _PipelineActor:
         threads: int | None = None,
         spec: OutputSpec | None = None,
     ) -> None:
-        from samwsss.pipeline.pipeline import Pipeline
-
         if threads is not None:
-            import torch
-
             torch.set_num_threads(threads)
         self.pipeline = Pipeline.from_config(
             config, device=device, with_tagger=route == "zero-shot"
@@ -363,8 +352,6 @@ class _PipelineActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run each decoded batch; write its outputs when this actor writes; return
         per-image records (pickled, one per batch)."""
-        from samwsss.pipeline.runner import unreadable_reason
-
         payloads = []
         for payload, to_write in zip(batch["payload"], batch["write"], strict=True):
             items: list[dict[str, Any]] = pickle.loads(payload)
@@ -417,8 +404,6 @@ class _PipelineActor:
     ) -> set[str]:
         """Write the outputs of the ids in ``to_write`` that ran; returns them once every
         file is in place (a record saying "written" is true)."""
-        from samwsss.pipeline.writers import OutputWriter
-
         chosen = [i for i in items if i["image_id"] in to_write and i["image_id"] in results]
         if self._writer is None:  # one pool of writer threads for the actor's life
             self._writer = OutputWriter(spec, self.pipeline.mapping, self.pipeline.batch_size)

@@ -1,5 +1,5 @@
-"""The end of a shard's run: its manifest, the merged manifest of a sharded run, and the
-evaluation once every image of the dataset is done."""
+"""The end of a shard's run: its summary, its manifest, the merged manifest of a sharded
+run, and the evaluation once every image of the dataset is done."""
 
 from __future__ import annotations
 
@@ -7,23 +7,48 @@ import json
 import logging
 import platform
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+import samwsss
 from samwsss.atomic import atomic_write_json
 from samwsss.data.base import SegmentationDataset
+from samwsss.evaluation import EvaluationReport, evaluate_folder
 from samwsss.pipeline.batching import Shard
+from samwsss.pipeline.config import RunOptions
+from samwsss.pipeline.pipeline import Pipeline
 from samwsss.pipeline.run_folder import FAILURES_DIR, read_failures
 from samwsss.pipeline.writers import OutputSpec
 from samwsss.storage import AnyPath
 
-if TYPE_CHECKING:
-    from samwsss.evaluation.report import EvaluationReport
-    from samwsss.pipeline.pipeline import Pipeline
-    from samwsss.pipeline.runner import RunOptions, RunSummary
-
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, timing and (when evaluated) the mIoU.
+
+    ``skipped``, ``processed`` and ``failed`` count this invocation; ``complete`` and
+    ``failed_total`` describe the whole run in this folder so far (this shard's images):
+    images with every output, and images recorded as failed that have none.
+    """
+
+    total: int
+    skipped: int
+    processed: int
+    failed: int
+    seconds: float
+    complete: int = 0
+    failed_total: int = 0
+    miou: float | None = None
+    report_table: str | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        """Processed images per second of wall time."""
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
 def write_manifest(
@@ -69,9 +94,7 @@ def write_manifest(
 
 def environment(pipeline: Pipeline) -> dict[str, Any]:
     """Versions, device, host and each stage's weights source."""
-    import transformers
-
-    import samwsss
+    import transformers  # heavy: only when a manifest is written
 
     device = pipeline.device
     info: dict[str, Any] = {
@@ -137,8 +160,6 @@ def merge_shard_manifests(out: AnyPath, count: int, miou: float) -> None:
 def _evaluate(
     spec: OutputSpec, dataset: SegmentationDataset, out: AnyPath, count_missing: bool
 ) -> EvaluationReport:
-    from samwsss.evaluation import evaluate_folder
-
     report = evaluate_folder(
         spec.mask_dir, dataset, missing="background" if count_missing else "error"
     )

@@ -1,16 +1,28 @@
-"""A run's output folder: its identity, the check that it holds this run, its leftovers
-and its failure log."""
+"""A run's output folder: its identity, the check that it holds this run, its leftovers,
+its failure log, and what its two kinds of run lock share (:mod:`~samwsss.pipeline.run_lock`
+for a local folder, :mod:`~samwsss.pipeline.object_lock` on an object store): the lock
+files' names and record, and the rule that runs of different shard counts never share it."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from samwsss.atomic import TEMP_PREFIX, atomic_write_text
+from samwsss.pipeline.batching import Shard
+from samwsss.pipeline.config import RunOptions
 from samwsss.pipeline.writers import INSTANCES_DIR, MASKS_DIR, OVERLAYS_DIR, PLAIN_DIR
 from samwsss.storage import (
     AnyPath,
@@ -22,8 +34,9 @@ from samwsss.storage import (
 )
 
 if TYPE_CHECKING:
+    from upath import UPath
+
     from samwsss.pipeline.pipeline import Pipeline
-    from samwsss.pipeline.runner import RunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +45,19 @@ CONFIG_FILE = "config.yaml"
 FAILURES_DIR = "failures"
 #: Folder of the run locks (one ``shard-<i>-of-<n>.json`` per live shard; see run_lock).
 LOCK_DIR = ".lock"
+#: The name of a lock file in :data:`LOCK_DIR`: ``shard-<index>-of-<count>.json``.
+LOCK_NAME = re.compile(r"shard-(\d+)-of-(\d+)\.json")
+
+#: A run folder's path type, kept by :func:`lock_path`.
+FolderT = TypeVar("FolderT", Path, "UPath")
 
 
 class RunConflictError(ValueError):
     """The output folder holds a different run; the message says how to proceed."""
+
+
+class RunLockedError(RunConflictError):
+    """Another live run holds the output folder (or a lock this host cannot check)."""
 
 
 def run_identity(pipeline: Pipeline, options: RunOptions, data: dict[str, Any]) -> dict[str, Any]:
@@ -198,3 +220,107 @@ class FailureLog:
         """Close the file."""
         if self._file is not None:
             self._file.close()
+
+
+# What the two run locks share (the locks themselves: run_lock, object_lock).
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """What a lock file says about the run holding it."""
+
+    pid: int
+    host: str
+    started: str
+    shard: str
+    command: str
+
+    @classmethod
+    def parse(cls, text: str) -> LockHolder | None:
+        """The holder written in ``text``, or ``None`` when it is not a lock record."""
+        try:
+            record = json.loads(text)
+            return cls(
+                pid=int(record["pid"]),
+                host=str(record["host"]),
+                started=str(record.get("started", "?")),
+                shard=str(record.get("shard", "?")),
+                command=str(record.get("command", "?")),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def describe(self) -> str:
+        """``pid 12 on host h (shard 0/1, running since ..., command: ...)``."""
+        return (
+            f"pid {self.pid} on host {self.host} (shard {self.shard}, running since "
+            f"{self.started}, command: {self.command})"
+        )
+
+
+def lock_path(out: FolderT, shard: Shard) -> FolderT:
+    """The lock file of ``shard`` of the run folder ``out`` (local, or on an object store)."""
+    return out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
+
+
+def this_host() -> str:
+    """The name lock files record (``socket.gethostname()``)."""
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie does not; where this cannot be
+    checked, it counts as alive)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    # "pid (comm) state ...": comm may hold spaces and ")", the state follows the last ")"
+    return stat[stat.rfind(")") + 1 :].split()[:1] != ["Z"]
+
+
+def own_record(shard: Shard) -> bytes:
+    """The lock record of this process running ``shard`` (JSON: ``pid``, ``host``,
+    ``started``, ``shard``, ``command``), as written into a new lock file."""
+    record = {
+        "pid": os.getpid(),
+        "host": this_host(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "shard": f"{shard.index}/{shard.count}",
+        "command": shlex.join(sys.argv),
+    }
+    return (json.dumps(record, indent=2) + "\n").encode("utf-8")
+
+
+def refuse_overlapping_runs(
+    out: FolderT, shard: Shard, live_holder: Callable[[FolderT], tuple[LockHolder, str] | None]
+) -> None:
+    """Raise :class:`RunLockedError` if a live run of another shard count uses ``out`` (its
+    images overlap ours); shards ``i/n`` and ``j/n`` of one run share the folder.
+    ``live_holder(lock file)`` is the lock kind's reading: the live run holding it and a
+    note for the message, or ``None`` (no live run: released meanwhile, dead, expired)."""
+    folder = out / LOCK_DIR
+    for name in sorted(list_file_names(folder)):
+        match = LOCK_NAME.fullmatch(name)
+        if match is None or int(match.group(2)) == shard.count:
+            continue
+        found = live_holder(folder / name)
+        if found is None:
+            continue
+        holder, note = found
+        raise RunLockedError(
+            f"{out} is in use by another run: {holder.describe()} holds {folder / name}{note}. "
+            f"This run (shard {shard.index}/{shard.count}) would process some of its images "
+            "again; shards of one run share a folder only with the same count (--shard i/N). "
+            "Wait for it to finish, stop it, or choose another --out"
+        )

@@ -23,41 +23,39 @@ which holds JSON naming it: ``pid``, ``host``, ``started``, ``shard`` and ``comm
 
 A run folder on an object store (an fsspec ``--out``) holds a lease instead, renewed while
 the run lives: see :mod:`samwsss.pipeline.object_lock`. :func:`hold_run_lock` and
-:func:`acquire_run_lock` pick the kind from the folder.
+:func:`acquire_run_lock` pick the kind from the folder. What both kinds share (the record,
+the file names, :class:`RunLockedError`, the rule between shard counts) is in
+:mod:`samwsss.pipeline.run_folder`; its names are importable from here too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
-import re
-import shlex
 import signal
-import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from samwsss.atomic import make_temporary
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.run_folder import LOCK_DIR, RunConflictError
+from samwsss.pipeline.object_lock import ObjectStoreLock
+from samwsss.pipeline.run_folder import (
+    LockHolder,
+    RunConflictError,
+    RunLockedError,
+    lock_path,
+    own_record,
+    pid_alive,
+    refuse_overlapping_runs,
+    this_host,
+)
 from samwsss.storage import AnyPath
-
-if TYPE_CHECKING:
-    from upath import UPath
-
-    from samwsss.pipeline.object_lock import ObjectStoreLock
-
-#: A run folder's path type, kept by :func:`lock_path`.
-FolderT = TypeVar("FolderT", Path, "UPath")
 
 try:
     import fcntl
@@ -68,75 +66,6 @@ logger = logging.getLogger(__name__)
 
 #: How many times a lock that changes under us (released, replaced) is looked at again.
 _ATTEMPTS = 5
-LOCK_NAME = re.compile(r"shard-(\d+)-of-(\d+)\.json")
-
-
-class RunLockedError(RunConflictError):
-    """Another live run holds the output folder (or a lock this host cannot check)."""
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    """What a lock file says about the run holding it."""
-
-    pid: int
-    host: str
-    started: str
-    shard: str
-    command: str
-
-    @classmethod
-    def parse(cls, text: str) -> LockHolder | None:
-        """The holder written in ``text``, or ``None`` when it is not a lock record."""
-        try:
-            record = json.loads(text)
-            return cls(
-                pid=int(record["pid"]),
-                host=str(record["host"]),
-                started=str(record.get("started", "?")),
-                shard=str(record.get("shard", "?")),
-                command=str(record.get("command", "?")),
-            )
-        except (ValueError, TypeError, KeyError):
-            return None
-
-    def describe(self) -> str:
-        """``pid 12 on host h (shard 0/1, running since ..., command: ...)``."""
-        return (
-            f"pid {self.pid} on host {self.host} (shard {self.shard}, running since "
-            f"{self.started}, command: {self.command})"
-        )
-
-
-def lock_path(out: FolderT, shard: Shard) -> FolderT:
-    """The lock file of ``shard`` of the run folder ``out`` (local, or on an object store)."""
-    return out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
-
-
-def this_host() -> str:
-    """The name lock files record (``socket.gethostname()``)."""
-    return socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host runs (a zombie does not; where this cannot be
-    checked, it counts as alive)."""
-    if pid <= 0:
-        return False
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by another user
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return True
-    # "pid (comm) state ...": comm may hold spaces and ")", the state follows the last ")"
-    return stat[stat.rfind(")") + 1 :].split()[:1] != ["Z"]
 
 
 class RunLock:
@@ -174,7 +103,7 @@ class RunLock:
                 continue  # the lock changed while we looked: look again
             lock = cls(path, fd, made_out)
             try:
-                _refuse_overlapping_runs(out, shard, path)
+                refuse_overlapping_runs(out, shard, _live_holder)
             except BaseException:
                 lock.release()
                 raise
@@ -210,8 +139,6 @@ def acquire_run_lock(out: AnyPath, shard: Shard) -> RunLock | ObjectStoreLock:
     """
     if isinstance(out, Path):
         return RunLock.acquire(out, shard)
-    from samwsss.pipeline.object_lock import ObjectStoreLock
-
     return ObjectStoreLock.acquire(out, shard)
 
 
@@ -225,8 +152,6 @@ def check_run_lock(out: AnyPath, shard: Shard) -> None:
     if isinstance(out, Path):
         RunLock.acquire(out, shard).release()
         return
-    from samwsss.pipeline.object_lock import ObjectStoreLock
-
     ObjectStoreLock.check(out, shard)
 
 
@@ -245,17 +170,6 @@ def hold_run_lock(out: AnyPath, shard: Shard) -> Iterator[RunLock | ObjectStoreL
             yield lock
     finally:
         lock.release()
-
-
-def own_record(shard: Shard) -> bytes:
-    record = {
-        "pid": os.getpid(),
-        "host": this_host(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "shard": f"{shard.index}/{shard.count}",
-        "command": shlex.join(sys.argv),
-    }
-    return (json.dumps(record, indent=2) + "\n").encode("utf-8")
 
 
 def _try_lock(fd: int) -> bool | None:
@@ -383,31 +297,19 @@ def _take_over(path: Path, record: bytes) -> int | None:
         raise
 
 
-def _refuse_overlapping_runs(out: Path, shard: Shard, own: Path) -> None:
-    """Raise if a live run of another shard count uses ``out`` (its images overlap ours);
-    shards ``i/n`` and ``j/n`` of one run share the folder."""
-    for path in sorted((out / LOCK_DIR).iterdir()):
-        match = LOCK_NAME.fullmatch(path.name)
-        if path == own or match is None or int(match.group(2)) == shard.count:
-            continue
-        try:
-            with open(path, "rb") as handle:
-                holder = _read_holder(handle.fileno(), tries=5)
-        except FileNotFoundError:
-            continue  # released meanwhile
-        if holder is None or (holder.host == this_host() and not pid_alive(holder.pid)):
-            continue  # a dead run's lock, for its shard to take over
-        where = (
-            ""
-            if holder.host == this_host()
-            else " (on another host: if it is dead, delete the file)"
-        )
-        raise RunLockedError(
-            f"{out} is in use by another run: {holder.describe()} holds {path}{where}. "
-            f"This run (shard {shard.index}/{shard.count}) would process some of its images "
-            "again; shards of one run share a folder only with the same count (--shard i/N). "
-            "Wait for it to finish, stop it, or choose another --out"
-        )
+def _live_holder(path: Path) -> tuple[LockHolder, str] | None:
+    """The run holding the lock file ``path`` unless it is gone, unreadable or (on this
+    host) dead; a run on another host counts as live, with a note saying so."""
+    try:
+        with open(path, "rb") as handle:
+            holder = _read_holder(handle.fileno(), tries=5)
+    except FileNotFoundError:
+        return None
+    if holder is None:
+        return None
+    if holder.host != this_host():
+        return holder, " (on another host: if it is dead, delete the file)"
+    return (holder, "") if pid_alive(holder.pid) else None
 
 
 def _held_message(path: Path, holder: LockHolder | None) -> str:

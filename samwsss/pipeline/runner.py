@@ -3,6 +3,8 @@ resume safely, shard across processes, and evaluate when ground truth exists.
 
 A run is three steps: :func:`run_dataset` plans (folder, order, fixed batch grid), loops
 over the planned batches (decode, models, writes), and finishes (manifest, evaluation).
+Its options, :class:`RunOptions`, are settings (:mod:`samwsss.pipeline.config`); its
+:class:`RunSummary` comes from the finish (:mod:`samwsss.pipeline.run_finish`).
 """
 
 from __future__ import annotations
@@ -12,22 +14,24 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
-from samwsss.checks import check_choice, check_count
-from samwsss.choices import DEFAULT_WORKERS, ROUTES
+from samwsss.choices import DEFAULT_WORKERS
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import ImageReadError
 from samwsss.pipeline.batching import Shard, fixed_grid, order_by_size
+from samwsss.pipeline.config import RunOptions
 from samwsss.pipeline.pipeline import Pipeline
-from samwsss.pipeline.run_finish import evaluate_if_complete, write_manifest
+from samwsss.pipeline.run_finish import RunSummary, evaluate_if_complete, write_manifest
 from samwsss.pipeline.run_folder import (
     FAILURES_DIR,
     FailureLog,
@@ -39,7 +43,7 @@ from samwsss.pipeline.run_folder import (
 from samwsss.pipeline.run_lock import RunLockedError, hold_run_lock
 from samwsss.pipeline.writers import OutputSpec, OutputWriter
 from samwsss.stages.pil_resize import PilResize
-from samwsss.storage import AnyPath, as_path, open_binary, put_bytes, remove_file
+from samwsss.storage import AnyPath, open_binary, put_bytes, remove_file
 from samwsss.workers import exit_with_parent
 
 logger = logging.getLogger(__name__)
@@ -59,76 +63,6 @@ __all__ = [
     "read_failures",
     "run_dataset",
 ]
-
-
-@dataclass
-class RunOptions:
-    """How a dataset run writes and resumes.
-
-    Attributes:
-        route: ``"text-input"`` or ``"zero-shot"``.
-        out: the run folder: a local path, or an fsspec URL (``s3://bucket/run``; see
-            :mod:`samwsss.storage`) given as a string or made with ``as_path``.
-        shard: the part of the dataset this process runs.
-        workers: DataLoader worker processes decoding images ahead of the GPU.
-        palette / plain / instances: which mask outputs to write (see writers).
-        overlays: how many images (spread evenly over the dataset) get overlay JPEGs.
-        overwrite: delete a different run's outputs in ``out`` and start again.
-        resume: continue in ``out`` even though its saved config differs.
-        evaluate: evaluate at the end when the dataset has ground truth.
-        max_images: stop after this many images (for trials; a later run resumes).
-        retry_failures: retry images an earlier run recorded as unreadable (default: skip).
-        sort_by_size: run the shard's images in order of size, so that batches hold images
-            of one size (Grounding DINO batches only images of equal resized size exactly).
-    """
-
-    route: str
-    out: AnyPath
-    shard: Shard = field(default_factory=Shard)
-    workers: int = DEFAULT_WORKERS
-    palette: bool = True
-    plain: bool = False
-    instances: bool = False
-    overlays: int = 0
-    overwrite: bool = False
-    resume: bool = False
-    evaluate: bool = True
-    max_images: int | None = None
-    retry_failures: bool = False
-    sort_by_size: bool = True
-
-    def __post_init__(self) -> None:
-        check_choice("route", self.route, ROUTES)
-        check_count("workers", self.workers, minimum=0)
-        check_count("overlays", self.overlays, minimum=0)
-        if self.max_images is not None:
-            check_count("max_images (or leave it out)", self.max_images)
-        self.out = as_path(self.out)
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts, timing and (when evaluated) the mIoU.
-
-    ``skipped``, ``processed`` and ``failed`` count this invocation; ``complete`` and
-    ``failed_total`` describe the whole run in this folder so far (this shard's images):
-    images with every output, and images recorded as failed that have none.
-    """
-
-    total: int
-    skipped: int
-    processed: int
-    failed: int
-    seconds: float
-    complete: int = 0
-    failed_total: int = 0
-    miou: float | None = None
-    report_table: str | None = None
-
-    @property
-    def images_per_second(self) -> float:
-        """Processed images per second of wall time."""
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
 class DecodeDataset(torch.utils.data.Dataset):
@@ -337,8 +271,6 @@ def check_writable(out: AnyPath) -> None:
             probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", delete=True)
             probe.close()
         else:
-            import uuid
-
             remote_probe = out / f".write-check-{uuid.uuid4().hex}"
             put_bytes(remote_probe, b"")
             remove_file(remote_probe)
@@ -423,8 +355,6 @@ def _size_reader(dataset: SegmentationDataset, ids: list[str]) -> Any:
     requests at a time: read one after another, 100,000 images at tens of milliseconds a
     request would take most of an hour.
     """
-    from PIL import Image
-
     known = getattr(dataset, "image_size", None)
     if callable(known):
         return known
@@ -447,8 +377,6 @@ def _size_reader(dataset: SegmentationDataset, ids: list[str]) -> Any:
 def progress_bar(total: int, description: str, enabled: bool = True) -> Any:
     """A tqdm bar over ``total`` images: live on a terminal, a line every 30 s in a log
     file (torchrun, slurm, ray jobs)."""
-    from tqdm.auto import tqdm
-
     interactive = sys.stderr.isatty()
     return tqdm(
         total=total,

@@ -14,17 +14,22 @@ only once fully written, a rerun can trust what it finds and redo the rest.
 from __future__ import annotations
 
 import io
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
 
 from samwsss.atomic import atomic_write_bytes, atomic_write_json
-from samwsss.classes import COCO_INDEX_TO_CATEGORY
+from samwsss.classes import COCO_CLASSES, COCO_INDEX_TO_CATEGORY
 from samwsss.detections import Detections
 from samwsss.labelio import write_label_png
 from samwsss.mapping import ClassMapping
+from samwsss.pipeline.overlay import draw_overlay
 from samwsss.storage import AnyPath, list_file_names
 
 MASKS_DIR = "masks"
@@ -58,9 +63,6 @@ class OutputWriter:
     """
 
     def __init__(self, spec: OutputSpec, mapping: ClassMapping, batch_size: int) -> None:
-        from collections import deque
-        from concurrent.futures import Future, ThreadPoolExecutor
-
         threads = writer_threads(spec.root)
         self.spec = spec
         self.mapping = mapping
@@ -169,8 +171,6 @@ def instances_to_json(
     ``counts`` as a string; ``category_id`` is the COCO category id for the ``coco``
     mapping and the class index otherwise.
     """
-    from pycocotools import mask as mask_utils
-
     height, width = detections.image_size
     annotations = []
     masks = detections.masks.cpu().numpy() if detections.masks is not None else None
@@ -186,8 +186,6 @@ def instances_to_json(
         else None
     )
     scores = detections.scores.cpu().numpy().tolist()
-    from samwsss.classes import COCO_CLASSES
-
     is_coco = mapping.class_names == COCO_CLASSES
     for index, cls in enumerate(detections.class_ids.cpu().tolist()):
         x1, y1, x2, y2 = boxes[index]
@@ -241,10 +239,6 @@ def write_outputs(
     if image_id in spec.overlay_ids:
         if image is None:
             raise ValueError(f"{image_id} gets an overlay: write_outputs needs its image")
-        from PIL import Image
-
-        from samwsss.pipeline.overlay import draw_overlay
-
         picture = draw_overlay(image, mask, detections, class_names=mapping.class_names)
         buffer = io.BytesIO()
         Image.fromarray(picture).save(buffer, format="JPEG", quality=88)
