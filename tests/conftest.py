@@ -8,8 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tqdm.std import TqdmDefaultWriteLock
 
 from samwsss.cli.exit_codes import ExitCode
+
+# tqdm guards its bars with a multiprocessing RLock, a POSIX semaphore that forked children
+# share with this process. The kill tests SIGKILL forked runs: one killed while drawing a
+# bar leaves the semaphore held, and the next bar here waits forever (seen: the suite hung
+# in test_kill_resume under load). Bars keep tqdm's thread lock, which no child can hold.
+TqdmDefaultWriteLock.mp_lock = None
 
 #: The exit code of a run whose data hold an unreadable image (the kill tree's, a bomb).
 UNREADABLE = ExitCode.DONE_WITH_UNREADABLE

@@ -139,3 +139,30 @@ def test_a_run_killed_with_workers_resumes_to_the_same_outputs(
     assert resumed.exit_code == UNREADABLE, resumed.output
     assert output_hashes(out) == output_hashes(kill_reference)
     assert leftovers(out) == [] and failure_ids(out) == [CORRUPT_ID]
+
+
+def test_a_child_killed_inside_a_progress_bar_cannot_block_this_process() -> None:
+    """conftest gives tqdm no cross-process lock: a forked run killed while drawing a bar
+    (what the kill points do) must not leave a lock this process then waits on."""
+    import io
+    import os
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.get_lock()  # made before the fork, as a run in this process makes it
+    pid = os.fork()
+    if pid == 0:  # the child: die holding tqdm's write lock
+        tqdm.get_lock().acquire()
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    drawn = threading.Event()
+
+    def draw() -> None:
+        with tqdm(total=1, disable=False, file=io.StringIO()) as bar:
+            bar.update()
+        drawn.set()
+
+    thread = threading.Thread(target=draw, daemon=True)
+    thread.start()
+    assert drawn.wait(timeout=20), "a progress bar waited on a lock a killed child held"
