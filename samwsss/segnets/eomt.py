@@ -28,7 +28,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from samwsss.segnets.common import (
-    HFSegmenterArch,
     check_num_classes,
     init_config,
     is_random_init,
@@ -37,11 +36,7 @@ from samwsss.segnets.common import (
     unwrap_model,
 )
 from samwsss.segnets.inference import window_probabilities
-from samwsss.segnets.mask_loss import (
-    MaskLossSettings,
-    mask_classification_loss,
-    semantic_log_scores,
-)
+from samwsss.segnets.mask_loss import MaskClassificationArch
 
 if TYPE_CHECKING:
     import torch
@@ -97,7 +92,7 @@ def dinov2_to_eomt(
     return out
 
 
-class EomtArch(HFSegmenterArch):
+class EomtArch(MaskClassificationArch):
     """EoMT behind :class:`~samwsss.segnets.arch.SegmentationArch`.
 
     The ViT (embeddings, layers, final norm) trains at ``lr * backbone_lr_mult``, the
@@ -112,7 +107,7 @@ class EomtArch(HFSegmenterArch):
         backbone: ViT values for a random init; default DINOv2-L's.
         drop_path_rate: stochastic depth of the ViT.
         num_points, oversample_ratio, importance_sample_ratio, no_object_weight: the mask
-            loss's settings (:class:`MaskLossSettings`).
+            loss's settings (:class:`~samwsss.segnets.mask_loss.MaskLossSettings`).
     """
 
     name = "eomt"
@@ -133,14 +128,14 @@ class EomtArch(HFSegmenterArch):
         no_object_weight: float = 0.1,
     ) -> None:
         self.image_size = int(image_size)
-        self.config = {"num_queries": 100, **dict(config or {})}
-        self.backbone = dict(DINOV2_LARGE if backbone is None else backbone)
-        self.drop_path_rate = float(drop_path_rate)
-        self.settings = MaskLossSettings(
-            no_object_weight=no_object_weight,
+        super().__init__(
+            config={"num_queries": 100, **dict(config or {})},
+            backbone=DINOV2_LARGE if backbone is None else backbone,
+            drop_path_rate=drop_path_rate,
             num_points=num_points,
             oversample_ratio=oversample_ratio,
             importance_sample_ratio=importance_sample_ratio,
+            no_object_weight=no_object_weight,
         )
 
     def model_classes(self) -> tuple[Any, Any]:
@@ -259,21 +254,6 @@ class EomtArch(HFSegmenterArch):
             del inner.predict
         return recorded[::-1]  # the final output first
 
-    def loss(
-        self,
-        model: nn.Module,
-        pixels: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        world_size: int = 1,
-    ) -> torch.Tensor:
-        """Mask-classification loss over every masked block and the output."""
-        layers = self.outputs(model, pixels)
-        num_classes = int(layers[0][0].shape[-1]) - 1
-        return mask_classification_loss(
-            layers, labels, num_classes, self.settings, world_size=world_size
-        )
-
     def logits(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` float32 ``log`` semantic scores. The network takes exactly
         ``image_size`` squares: another input size runs ``predict``'s sliding window
@@ -283,7 +263,6 @@ class EomtArch(HFSegmenterArch):
         side = int(unwrap_model(model).config.image_size)
         size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         if size == (side, side):
-            out = model(pixel_values=pixels)
-            return semantic_log_scores(out.class_queries_logits, out.masks_queries_logits, size)
+            return super().logits(model, pixels)
         probs = window_probabilities(model, self, pixels, side, max(1, side * 2 // 3))
         return torch.log(probs + 1e-8)

@@ -22,18 +22,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from samwsss.segnets.common import (
-    HFSegmenterArch,
     check_num_classes,
     init_config,
     is_random_init,
     label_fields,
     refuse_segmentation_init,
 )
-from samwsss.segnets.mask_loss import (
-    MaskLossSettings,
-    mask_classification_loss,
-    semantic_log_scores,
-)
+from samwsss.segnets.mask_loss import MaskClassificationArch
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +48,7 @@ _OUT_FEATURES = ["stage1", "stage2", "stage3", "stage4"]
 _BACKBONE_PREFIX = "model.pixel_level_module.encoder."
 
 
-class Mask2FormerArch(HFSegmenterArch):
+class Mask2FormerArch(MaskClassificationArch):
     """Mask2Former behind :class:`~samwsss.segnets.arch.SegmentationArch`.
 
     Swin trains at ``lr * backbone_lr_mult``, the rest at ``lr``. Norms, ``nn.Embedding``
@@ -67,8 +62,9 @@ class Mask2FormerArch(HFSegmenterArch):
         backbone: ``SwinConfig`` values for a random init (``init`` none); default Swin-L.
         drop_path_rate: the Swin backbone's stochastic depth.
         num_points, oversample_ratio, importance_sample_ratio, no_object_weight: the loss's
-            point sampling and no-object weight (:class:`MaskLossSettings`; ``num_points``
-            ``None`` = dense over the valid pixels).
+            point sampling and no-object weight
+            (:class:`~samwsss.segnets.mask_loss.MaskLossSettings`; ``num_points`` ``None`` =
+            dense over the valid pixels).
     """
 
     name = "mask2former"
@@ -85,14 +81,14 @@ class Mask2FormerArch(HFSegmenterArch):
         importance_sample_ratio: float = 0.75,
         no_object_weight: float = 0.1,
     ) -> None:
-        self.config = dict(config or {})
-        self.backbone = dict(SWIN_LARGE if backbone is None else backbone)
-        self.drop_path_rate = float(drop_path_rate)
-        self.settings = MaskLossSettings(
-            no_object_weight=no_object_weight,
+        super().__init__(
+            config=config or {},
+            backbone=SWIN_LARGE if backbone is None else backbone,
+            drop_path_rate=drop_path_rate,
             num_points=num_points,
             oversample_ratio=oversample_ratio,
             importance_sample_ratio=importance_sample_ratio,
+            no_object_weight=no_object_weight,
         )
 
     def model_classes(self) -> tuple[Any, Any]:
@@ -182,27 +178,3 @@ class Mask2FormerArch(HFSegmenterArch):
         for aux in out.auxiliary_logits or ():
             layers.append((aux["class_queries_logits"], aux["masks_queries_logits"]))
         return layers
-
-    def loss(
-        self,
-        model: nn.Module,
-        pixels: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        world_size: int = 1,
-    ) -> torch.Tensor:
-        """Mask-classification loss over every decoder layer (ignored pixels left out)."""
-        layers = self.outputs(model, pixels)
-        num_classes = int(layers[0][0].shape[-1]) - 1
-        return mask_classification_loss(
-            layers, labels, num_classes, self.settings, world_size=world_size
-        )
-
-    def logits(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` float32 ``log`` semantic scores at the input size."""
-        out = model(pixel_values=pixels)
-        return semantic_log_scores(
-            out.class_queries_logits,
-            out.masks_queries_logits,
-            (int(pixels.shape[-2]), int(pixels.shape[-1])),
-        )

@@ -34,15 +34,17 @@ decoder layer (auxiliary outputs) gets the same loss. Normalisers are all-reduce
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from samwsss.segnets.arch import IGNORE_INDEX
-from samwsss.segnets.common import global_normalizers
+from samwsss.segnets.common import HFSegmenterArch, global_normalizers
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -349,3 +351,73 @@ def semantic_log_scores(
     masks = F.interpolate(mask_logits.float(), size=size, mode="bilinear", align_corners=False)
     scores = torch.einsum("bqc,bqhw->bchw", probs, masks.sigmoid())
     return torch.log(scores + 1e-8)
+
+
+class MaskClassificationArch(HFSegmenterArch):
+    """A transformers mask-classification segmenter (Mask2Former, EoMT) trained with
+    :func:`mask_classification_loss`.
+
+    A subclass gives :meth:`outputs` (the ``(class_logits, mask_logits)`` of every layer the
+    loss covers, the final output first); :meth:`logits` are ``log`` of
+    :func:`semantic_log_scores` at the input size.
+
+    Args:
+        config: the model config's overrides.
+        backbone: the backbone's values for a random init.
+        drop_path_rate: the backbone's stochastic depth.
+        num_points, oversample_ratio, importance_sample_ratio, no_object_weight: the loss's
+            point sampling and no-object weight (:class:`MaskLossSettings`; ``num_points``
+            ``None`` = dense over the valid pixels).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Mapping[str, Any],
+        backbone: Mapping[str, Any],
+        drop_path_rate: float,
+        num_points: int | None,
+        oversample_ratio: float,
+        importance_sample_ratio: float,
+        no_object_weight: float,
+    ) -> None:
+        self.config = dict(config)
+        self.backbone = dict(backbone)
+        self.drop_path_rate = float(drop_path_rate)
+        self.settings = MaskLossSettings(
+            no_object_weight=no_object_weight,
+            num_points=num_points,
+            oversample_ratio=oversample_ratio,
+            importance_sample_ratio=importance_sample_ratio,
+        )
+
+    @abstractmethod
+    def outputs(
+        self, model: nn.Module, pixels: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(class_logits, mask_logits)`` of every layer the loss covers, the final first."""
+
+    def loss(
+        self,
+        model: nn.Module,
+        pixels: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        world_size: int = 1,
+    ) -> torch.Tensor:
+        """Mask-classification loss over every layer of :meth:`outputs` (ignored pixels left
+        out)."""
+        layers = self.outputs(model, pixels)
+        num_classes = int(layers[0][0].shape[-1]) - 1
+        return mask_classification_loss(
+            layers, labels, num_classes, self.settings, world_size=world_size
+        )
+
+    def logits(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` float32 ``log`` semantic scores at the input size."""
+        out = model(pixel_values=pixels)
+        return semantic_log_scores(
+            out.class_queries_logits,
+            out.masks_queries_logits,
+            (int(pixels.shape[-2]), int(pixels.shape[-1])),
+        )
