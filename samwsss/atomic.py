@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
 import tempfile
@@ -19,6 +20,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Union
+
+from samwsss import storage
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -85,9 +88,7 @@ def atomic_open(path: Target, mode: str = "wb", fsync: bool = True) -> Iterator[
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
-    from samwsss.storage import is_remote
-
-    if is_remote(path):  # type: ignore[arg-type]
+    if storage.is_remote(path):  # type: ignore[arg-type]
         with _object_open(path, mode) as handle:
             yield handle
         return
@@ -111,14 +112,10 @@ def atomic_open(path: Target, mode: str = "wb", fsync: bool = True) -> Iterator[
 @contextlib.contextmanager
 def _object_open(path: Any, mode: str) -> Iterator[IO[Any]]:
     """Buffer the writes in memory; put them as one object when the block ends normally."""
-    import io
-
-    from samwsss.storage import put_bytes
-
     buffer: io.BytesIO | io.StringIO = io.BytesIO() if mode == "wb" else io.StringIO()
     yield buffer
     data = buffer.getvalue()
-    put_bytes(path, data if isinstance(data, bytes) else data.encode("utf-8"))
+    storage.put_bytes(path, data if isinstance(data, bytes) else data.encode("utf-8"))
 
 
 def atomic_write_bytes(path: Target, data: bytes, fsync: bool = True) -> None:

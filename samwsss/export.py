@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from samwsss.atomic import atomic_write_bytes, atomic_write_json
+from samwsss.classes import COCO_CLASSES, COCO_INDEX_TO_CATEGORY
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +161,6 @@ def export_coco(run_dir: Path, out: Path) -> dict[str, Path]:
     Returns:
         ``{"results": path, "dataset": path}``.
     """
-    from samwsss.classes import COCO_CLASSES, COCO_INDEX_TO_CATEGORY
-
     records = list(iter_instances(run_dir))
     names = run_class_names(run_dir, records)
     is_coco = tuple(names) == tuple(COCO_CLASSES)

@@ -22,6 +22,7 @@ instance metadata), on every machine that reads or writes.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -216,8 +217,6 @@ def remove_file(path: AnyPath) -> None:
 def remove_tree(folder: AnyPath) -> None:
     """Delete ``folder`` and everything under it, if it exists."""
     if isinstance(folder, Path):
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
         return
     try:

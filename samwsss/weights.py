@@ -43,7 +43,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from samwsss import registry, released
 from samwsss.choices import GROUNDING_TAGGER, PRESENCE_TAGGER
+from samwsss.released import RELEASED
 
 if TYPE_CHECKING:
     from samwsss.pipeline.config import PipelineConfig
@@ -284,8 +286,6 @@ def locate(kind: str, value: str) -> Weights | None:
             model's name, nor an existing path, nor a hub id (or, for the masker, an
             official SAM file name or URL); the message says what to give.
     """
-    from samwsss import registry, released
-
     if kind == "tagger" and value in _REUSING_TAGGERS:
         return None
     check_model_option(kind, value)
@@ -318,8 +318,6 @@ def locate(kind: str, value: str) -> Weights | None:
 
 def _unknown(kind: str, value: str) -> str:
     """Why ``value`` names nothing ``kind`` loads, with the closest released names."""
-    from samwsss.released import RELEASED
-
     names = [entry.name for entry in RELEASED[kind]]
     if kind == "tagger":
         names += list(_REUSING_TAGGERS)

@@ -28,6 +28,7 @@ from samwsss.cli.common import (
     split_option,
     workers_option,
 )
+from samwsss.devices import check_device
 from samwsss.segnets.registry import (
     DEEPLAB_ARCH,
     default_segmenter_arch,
@@ -350,8 +351,6 @@ def _train(values: dict[str, Any], default_arch: str, command: str) -> None:
                 f"--val-every {config.val_every} needs a validation set with ground truth: "
                 "pass --val-split (e.g. val; from --data, or from --val-data when given)"
             )
-        from samwsss.devices import check_device
-
         check_device(config.device)  # before the data opens and any weights load
         dataset = open_training_dataset(config, values["missing_masks"])
         val_dataset = open_validation_dataset(config, dataset) if validation_set else None
@@ -545,7 +544,6 @@ def predict_command(
             load_checkpoint_model,
             predict_dataset,
         )
-        from samwsss.devices import check_device
 
         check_device(device)  # before the data opens and the checkpoint loads
         dataset = open_dataset(

@@ -18,6 +18,7 @@ from samwsss.cli.common import (
     split_option,
     workers_option,
 )
+from samwsss.storage import as_path, is_folder
 
 if TYPE_CHECKING:
     from samwsss.data.base import SegmentationDataset
@@ -111,7 +112,6 @@ def evaluate_command(
       samwsss evaluate --pred out/masks --gt-dir my_gt --mapping voc
     """
     from samwsss.evaluation import EvaluationWorkerError, evaluate_folder
-    from samwsss.storage import as_path, is_folder
 
     try:
         predictions = as_path(pred_dir)

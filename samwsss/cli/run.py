@@ -7,6 +7,7 @@ Settings come from a preset, then a YAML ``--config`` file, then command-line op
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 
+from samwsss.checks import check_count, check_file, check_folder, check_output_folder
 from samwsss.choices import (
     IMAGE_RESIZES,
     MERGE_RULES,
@@ -34,6 +36,10 @@ from samwsss.cli.common import (
     workers_option,
 )
 from samwsss.cli.exit_codes import ExitCode, run_exit_code
+from samwsss.devices import check_device
+from samwsss.pipeline.batching import Shard
+from samwsss.pipeline.config import PipelineConfig, preset
+from samwsss.storage import as_path, describe
 from samwsss.workers import default_workers
 
 # Settings a YAML --config file may hold besides the pipeline's own (PipelineConfig fields).
@@ -353,8 +359,6 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
     ``workers`` that no layer sets is :func:`samwsss.workers.default_workers`."""
     import yaml
 
-    from samwsss.pipeline.config import PipelineConfig
-
     pipeline_keys = set(PipelineConfig.__dataclass_fields__)
     merged: dict[str, Any] = {}
     config_file = options.pop("config_file")
@@ -396,10 +400,7 @@ def _run(route: str, options: dict[str, Any]) -> ExitCode:
 
 def _run_in(route: str, options: dict[str, Any], stack: contextlib.ExitStack) -> ExitCode:
     """:func:`_run`, with ``stack`` holding what lasts until the run ends."""
-    from samwsss.checks import check_count
     from samwsss.data import open_dataset
-    from samwsss.pipeline.config import preset
-    from samwsss.storage import as_path, describe
 
     pipeline_settings, run = _resolve_settings(route, options)
     if not run.get("data"):
@@ -423,7 +424,6 @@ def _run_in(route: str, options: dict[str, Any], stack: contextlib.ExitStack) ->
     _check_labels(route, dataset)
     pipeline_settings.setdefault("mapping", _mapping_of(dataset))
     config = preset(run["preset"], **pipeline_settings)
-    from samwsss.pipeline.batching import Shard
     from samwsss.weights import hub_offline, preflight, run_weights
 
     shard = Shard.parse(run.get("shard"))
@@ -523,8 +523,6 @@ def _check_before_loading(run: dict[str, Any], pipeline: dict[str, Any], out: An
     Raises:
         ValueError: naming the option, the bad value and what to give.
     """
-    from samwsss.checks import check_file, check_folder, check_output_folder
-    from samwsss.devices import check_device
     from samwsss.weights import KINDS, check_model_option
 
     if run.get("labels") and "://" not in str(run["labels"]):
@@ -619,10 +617,6 @@ def _file_identity(path: str | None) -> dict[str, str] | None:
     run."""
     if not path:
         return None
-    import hashlib
-
-    from samwsss.storage import as_path, describe
-
     target = as_path(path)
     digest = hashlib.sha256(target.read_bytes()).hexdigest()[:16]
     return {"path": describe(target), "sha256": digest}
@@ -630,8 +624,6 @@ def _file_identity(path: str | None) -> dict[str, str] | None:
 
 def _device_for_rank(device: str | None) -> str | None:
     """Under torchrun each rank uses its own GPU: ``cuda`` (or nothing) means ``cuda:LOCAL_RANK``."""
-    import os
-
     if "LOCAL_RANK" not in os.environ:
         return device
     import torch

@@ -27,7 +27,11 @@ from pathlib import Path
 
 import click
 
+import samwsss
 from samwsss.cli.common import data_option
+from samwsss.cli.export import export_command
+from samwsss.cli.report import report_command
+from samwsss.cli.run import text_input_command
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +71,6 @@ def repository_examples() -> tuple[Path, Path] | None:
     current folder (a command run from the repository); an installed wheel carries no
     ``examples/``.
     """
-    import samwsss
-
     package_root = Path(samwsss.__file__).resolve().parent.parent
     for root in (package_root, Path.cwd()):
         images, labels = root / "examples" / "images", root / "examples" / "labels.json"
@@ -229,10 +231,6 @@ def try_out_command(
     redo = _check_out(out)
     _banner()
     with offline():
-        from samwsss.cli.export import export_command
-        from samwsss.cli.report import report_command
-        from samwsss.cli.run import text_input_command
-
         out.mkdir(parents=True, exist_ok=True)
         (out / MARKER_NAME).write_text(marker_text(seed), encoding="utf-8")
         models = out / MODELS_DIR

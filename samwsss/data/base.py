@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from samwsss.data.images import load_rgb
 from samwsss.storage import AnyPath
 
 
@@ -68,8 +69,6 @@ class SegmentationDataset(abc.ABC, Sequence[Sample]):
 
     def load_image(self, image_id: str) -> np.ndarray:
         """Decode ``image_id`` as an ``(H, W, 3)`` uint8 RGB array (EXIF orientation applied)."""
-        from samwsss.data.images import load_rgb
-
         return load_rgb(self.image_path(image_id))
 
     @property

@@ -19,6 +19,7 @@ from samwsss.classes import IGNORE_INDEX
 from samwsss.data.base import SegmentationDataset
 from samwsss.images import IMAGE_SUFFIXES
 from samwsss.labelio import LabelReadError, read_label_png
+from samwsss.mapping import ClassMapping, load_mapping, mapping_from_names, normalize_tag
 from samwsss.storage import AnyPath, is_folder, scan_folder
 
 if TYPE_CHECKING:
@@ -84,8 +85,6 @@ def coerce_mapping(mapping: MappingLike | None) -> ClassMapping | None:
         samwsss.mapping.MappingError: the name/path is not a valid mapping.
         DatasetError: ``mapping`` has an unsupported type.
     """
-    from samwsss.mapping import ClassMapping, load_mapping, mapping_from_names
-
     if mapping is None or isinstance(mapping, ClassMapping):
         return mapping
     if isinstance(mapping, (str, os.PathLike)):
@@ -107,8 +106,6 @@ def check_mapping_matches(mapping: ClassMapping, expected: Sequence[str], datase
     Raises:
         DatasetError: the class names differ (the first difference is named).
     """
-    from samwsss.mapping import normalize_tag
-
     names = mapping.class_names
     if len(names) != len(expected):
         raise DatasetError(
@@ -257,8 +254,6 @@ class IndexedDataset(SegmentationDataset):
         """The mapping given, else the built-in ``name`` one, loaded on first use and checked
         against :attr:`class_names` (``dataset`` names the dataset in the error)."""
         if self._mapping is None:
-            from samwsss.mapping import load_mapping
-
             self._mapping = load_mapping(name)
             check_mapping_matches(self._mapping, self.class_names, dataset)
         return self._mapping

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from samwsss.atomic import atomic_write_text
 from samwsss.deeplab.guard import DEFAULT_DIVERGENCE_FACTOR
 from samwsss.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from samwsss.segnets.deeplab import BACKBONES
@@ -375,8 +376,6 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
 def save_config(config: DeepLabConfig, path: str | os.PathLike[str]) -> None:
     """Write ``config`` as YAML atomically."""
     import yaml
-
-    from samwsss.atomic import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, Sampler
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import ImageReadError
 from samwsss.deeplab.transforms import TrainAugmentation
+from samwsss.labelio import read_label_png
 from samwsss.storage import AnyPath
 
 logger = logging.getLogger(__name__)
@@ -116,8 +117,6 @@ class PseudoMaskDataset(SegmentationDataset):
         return True
 
     def gt(self, image_id: str) -> np.ndarray:
-        from samwsss.labelio import read_label_png
-
         return read_label_png(self.mask_dir / self._files[image_id])
 
     def load_image(self, image_id: str) -> np.ndarray:

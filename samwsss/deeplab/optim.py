@@ -12,6 +12,7 @@ DeepLabV2's parameter groups and loss (:func:`deeplab_param_groups`, :func:`deep
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -187,8 +188,6 @@ def forward_loss(
 
 
 def _deprecated(old: str, new: str) -> None:
-    import warnings
-
     warnings.warn(
         f"{old} is deprecated and goes in the next release; use {new}",
         DeprecationWarning,

@@ -44,6 +44,9 @@ from samwsss.deeplab.prediction_folder import (
     state_dict_sha256,
 )
 from samwsss.deeplab.transforms import normalize_batch
+from samwsss.devices import resolve_device
+from samwsss.evaluation import ConfusionMatrix
+from samwsss.labelio import write_label_png
 from samwsss.segnets.inference import (
     arch_logits,
     upsample_logits,
@@ -123,8 +126,6 @@ class InferenceOptions:
 
 def choose_device(device: str | torch.device | None) -> torch.device:
     """``None`` -> ``cuda`` when available, else ``cpu``; strings are validated."""
-    from samwsss.devices import resolve_device
-
     return resolve_device(device)
 
 
@@ -399,8 +400,6 @@ def predict_dataset(
         ValueError: the checkpoint's classes differ from the dataset's, or ``out_dir``
             holds predictions of another run (without ``overwrite``).
     """
-    from samwsss.labelio import write_label_png
-
     check_class_names(loaded.class_names, dataset)
     folder = Path(out_dir)
     wanted = list(dataset.ids if ids is None else ids)
@@ -468,8 +467,6 @@ def evaluate_model(
     Returns:
         ``samwsss.evaluation.ConfusionMatrix`` over the dataset's classes.
     """
-    from samwsss.evaluation import ConfusionMatrix
-
     if not dataset.has_gt:
         raise ValueError(f"dataset {dataset.kind!r} has no ground truth to evaluate against")
     matrix = ConfusionMatrix(dataset.num_classes, dataset.class_names)

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from samwsss.atomic import atomic_write_json
 from samwsss.data.base import SegmentationDataset
 
 logger = logging.getLogger(__name__)
@@ -219,8 +220,6 @@ def prepare_prediction_folder(
         ValueError: the folder holds predictions of another run, naming the differences
             and ``--overwrite``.
     """
-    from samwsss.atomic import atomic_write_json
-
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     if overwrite:

@@ -53,6 +53,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +106,10 @@ from samwsss.deeplab.state import (
     seed_host_rngs,
 )
 from samwsss.deeplab.transforms import TrainAugmentation
+from samwsss.evaluation import ConfusionMatrix
 from samwsss.segnets.arch import SegmentationArch
 from samwsss.segnets.registry import resolve_arch
+from samwsss.weights import hub_cache_dir, hub_cli
 from samwsss.workers import exit_with_parent
 
 __all__ = [
@@ -482,8 +485,6 @@ class Trainer:
         )
         counts = torch.from_numpy(matrix.counts).to(session.device)
         ctx.all_reduce(counts)
-        from samwsss.evaluation import ConfusionMatrix
-
         total = ConfusionMatrix(self.val_dataset.num_classes, self.val_dataset.class_names)
         total.add_counts(counts.cpu().numpy(), num_images=len(ids))
         metrics = total.compute()
@@ -708,8 +709,6 @@ def initial_weights_error(arch: str, init: str | None, error: OSError) -> ValueE
             f"Face hub id that can be loaded ({reason}); check the path, or pass a hub id "
             "such as the architecture's default"
         )
-    from samwsss.weights import hub_cache_dir, hub_cli
-
     command = f"{hub_cli()} download {text}"
     return ValueError(
         f"the initial weights of {arch}, the Hugging Face hub model {text}, are not in the "
@@ -746,8 +745,6 @@ def train_deeplab(
     resume: bool = False,
 ) -> TrainResult:
     """Deprecated: :func:`train_segmenter` (DeepLabV2 is its default ``config.arch``)."""
-    import warnings
-
     warnings.warn(
         "train_deeplab is deprecated and goes in the next release; use train_segmenter "
         "(same arguments)",

@@ -12,6 +12,7 @@ import numpy as np
 
 from samwsss.atomic import atomic_write_json
 from samwsss.evaluation.confusion import SegmentationMetrics
+from samwsss.evaluation.plotting import plot_class_iou
 from samwsss.storage import AnyPath, as_path
 
 #: ``format`` field of the JSON report, and its version.
@@ -193,8 +194,6 @@ class EvaluationReport:
         Returns:
             The written path.
         """
-        from samwsss.evaluation.plotting import plot_class_iou
-
         return plot_class_iou(self.metrics, path, title=self.title)
 
 

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from samwsss.detections import Detections
+from samwsss.devices import resolve_device
 from samwsss.mapping import ClassMapping, load_mapping
 from samwsss.pipeline.batching import BatchPlan
+from samwsss.pipeline.builders import build_boxer, build_masker, build_segmenter, build_tagger
 from samwsss.pipeline.config import PipelineConfig, preset
 from samwsss.pipeline.inputs import (
     ImageLike,
@@ -21,6 +23,7 @@ from samwsss.pipeline.inputs import (
     resolve_labels,
     to_rgb_array,
 )
+from samwsss.pipeline.overlay import draw_overlay
 from samwsss.stages.contracts import (
     Boxer,
     ImageBatch,
@@ -30,6 +33,7 @@ from samwsss.stages.contracts import (
     TagResult,
     TextSegmenter,
 )
+from samwsss.stages.mapper import TagMapper
 from samwsss.stages.merger import MaskMerger
 from samwsss.stages.pil_resize import PilResize
 
@@ -58,8 +62,6 @@ class PipelineResult:
     def overlay(self, image: ImageLike, alpha: float = 0.5) -> np.ndarray:
         """The image ``(H, W, 3)`` uint8 with the mask (VOC palette colours) and the boxes
         with their class names and scores drawn over it."""
-        from samwsss.pipeline.overlay import draw_overlay
-
         return draw_overlay(
             to_rgb_array(image),
             self.mask,
@@ -140,8 +142,6 @@ class Pipeline:
         self.tagger = tagger
         self._tagger_factory = tagger_factory
         if mapper is None:
-            from samwsss.stages.mapper import TagMapper
-
             mapper = TagMapper(mapping, mode="exact")
         self.mapper = mapper
         self.config = config
@@ -177,14 +177,6 @@ class Pipeline:
             with_tagger: give the pipeline the zero-shot tagger, built when the zero-shot
                 route first runs (or on :meth:`require_tagger`); ``False``: text input only.
         """
-        from samwsss.pipeline.builders import (
-            build_boxer,
-            build_masker,
-            build_segmenter,
-            build_tagger,
-        )
-        from samwsss.stages.mapper import TagMapper
-
         mapping = load_mapping(config.mapping)
         boxer: Boxer | TextSegmenter
         masker: Masker | None
@@ -224,8 +216,6 @@ class Pipeline:
         Raises:
             ValueError: not a device (e.g. ``"gpu"``), or CUDA asked for but not present.
         """
-        from samwsss.devices import resolve_device
-
         self.device = resolve_device(device)
         self.plan = BatchPlan.for_device(self.plan.images, self.device.type)
         for stage in self.stages.values():

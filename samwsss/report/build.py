@@ -28,6 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from samwsss.atomic import atomic_write_bytes
+from samwsss.classes import voc_palette
+from samwsss.export import _open_run_dataset, read_run_config, run_class_names
 from samwsss.storage import open_binary
 
 logger = logging.getLogger(__name__)
@@ -122,8 +125,6 @@ class _Painter:
         gt_dataset: Any | None,
         size: int,
     ) -> None:
-        from samwsss.classes import voc_palette
-
         self.mask_dir = mask_dir
         self.thumbs = thumbs
         self.class_names = list(class_names)
@@ -257,7 +258,6 @@ def build_report(
         workers: thumbnail threads (default: available CPUs, at most 8).
         thumb_size: longest side of a thumbnail in pixels (16..1024).
     """
-    from samwsss.export import _open_run_dataset, read_run_config, run_class_names
     from samwsss.report.page import render_page
 
     started = time.perf_counter()
@@ -320,8 +320,6 @@ def build_report(
         items=items,
     )
     path = report_dir / "index.html"
-    from samwsss.atomic import atomic_write_bytes
-
     atomic_write_bytes(path, html.encode("utf-8"), fsync=False)
     total = sum(p.stat().st_size for p in report_dir.rglob("*") if p.is_file())
     seconds = time.perf_counter() - started

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from samwsss.checks import check_count
 from samwsss.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from samwsss.segnets.arch import SegmentationArch
 
@@ -236,8 +237,6 @@ def check_num_classes(num_classes: Any) -> int:
     Raises:
         ValueError: not an integer >= 1.
     """
-    from samwsss.checks import check_count
-
     return check_count("num_classes", num_classes, 1)
 
 

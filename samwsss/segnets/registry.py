@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from samwsss.registry import resolve_loader
 from samwsss.segnets.arch import ArchCard, Recipe, SegmentationArch
 
 logger = logging.getLogger(__name__)
@@ -203,8 +204,6 @@ def family(name: str) -> str:
 
 def _builder(card: ArchCard) -> Any:
     """The class (or callable) ``card.builder`` names, imported now."""
-    from samwsss.registry import resolve_loader
-
     if not card.builder:
         raise ValueError(f"architecture {card.name!r} has no builder")
     return resolve_loader(card.builder)

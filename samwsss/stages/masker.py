@@ -49,8 +49,10 @@ from samwsss.checks import check_choice, check_count
 from samwsss.choices import IMAGE_RESIZES, MULTIMASK
 from samwsss.detections import Detections
 from samwsss.released import MASKER_MODELS
+from samwsss.stages import masker_official
 from samwsss.stages.contracts import ImageBatch, ModelSource
 from samwsss.stages.masker_backend import SamBackend
+from samwsss.stages.masker_hf import load_transformers_backend
 from samwsss.stages.masker_official import OFFICIAL_CHECKPOINTS
 from samwsss.stages.masker_transforms import InputGeometry, scale_boxes, upscale_mask_logits
 from samwsss.stages.model_stage import ModelStage
@@ -433,8 +435,6 @@ def _load_backend(
     **hub_kwargs: Any,
 ) -> SamBackend:
     """Pick the backend for ``source``: official ``.pth`` files/URLs or transformers."""
-    from samwsss.stages import masker_official
-
     path = Path(source).expanduser()
     name = source.rsplit("/", 1)[-1]
     is_official = (
@@ -466,8 +466,6 @@ def _load_backend(
             f"{source!r} is a directory without config.json: give a save_pretrained folder "
             "of a SAM / SAM-HQ / SAM 2 model"
         )
-    from samwsss.stages.masker_hf import load_transformers_backend
-
     return load_transformers_backend(source, hq_token_only=hq_token_only, **hub_kwargs)
 
 

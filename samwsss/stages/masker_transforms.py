@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from samwsss.stages.contracts import check_image
+
 ResizeMode = Literal["longest", "square"]
 
 
@@ -128,8 +130,6 @@ def to_chw_uint8(image: object, device: torch.device, position: int = 0) -> torc
         ValueError: not an ``(H, W, 3)`` uint8 array (see
             :func:`samwsss.stages.contracts.check_image`).
     """
-    from samwsss.stages.contracts import check_image
-
     return check_image(image, position).to(device, non_blocking=True).permute(2, 0, 1)
 
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import samwsss.storage
 from samwsss.atomic import TEMP_PREFIX
 
 #: Environment variable holding ``<event>:<n>[:<signal>]``.
@@ -135,8 +136,6 @@ def install(point: KillPoint) -> None:
             counter.event("commit")
             if Path(target).parent.name == "masks":
                 counter.event("image")
-
-    import samwsss.storage
 
     real_put = samwsss.storage.put_bytes
 

@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from samwsss.ram.config import RAMConfig
+from samwsss.ram.config import RAMConfig, default_config
+from samwsss.ram.model import RAMModel
 from samwsss.ram.vocabulary import RAMVocabulary
+from samwsss.registry import create
 from samwsss.testing import check_size
 
 TINY_TAGS = ("cat", "dog", "grass", "person", "car", "table", "sky")
@@ -161,9 +163,6 @@ def random_ram_model(variant: str = "ram_plus", seed: int = 0) -> Any:
     set to the trained ``log(1 / 0.07)``, so the description mixing is a soft average as in
     the released model.
     """
-    from samwsss.ram.config import default_config
-    from samwsss.ram.model import RAMModel
-
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = RAMModel(default_config(variant))
@@ -197,7 +196,6 @@ def build_ram_tagger(size: str, mapping: Any, directory: str | Path, seed: int =
     """
     check_size(size)
     from samwsss.ram.tagger import RAMTagger
-    from samwsss.registry import create
 
     if size == "tiny":
         config = tiny_config("ram_plus")

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from samwsss.testing import check_size
 from samwsss.testing.sam import randomize_parameters
 
 #: Input side of the tiny model (8 x 8 patches of 14 pixels).
@@ -168,8 +169,6 @@ def write_sam3(size: str, directory: str | Path, seed: int = 0) -> Path:
         directory: created if missing.
         seed: weight seed.
     """
-    from samwsss.testing import check_size
-
     check_size(size)
     if size == "tiny":
         return build_tiny_sam3(directory, seed=seed, image_size=1008)

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from samwsss.segnets.registry import family, make_arch
+
 #: Backbone kinds :func:`write_tiny_backbone` writes.
 TINY_BACKBONES = ("mit", "swin", "dinov2")
 
@@ -87,8 +89,6 @@ def write_tiny_backbone(kind: str, directory: str | os.PathLike[str], seed: int 
 
 def tiny_arch(name: str, **options: Any) -> Any:
     """The architecture ``name`` of the registry with tiny head options (``options`` win)."""
-    from samwsss.segnets.registry import family, make_arch
-
     kind = family(name)
     defaults: dict[str, Any] = {}
     if kind == "mask2former":
