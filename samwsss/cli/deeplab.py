@@ -61,15 +61,15 @@ def _layered_config(
     overrides: tuple[str, ...],
 ) -> DeepLabConfig:
     """``base`` < the run's saved config.yaml (with --resume) < --config < options < --set."""
-    from samwsss.deeplab.config import config_from_dict, load_config, parse_overrides
+    from samwsss.deeplab.config import config_from_dict, load_config
+    from samwsss.settings import given, parse_overrides
 
     config = base
     saved = out / "config.yaml"
-    if resume and saved.is_file():
-        config = load_config(saved, base=config)
-    if config_file is not None:
-        config = load_config(config_file, base=config)
-    config = config_from_dict({k: v for k, v in explicit.items() if v is not None}, base=config)
+    for path in (saved if resume and saved.is_file() else None, config_file):
+        if path is not None:
+            config = load_config(path, base=config)
+    config = config_from_dict(given(explicit), base=config)
     return config_from_dict(parse_overrides(overrides), base=config)
 
 

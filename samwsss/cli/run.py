@@ -39,6 +39,7 @@ from samwsss.cli.exit_codes import ExitCode, run_exit_code
 from samwsss.devices import check_device
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.config import PipelineConfig, preset
+from samwsss.settings import given, layered, read_mapping
 from samwsss.storage import as_path, describe
 from samwsss.workers import default_workers
 
@@ -357,27 +358,20 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
     """Merge preset < config file < command line; split into (pipeline, run) settings.
 
     ``workers`` that no layer sets is :func:`samwsss.workers.default_workers`."""
-    import yaml
-
     pipeline_keys = set(PipelineConfig.__dataclass_fields__)
-    merged: dict[str, Any] = {}
+    valid = pipeline_keys | set(RUN_KEYS) | {"preset"}
     config_file = options.pop("config_file")
+    loaded: dict[str, Any] = {}
     if config_file:
-        try:
-            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"{config_file}: not valid YAML ({error})") from error
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: must be a mapping of setting: value")
-        loaded = {str(k).replace("-", "_"): v for k, v in loaded.items()}
-        unknown = sorted(set(loaded) - pipeline_keys - set(RUN_KEYS) - {"preset"})
+        raw = read_mapping(config_file, "must be a mapping of setting: value")
+        loaded = {str(k).replace("-", "_"): v for k, v in raw.items()}
+        unknown = sorted(set(loaded) - valid)
         if unknown:
             raise ValueError(
                 f"{config_file}: unknown setting(s) {', '.join(unknown)}; valid: "
-                + ", ".join(sorted(pipeline_keys | set(RUN_KEYS) | {"preset"}))
+                + ", ".join(sorted(valid))
             )
-        merged.update(loaded)
-    merged.update({k: v for k, v in options.items() if v is not None})
+    merged = layered(loaded, given(options))
     preset_name = merged.pop("preset", None) or "default"
     pipeline = {k: v for k, v in merged.items() if k in pipeline_keys}
     run = {k: v for k, v in merged.items() if k not in pipeline_keys}

@@ -25,17 +25,15 @@ import dataclasses
 import logging
 import math
 import os
-import types
-import typing
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from samwsss.atomic import atomic_write_text
 from samwsss.deeplab.guard import DEFAULT_DIVERGENCE_FACTOR
 from samwsss.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from samwsss.segnets.deeplab import BACKBONES
+from samwsss.settings import apply_values, flatten_sections, read_mapping
+from samwsss.settings import parse_overrides as parse_overrides  # re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -316,14 +314,12 @@ def config_from_dict(values: dict[str, Any], base: DeepLabConfig | None = None) 
         ValueError: for an unknown key (the message lists valid keys) or a value of the
             wrong type.
     """
-    config = dataclasses.replace(base) if base is not None else DeepLabConfig()
-    hints = typing.get_type_hints(DeepLabConfig)
-    valid = field_names()
-    for key, value in values.items():
-        if key not in valid:
-            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
-        setattr(config, key, _coerce(key, value, hints[key]))
-    return config
+    valid = ", ".join(field_names())
+    return apply_values(
+        base if base is not None else DeepLabConfig(),
+        values,
+        lambda key: f"unknown config key {key!r}; valid keys: {valid}",
+    )
 
 
 def load_config(path: str | os.PathLike[str], base: DeepLabConfig | None = None) -> DeepLabConfig:
@@ -332,45 +328,12 @@ def load_config(path: str | os.PathLike[str], base: DeepLabConfig | None = None)
     Nested sections such as ``train: {lr: 0.001}`` are flattened (the section names are
     only for readability); a key given twice raises ``ValueError``.
     """
-    import yaml
-
-    text = Path(path).read_text(encoding="utf-8")
-    loaded = yaml.safe_load(text)
-    if loaded is None:
-        loaded = {}
-    if not isinstance(loaded, dict):
-        raise ValueError(
-            f"{path}: a DeepLab config must be a YAML mapping, got {type(loaded).__name__}"
-        )
-    flat: dict[str, Any] = {}
-    valid = set(field_names())
-    for key, value in loaded.items():
-        items: Iterable[tuple[Any, Any]]
-        if isinstance(value, dict) and key not in valid:
-            items = value.items()
-        else:
-            items = [(key, value)]
-        for name, item in items:
-            if name in flat:
-                raise ValueError(f"{path}: config key {name!r} is given twice")
-            flat[str(name)] = item
+    loaded = read_mapping(path, "a DeepLab config must be a YAML mapping, got {type}")
+    flat = flatten_sections(loaded, field_names(), path)
     try:
         return config_from_dict(flat, base)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
-
-
-def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Parse ``["lr=0.001", "atrous_rates=[6,12]"]`` into a dict (values read as YAML)."""
-    import yaml
-
-    result: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {pair!r} must look like key=value, e.g. lr=0.001")
-        result[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-    return result
 
 
 def save_config(config: DeepLabConfig, path: str | os.PathLike[str]) -> None:
@@ -378,51 +341,3 @@ def save_config(config: DeepLabConfig, path: str | os.PathLike[str]) -> None:
     import yaml
 
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check/convert ``value`` to the field type ``hint``; raise ``ValueError`` if impossible."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        errors = []
-        for candidate in non_none:
-            try:
-                return _coerce(key, value, candidate)
-            except ValueError as error:
-                errors.append(str(error))
-        raise ValueError(errors[0])
-    if origin is list:
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ValueError(f"config {key} must be a list, got {value!r}")
-        (item_type,) = args
-        return [_coerce(key, item, item_type) for item in value]
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"config {key} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ValueError(f"config {key} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str):
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
-            raise ValueError(f"config {key} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ValueError(f"config {key} must be a string, got {value!r}")
-    raise ValueError(f"config {key}: unsupported type {hint!r}")  # pragma: no cover
