@@ -141,6 +141,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def as_rank(rank: int, world_size: int, port: int) -> None:
+    """Make this (forked) process rank ``rank`` of a local gloo group on ``port``, as
+    torchrun would (environment variables), on one torch thread."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+
+
 def global_batch_gradients(
     config: DeepLabConfig, rank: int, world_size: int
 ) -> dict[str, torch.Tensor]:
@@ -202,14 +215,7 @@ def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     """Entry point of one spawned gloo process: gradients, then a short DDP training run."""
     from samwsss.deeplab.train import Trainer
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    as_rank(rank, world_size, port)
     import torch.distributed as dist
 
     dist.init_process_group("gloo", rank=rank, world_size=world_size)

@@ -8,7 +8,6 @@ groups (backbone at ``lr * backbone_lr_mult``; biases without weight decay) give
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from samwsss.deeplab.config import DeepLabConfig
-from tests.deeplab_fixtures import ShapesDataset, tiny_config
+from tests.deeplab_fixtures import ShapesDataset, as_rank, tiny_config
 
 TINY_ARCH = "tiny-conv"
 
@@ -146,14 +145,7 @@ def tiny_arch_ddp_worker(rank: int, world_size: int, port: int, out_dir: str) ->
     """One forked gloo process: a short tiny-conv DDP run into ``out_dir/ddp``."""
     from samwsss.deeplab.train import Trainer
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    as_rank(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         Trainer(

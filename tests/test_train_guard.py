@@ -25,7 +25,13 @@ from samwsss.deeplab.guard import DivergenceGuard
 from samwsss.deeplab.state import load_training_checkpoint
 from samwsss.deeplab.train import Trainer, TrainingDiverged, initial_weights_error
 from tests.data_fixtures import make_voc_tree
-from tests.deeplab_fixtures import ShapesDataset, free_port, one_torch_thread, tiny_config
+from tests.deeplab_fixtures import (
+    ShapesDataset,
+    as_rank,
+    free_port,
+    one_torch_thread,
+    tiny_config,
+)
 
 TINY_YAML = {
     "backbone": "custom",
@@ -220,14 +226,7 @@ def test_cli_reports_divergence_without_a_traceback_and_resumes(
 # --------------------------------------------------------------------------- DDP
 def _diverging_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     """One gloo process; rank 0's loss becomes infinite at iteration 3 (1-based)."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    as_rank(rank, world_size, port)
     real = Trainer._step
 
     def step(self: Trainer, session: Any, loader: Any, iteration: int) -> Any:
@@ -245,14 +244,7 @@ def _diverging_worker(rank: int, world_size: int, port: int, out_dir: str) -> No
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_every_rank_stops_at_the_same_iteration(tmp_path: Path) -> None:
-    context = mp.start_processes(
-        _diverging_worker,
-        args=(2, free_port(), str(tmp_path)),
-        nprocs=2,
-        join=False,
-        start_method="fork",
-    )
-    _join_or_fail(context, 120)
+    _run_two_ranks(_diverging_worker, tmp_path)
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == ["3", "3"]
     state = load_training_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["iteration"] == 2 and state["world_size"] == 2
@@ -262,14 +254,7 @@ def _missing_init_worker(rank: int, world_size: int, port: int, out_dir: str) ->
     """One gloo process whose initial weights file is missing (rank 0 loads first)."""
     from tests.segmenter_fixtures import TinyConvArch
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    as_rank(rank, world_size, port)
     config = tiny_config(iterations=2, crop_size=32, init=str(Path(out_dir) / "gone" / "w.pt"))
     try:
         Trainer(
@@ -279,8 +264,12 @@ def _missing_init_worker(rank: int, world_size: int, port: int, out_dir: str) ->
         (Path(out_dir) / f"rank{rank}.txt").write_text(str(error))
 
 
-def _join_or_fail(context: Any, seconds: float) -> None:
-    """Wait for the processes of ``context``; kill them and fail after ``seconds``."""
+def _run_two_ranks(worker: Any, tmp_path: Path, seconds: float = 120) -> None:
+    """Run ``worker(rank, 2, port, tmp_path)`` in two forked gloo ranks; kill them and fail
+    after ``seconds`` (the ranks did not stop together)."""
+    context = mp.start_processes(
+        worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=False, start_method="fork"
+    )
     deadline = time.monotonic() + seconds
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
@@ -293,14 +282,7 @@ def _join_or_fail(context: Any, seconds: float) -> None:
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_missing_initial_weights_under_ddp_stop_every_rank(tmp_path: Path) -> None:
     """Rank 0 loads the initial weights while the others wait: its failure releases them."""
-    context = mp.start_processes(
-        _missing_init_worker,
-        args=(2, free_port(), str(tmp_path)),
-        nprocs=2,
-        join=False,
-        start_method="fork",
-    )
-    _join_or_fail(context, 120)
+    _run_two_ranks(_missing_init_worker, tmp_path)
     for rank in (0, 1):
         assert "neither an existing file or folder" in (tmp_path / f"rank{rank}.txt").read_text()
 
