@@ -31,10 +31,9 @@ from collections.abc import Sequence
 import torch
 
 from benchmarks import _measure
-from samwsss.deeplab.config import DeepLabConfig
-from samwsss.deeplab.model import build_deeplab, count_parameters
-from samwsss.deeplab.train import arch_forward_loss, build_arch_optimizer, set_learning_rates
-from samwsss.segnets.deeplab import DeepLabArch
+from samwsss.segnets.deeplab import DeepLabArch, build_deeplab, count_parameters
+from samwsss.training.config import TrainConfig
+from samwsss.training.train import arch_forward_loss, build_arch_optimizer, set_learning_rates
 
 BACKBONE = "resnet101"
 CROP = 321
@@ -49,7 +48,7 @@ def step_times(
     (bytes) and the model's parameter count."""
     cuda = device.type == "cuda"
     torch.manual_seed(seed)
-    config = DeepLabConfig(
+    config = TrainConfig(
         backbone=BACKBONE,
         init="none",
         iterations=max(TARGET_ITERATIONS, warmup + iterations),

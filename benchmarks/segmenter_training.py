@@ -52,8 +52,8 @@ TINY_BACKBONE = {"segformer": "mit", "mask2former": "swin", "eomt": "dinov2"}
 
 def build(name: str, size: str, scratch: Path) -> tuple[Any, torch.nn.Module, Any, int, int]:
     """``(arch, model, config, crop, recipe iterations)`` of ``name`` at ``size``."""
-    from samwsss.deeplab.config import DeepLabConfig
     from samwsss.segnets.deeplab import DeepLabArch
+    from samwsss.training.config import TrainConfig
 
     if name == "deeplabv2":
         layers: dict[str, Any] = (
@@ -61,7 +61,7 @@ def build(name: str, size: str, scratch: Path) -> tuple[Any, torch.nn.Module, An
             if size == "full"
             else {"backbone": "custom", "backbone_layers": [1, 1, 1, 1], "width_per_group": 8}
         )
-        config = DeepLabConfig(init="none", iterations=DEEPLAB_ITERATIONS, **layers).resolve("voc")
+        config = TrainConfig(init="none", iterations=DEEPLAB_ITERATIONS, **layers).resolve("voc")
         arch = DeepLabArch.from_config(config)
         crop = 321 if size == "full" else 64
         return arch, arch.build(NUM_CLASSES, None), config, crop, DEEPLAB_ITERATIONS
@@ -71,7 +71,7 @@ def build(name: str, size: str, scratch: Path) -> tuple[Any, torch.nn.Module, An
 
     card = CARDS[name]
     recipe = card.recipe
-    config = DeepLabConfig(
+    config = TrainConfig(
         init="none",
         iterations=recipe.iterations,
         optimizer=recipe.optimizer,
@@ -93,7 +93,7 @@ def step_times(
     name: str, size: str, device: torch.device, batch: int, repeats: int, scratch: Path
 ) -> dict[str, Any]:
     """Median seconds per step, peak memory (bytes), parameters and the recipe length."""
-    from samwsss.deeplab.optim import build_arch_optimizer, set_learning_rates
+    from samwsss.training.optim import build_arch_optimizer, set_learning_rates
 
     cuda = device.type == "cuda"
     torch.manual_seed(0)

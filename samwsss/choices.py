@@ -22,10 +22,10 @@ DTYPES = ("bfloat16", "float16", "float32")
 #: or one dtype for every stage.
 PIPELINE_DTYPES = ("auto", *DTYPES)
 #: ``predict --dtype``: ``auto`` (bfloat16 autocast on CUDA, float32 on the CPU) or float32
-#: (:attr:`samwsss.deeplab.predict.InferenceOptions.amp` on or off).
+#: (:attr:`samwsss.training.predict.InferenceOptions.amp` on or off).
 PREDICT_DTYPES = ("auto", "float32")
 #: ``train-* --dtype`` -> the training config's ``amp`` value
-#: (:attr:`samwsss.deeplab.config.DeepLabConfig.amp`): ``auto`` (bfloat16 autocast on
+#: (:attr:`samwsss.training.config.TrainConfig.amp`): ``auto`` (bfloat16 autocast on
 #: CUDA, float32 on the CPU), bfloat16 autocast on any device, or float32.
 TRAIN_AMP_OF_DTYPE = {"auto": "auto", "bfloat16": "bf16", "float32": "none"}
 #: How stages resize images for their models: ``torch`` (antialiased torchvision resize on

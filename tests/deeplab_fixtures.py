@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from samwsss.data.base import SegmentationDataset
-from samwsss.deeplab.config import DeepLabConfig
+from samwsss.training.config import TrainConfig
 from tests.torch_fixtures import one_torch_thread  # noqa: F401  (re-exported)
 
 SHAPE_CLASSES = ("background", "rectangle", "disc", "triangle")
@@ -111,7 +111,7 @@ def write_shapes_folder(root: str | os.PathLike[str], dataset: ShapesDataset) ->
     return images, masks
 
 
-def tiny_config(**overrides: object) -> DeepLabConfig:
+def tiny_config(**overrides: object) -> TrainConfig:
     """A config with a 1-1-1-1 Bottleneck backbone of width 8 for fast CPU tests."""
     values: dict[str, object] = {
         "backbone": "custom",
@@ -129,7 +129,7 @@ def tiny_config(**overrides: object) -> DeepLabConfig:
         "device": "cpu",
     }
     values.update(overrides)
-    return DeepLabConfig(**values)  # type: ignore[arg-type]
+    return TrainConfig(**values)  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -155,7 +155,7 @@ def as_rank(rank: int, world_size: int, port: int) -> None:
 
 
 def global_batch_gradients(
-    config: DeepLabConfig, rank: int, world_size: int
+    config: TrainConfig, rank: int, world_size: int
 ) -> dict[str, torch.Tensor]:
     """Gradients of iteration 0's loss (the trainer's ``arch_forward_loss``) for this process.
 
@@ -165,11 +165,10 @@ def global_batch_gradients(
     """
     from torch import nn
 
-    from samwsss.deeplab.data import AugmentedSegmentationData, SampleStream
-    from samwsss.deeplab.model import build_deeplab
-    from samwsss.deeplab.train import arch_forward_loss
-    from samwsss.deeplab.transforms import TrainAugmentation
-    from samwsss.segnets.deeplab import DeepLabArch
+    from samwsss.segnets.deeplab import DeepLabArch, build_deeplab
+    from samwsss.training.data import AugmentedSegmentationData, SampleStream
+    from samwsss.training.train import arch_forward_loss
+    from samwsss.training.transforms import TrainAugmentation
 
     dataset = ShapesDataset(6, (40, 40), seed=2)
     torch.manual_seed(config.seed)
@@ -213,7 +212,7 @@ def global_batch_gradients(
 
 def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     """Entry point of one spawned gloo process: gradients, then a short DDP training run."""
-    from samwsss.deeplab.train import Trainer
+    from samwsss.training.train import Trainer
 
     as_rank(rank, world_size, port)
     import torch.distributed as dist
@@ -228,7 +227,7 @@ def ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def ddp_test_config(batch_size: int) -> DeepLabConfig:
+def ddp_test_config(batch_size: int) -> TrainConfig:
     """The config both the DDP processes (per-process batch) and the reference run use.
 
     Seed 3 makes the two ranks' crops hold different numbers of valid (non-padded) pixels

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from samwsss.deeplab.config import DeepLabConfig
+from samwsss.training.config import TrainConfig
 from tests.deeplab_fixtures import ShapesDataset, as_rank, tiny_config
 
 TINY_ARCH = "tiny-conv"
@@ -117,7 +117,7 @@ class TinyConvArch:
         ]
 
 
-def tiny_arch_config(**overrides: object) -> DeepLabConfig:
+def tiny_arch_config(**overrides: object) -> TrainConfig:
     """A tiny-conv run: AdamW, backbone x0.1, weight decay 0.01, 40-pixel crops on CPU."""
     values: dict[str, object] = {
         "arch": TINY_ARCH,
@@ -130,7 +130,7 @@ def tiny_arch_config(**overrides: object) -> DeepLabConfig:
     return tiny_config(**values)
 
 
-def tiny_arch_ddp_config(batch_size: int) -> DeepLabConfig:
+def tiny_arch_ddp_config(batch_size: int) -> TrainConfig:
     """The tiny-conv config of the DDP test (seed 3: the ranks' valid pixel counts differ)."""
     return tiny_arch_config(
         iterations=2,
@@ -143,7 +143,7 @@ def tiny_arch_ddp_config(batch_size: int) -> DeepLabConfig:
 
 def tiny_arch_ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     """One forked gloo process: a short tiny-conv DDP run into ``out_dir/ddp``."""
-    from samwsss.deeplab.train import Trainer
+    from samwsss.training.train import Trainer
 
     as_rank(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from samwsss.checkpoints import CheckpointError, load_checkpoint, tensor_state
 from samwsss.cli import cli
-from samwsss.deeplab.model import build_deeplab
-from samwsss.deeplab.predict import load_checkpoint_model
-from samwsss.deeplab.state import load_training_checkpoint
 from samwsss.ram.checkpoint import read_checkpoint
+from samwsss.segnets.deeplab import build_deeplab
 from samwsss.stages.masker_official import load_official_state_dict
+from samwsss.training.predict import load_checkpoint_model
+from samwsss.training.state import load_training_checkpoint
 from tests.data_fixtures import make_voc_tree
 
 

@@ -264,7 +264,7 @@ def test_run_workers_default_is_the_machines(
 def test_train_workers_default_is_the_machines(
     name: str, fake_cpus: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import samwsss.cli.deeplab as deeplab_cli
+    import samwsss.cli.train as deeplab_cli
 
     configs: list[Any] = []
 
@@ -320,9 +320,9 @@ def test_predict_evaluate_report_workers_default_is_the_machines(
 def _fake_prediction(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Stand-ins for what ``predict`` calls: records of ``predict_dataset``'s arguments
     (``evaluated``: whether the evaluation ran)."""
-    import samwsss.cli.deeplab as deeplab_cli
+    import samwsss.cli.train as deeplab_cli
     import samwsss.data
-    import samwsss.deeplab.predict as predict_module
+    import samwsss.training.predict as predict_module
 
     records: list[dict[str, Any]] = []
 
@@ -443,7 +443,7 @@ def test_predict_old_and_new_spellings_that_agree(
 def test_train_dtype_sets_the_config_amp(
     args: list[str], amp: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import samwsss.cli.deeplab as deeplab_cli
+    import samwsss.cli.train as deeplab_cli
 
     configs: list[Any] = []
 

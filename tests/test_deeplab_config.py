@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from samwsss.deeplab.config import (
-    DeepLabConfig,
+from samwsss.training.config import (
+    TrainConfig,
     config_from_dict,
     load_config,
     parse_overrides,
@@ -15,7 +15,7 @@ from samwsss.deeplab.config import (
 
 
 def test_recipe_defaults_and_kind_resolution() -> None:
-    config = DeepLabConfig()
+    config = TrainConfig()
     assert (config.crop_size, config.lr, config.momentum, config.weight_decay) == (
         321,
         2.5e-4,
@@ -34,7 +34,7 @@ def test_recipe_defaults_and_kind_resolution() -> None:
     assert (voc.batch_size, voc.iterations) == (5, 20_000)
     assert (coco.batch_size, coco.iterations) == (10, 100_000)
     assert config.batch_size is None  # resolve returns a copy
-    explicit = DeepLabConfig(batch_size=3).resolve("coco")
+    explicit = TrainConfig(batch_size=3).resolve("coco")
     assert (explicit.batch_size, explicit.iterations) == (3, 100_000)
 
 

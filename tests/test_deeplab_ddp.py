@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from samwsss.deeplab.data import AugmentedSegmentationData, SampleStream
-from samwsss.deeplab.train import Trainer
-from samwsss.deeplab.transforms import TrainAugmentation
+from samwsss.training.data import AugmentedSegmentationData, SampleStream
+from samwsss.training.train import Trainer
+from samwsss.training.transforms import TrainAugmentation
 from tests.deeplab_fixtures import (
     ShapesDataset,
     ddp_test_config,

@@ -8,7 +8,8 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from samwsss.deeplab.model import ASPPV2, DeepLabV2, build_deeplab, upsample_logits
+from samwsss.segnets.deeplab import ASPPV2, DeepLabV2, build_deeplab
+from samwsss.segnets.inference import upsample_logits
 from tests.deeplab_fixtures import one_torch_thread
 
 

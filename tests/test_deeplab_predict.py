@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from samwsss.deeplab.predict import (
+from samwsss.labelio import read_label_png, write_label_png
+from samwsss.training.predict import (
     InferenceOptions,
     LoadedModel,
     load_checkpoint_model,
@@ -18,9 +19,8 @@ from samwsss.deeplab.predict import (
     predict_labels,
     predict_probabilities,
 )
-from samwsss.deeplab.prediction_folder import IDENTITY_NAME, state_dict_sha256
-from samwsss.deeplab.train import Trainer
-from samwsss.labelio import read_label_png, write_label_png
+from samwsss.training.prediction_folder import IDENTITY_NAME, state_dict_sha256
+from samwsss.training.train import Trainer
 from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, tiny_config
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

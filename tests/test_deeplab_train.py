@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from samwsss.deeplab.data import AugmentedSegmentationData, PseudoMaskDataset, SampleStream
-from samwsss.deeplab.model import build_deeplab
-from samwsss.deeplab.predict import predict_labels
-from samwsss.deeplab.train import (
+from samwsss.labelio import write_label_png
+from samwsss.segnets.deeplab import DeepLabArch, build_deeplab
+from samwsss.training.data import AugmentedSegmentationData, PseudoMaskDataset, SampleStream
+from samwsss.training.predict import predict_labels
+from samwsss.training.train import (
     LOG_COLUMNS,
     Trainer,
     arch_forward_loss,
@@ -23,9 +24,7 @@ from samwsss.deeplab.train import (
     segmentation_loss,
     set_learning_rates,
 )
-from samwsss.deeplab.transforms import TrainAugmentation, normalize_batch
-from samwsss.labelio import write_label_png
-from samwsss.segnets.deeplab import DeepLabArch
+from samwsss.training.transforms import TrainAugmentation, normalize_batch
 from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, tiny_config
 
 
@@ -189,7 +188,7 @@ def test_training_learns_shapes_and_writes_run_dir(tmp_path) -> None:
         assert (run / name).is_file(), name
     assert (run / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # training-set mIoU, computed here independently of the evaluation package
-    from samwsss.deeplab.predict import load_checkpoint_model
+    from samwsss.training.predict import load_checkpoint_model
 
     loaded = load_checkpoint_model(result.final_model, "cpu")
     preds = predict_labels(
@@ -214,7 +213,7 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, monkeypatch) -> N
     config = tiny_config(iterations=6, batch_size=2, checkpoint_every=2, crop_size=32)
     straight = Trainer(config, dataset, tmp_path / "a").run()
 
-    import samwsss.deeplab.train as train_module
+    import samwsss.training.train as train_module
 
     real = train_module.set_learning_rates
 
@@ -307,7 +306,7 @@ def test_resume_after_a_kill_mid_row_keeps_only_complete_rows(tmp_path, monkeypa
     dataset = ShapesDataset(4, (36, 36), seed=3)
     config = tiny_config(iterations=12, batch_size=1, checkpoint_every=10, crop_size=24)
 
-    import samwsss.deeplab.train as train_module
+    import samwsss.training.train as train_module
 
     real = train_module.set_learning_rates
 
@@ -356,7 +355,7 @@ def test_pseudo_masks_with_upper_case_extension(tmp_path) -> None:
 
 
 def test_the_deprecated_deeplab_names_warn_and_equal_the_arch_path(monkeypatch) -> None:
-    from samwsss.deeplab import optim, train
+    from samwsss.training import optim, train
 
     config = tiny_config()
     model = _tiny_model()

@@ -359,7 +359,7 @@ def test_predict_refuses_a_missing_gpu_before_loading_anything(
 
     monkeypatch.setattr(devices, "cuda_driver_present", lambda: False)
     monkeypatch.setattr("samwsss.data.open_dataset", refuse)
-    monkeypatch.setattr("samwsss.deeplab.predict.load_checkpoint_model", refuse)
+    monkeypatch.setattr("samwsss.training.predict.load_checkpoint_model", refuse)
     checkpoint = tmp_path / "model_final.pt"
     checkpoint.write_bytes(b"PK\x03\x04")
     result = CliRunner().invoke(

@@ -18,11 +18,11 @@ from click.testing import CliRunner, Result
 from samwsss.cli import cli
 from samwsss.cli.exit_codes import ExitCode
 from samwsss.data import open_dataset
-from samwsss.deeplab.data import AugmentedSegmentationData
-from samwsss.deeplab.predict import iterate_images
-from samwsss.deeplab.transforms import TrainAugmentation
 from samwsss.evaluation import evaluate_folder
 from samwsss.labelio import LabelReadError, read_label_png, write_label_png
+from samwsss.training.data import AugmentedSegmentationData
+from samwsss.training.predict import iterate_images
+from samwsss.training.transforms import TrainAugmentation
 from tests.data_fixtures import VOC_SPLITS, make_image_folder, make_voc_tree
 
 #: The exit code of a run whose data hold an unreadable image (the kill tree's, a bomb).

@@ -15,9 +15,12 @@ import yaml
 from click.testing import CliRunner
 
 from samwsss.cli import cli
-from samwsss.deeplab import archs
-from samwsss.deeplab.optim import build_arch_optimizer, poly_lr, set_learning_rates
-from samwsss.deeplab.predict import (
+from samwsss.segnets import registry as archs
+from samwsss.segnets.arch import ArchCard, Recipe, SegmentationArch
+from samwsss.segnets.deeplab import DeepLabArch
+from samwsss.segnets.inference import window_starts as _window_starts
+from samwsss.training.optim import build_arch_optimizer, poly_lr, set_learning_rates
+from samwsss.training.predict import (
     InferenceOptions,
     evaluate_model,
     load_checkpoint_model,
@@ -25,10 +28,7 @@ from samwsss.deeplab.predict import (
     predict_labels,
     predict_probabilities,
 )
-from samwsss.deeplab.train import Trainer
-from samwsss.segnets.arch import ArchCard, Recipe, SegmentationArch
-from samwsss.segnets.deeplab import DeepLabArch
-from samwsss.segnets.inference import window_starts as _window_starts
+from samwsss.training.train import Trainer
 from tests.data_fixtures import make_voc_tree
 from tests.deeplab_fixtures import ShapesDataset, free_port, one_torch_thread, tiny_config
 from tests.segmenter_fixtures import (
@@ -53,7 +53,7 @@ def _read_log(path):
 
 def _kill_at(monkeypatch, iteration: int) -> None:
     """Make the trainer raise KeyboardInterrupt when it reaches ``iteration`` (0-based)."""
-    import samwsss.deeplab.train as train_module
+    import samwsss.training.train as train_module
 
     real = train_module.set_learning_rates
 

@@ -464,7 +464,7 @@ def test_a_wrong_model_type_is_refused(backbones):
 
 
 def test_eomt_logits_slide_a_window_over_other_sizes(backbones):
-    from samwsss.deeplab.predict import window_probabilities
+    from samwsss.training.predict import window_probabilities
 
     arch, model = _build("eomt-dinov2-large", backbones)
     model.eval()

@@ -18,12 +18,12 @@ import torch.multiprocessing as mp
 import yaml
 from click.testing import CliRunner
 
-import samwsss.deeplab.train as train_module
+import samwsss.training.train as train_module
 from samwsss.cli import cli
-from samwsss.deeplab.config import DeepLabConfig, config_from_dict
-from samwsss.deeplab.guard import DivergenceGuard
-from samwsss.deeplab.state import load_training_checkpoint
-from samwsss.deeplab.train import Trainer, TrainingDiverged, initial_weights_error
+from samwsss.training.config import TrainConfig, config_from_dict
+from samwsss.training.guard import DivergenceGuard
+from samwsss.training.state import load_training_checkpoint
+from samwsss.training.train import Trainer, TrainingDiverged, initial_weights_error
 from tests.data_fixtures import make_voc_tree
 from tests.deeplab_fixtures import (
     ShapesDataset,
@@ -171,11 +171,11 @@ def test_a_normal_run_keeps_the_first_logged_loss_as_its_reference(tmp_path: Pat
 
 
 def test_the_guard_and_its_config_field() -> None:
-    assert DeepLabConfig().divergence_factor == 1e3
+    assert TrainConfig().divergence_factor == 1e3
     assert config_from_dict({"divergence_factor": "1e4"}).divergence_factor == 1e4
     assert config_from_dict({"divergence_factor": None}).divergence_factor is None
     with pytest.raises(ValueError, match="divergence_factor must be a number >= 0"):
-        DeepLabConfig(divergence_factor=-1).validate()
+        TrainConfig(divergence_factor=-1).validate()
     guard = DivergenceGuard(10.0)
     guard.check(0.0, 1, 1)  # a zero loss is no reference
     guard.check(2.0, 2, 2)

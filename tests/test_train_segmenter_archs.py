@@ -74,9 +74,9 @@ def test_train_resume_predict_with_a_local_backbone_folder(
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, kind: str, options: dict
 ) -> None:
-    import samwsss.deeplab.train as train_module
-    from samwsss.deeplab.train import Trainer
+    import samwsss.training.train as train_module
     from samwsss.testing.segnets import tiny_arch
+    from samwsss.training.train import Trainer
     from tests.deeplab_fixtures import ShapesDataset
     from tests.segmenter_fixtures import tiny_arch_config
 

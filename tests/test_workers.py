@@ -19,7 +19,7 @@ _SCRIPT = textwrap.dedent(
     """
     import os, sys, time
     from samwsss.pipeline.runner import _load
-    from samwsss.deeplab.predict import iterate_images
+    from samwsss.training.predict import iterate_images
 
     class SlowImages:
         ids = [str(i) for i in range(16)]

@@ -18,7 +18,7 @@ batch under DDP, so the averaged gradients equal those of one process with the w
 
 The DeepLab-specific settings (backbone depth and width, ASPP rates, the head's learning rate
 and decay multipliers, the loss resolution) live in the run's config
-(:class:`~samwsss.deeplab.config.DeepLabConfig`); :meth:`DeepLabArch.from_config` takes them
+(:class:`~samwsss.training.config.TrainConfig`); :meth:`DeepLabArch.from_config` takes them
 from there.
 """
 
@@ -471,7 +471,7 @@ def deeplab_loss(
 
 class DeepLabSettings(Protocol):
     """The fields of a run's config that :meth:`DeepLabArch.from_config` reads
-    (:class:`~samwsss.deeplab.config.DeepLabConfig` has them)."""
+    (:class:`~samwsss.training.config.TrainConfig` has them)."""
 
     @property
     def backbone(self) -> str: ...

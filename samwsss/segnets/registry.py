@@ -159,7 +159,7 @@ EXTRA_ARCHS: dict[str, SegmentationArch] = {}
 
 
 class _RunConfig(Protocol):
-    """What :func:`resolve_arch` reads of a run's config (``DeepLabConfig`` has it)."""
+    """What :func:`resolve_arch` reads of a run's config (``TrainConfig`` has it)."""
 
     @property
     def arch(self) -> str: ...
@@ -407,7 +407,7 @@ def arch_table() -> list[tuple[str, str, str, str]]:
             card.description,
             card.recipe.source
             if card.recipe is not None
-            else "the run config's defaults (DeepLabV2's SGD recipe, samwsss.deeplab.config)",
+            else "the run config's defaults (DeepLabV2's SGD recipe, samwsss.training.config)",
         )
         for card in ARCHS.values()
     ]

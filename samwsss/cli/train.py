@@ -1,6 +1,6 @@
 """``samwsss train-segmenter``, ``samwsss train-deeplab`` and ``samwsss predict``.
 
-Thin click layers over :mod:`samwsss.deeplab`; torch and the model code are imported only
+Thin click layers over :mod:`samwsss.training`; torch and the model code are imported only
 when a command runs, so ``samwsss --help`` stays fast.
 """
 
@@ -39,7 +39,7 @@ from samwsss.workers import default_workers
 
 if TYPE_CHECKING:
     from samwsss.data.base import SegmentationDataset
-    from samwsss.deeplab.config import DeepLabConfig
+    from samwsss.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +53,16 @@ def _absolute(value: str | Path | None) -> str | None:
 
 
 def _layered_config(
-    base: DeepLabConfig,
+    base: TrainConfig,
     out: Path,
     resume: bool,
     config_file: Path | None,
     explicit: dict[str, Any],
     overrides: tuple[str, ...],
-) -> DeepLabConfig:
+) -> TrainConfig:
     """``base`` < the run's saved config.yaml (with --resume) < --config < options < --set."""
-    from samwsss.deeplab.config import config_from_dict, load_config
     from samwsss.settings import given, parse_overrides
+    from samwsss.training.config import config_from_dict, load_config
 
     config = base
     saved = out / "config.yaml"
@@ -80,7 +80,7 @@ def _build_config(
     explicit: dict[str, Any],
     overrides: tuple[str, ...],
     default_arch: str = "deeplabv2",
-) -> DeepLabConfig:
+) -> TrainConfig:
     """defaults (``workers``: :func:`samwsss.workers.default_workers`) < the architecture's
     recipe < saved config.yaml (--resume) < --config < options < --set.
 
@@ -89,35 +89,33 @@ def _build_config(
     architecture brings its normalisation and, with a card, its recipe and default init
     (the recipe's global batch divided over ``WORLD_SIZE`` processes).
     """
-    from samwsss.deeplab.config import DeepLabConfig, config_from_dict
+    from samwsss.training.config import TrainConfig, config_from_dict
 
     layers = (out, resume, config_file, explicit, overrides)
     # the machine's worker count replaces the config's fixed default (below every layer)
     workers = default_workers()
-    first = _layered_config(DeepLabConfig(arch=default_arch, workers=workers), *layers)
+    first = _layered_config(TrainConfig(arch=default_arch, workers=workers), *layers)
     if first.arch == DEEPLAB_ARCH:
         return first
     arch, card = lookup_arch(first.arch)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     base = config_from_dict(
         recipe_values(arch, card, world_size),
-        base=DeepLabConfig(arch=first.arch, workers=workers),
+        base=TrainConfig(arch=first.arch, workers=workers),
     )
     return _layered_config(base, *layers)
 
 
-def open_training_dataset(
-    config: DeepLabConfig, missing_masks: str = "error"
-) -> SegmentationDataset:
+def open_training_dataset(config: TrainConfig, missing_masks: str = "error") -> SegmentationDataset:
     """The training set of ``config``: ``open_dataset(data, split)``, GT or pseudo masks.
 
     Raises:
         ValueError: ``config.data`` unset, a dataset with fewer than two classes (a plain
             folder without ``--mapping``), or whatever ``open_dataset`` /
-            :class:`~samwsss.deeplab.data.PseudoMaskDataset` reject.
+            :class:`~samwsss.training.data.PseudoMaskDataset` reject.
     """
     from samwsss.data import open_dataset
-    from samwsss.deeplab.data import PseudoMaskDataset
+    from samwsss.training.data import PseudoMaskDataset
 
     if not config.data:
         raise ValueError(
@@ -142,7 +140,7 @@ def open_training_dataset(
 
 
 def open_validation_dataset(
-    config: DeepLabConfig, dataset: SegmentationDataset
+    config: TrainConfig, dataset: SegmentationDataset
 ) -> SegmentationDataset:
     """The validation set of ``config``: ``open_dataset(val_data or data, val_split)``.
 
@@ -330,7 +328,7 @@ def _train(values: dict[str, Any], default_arch: str, command: str) -> None:
     out: Path = values["out"]
     resume: bool = values["resume"]
     with fail_cleanly(download_errors=False):
-        from samwsss.deeplab.train import Trainer, TrainingDiverged
+        from samwsss.training.train import Trainer, TrainingDiverged
 
         config = _build_config(
             out,
@@ -538,7 +536,7 @@ def predict_command(
     scale_values = _parse_scales(scales)
     with fail_cleanly(download_errors=False):
         from samwsss.data import open_dataset
-        from samwsss.deeplab.predict import (
+        from samwsss.training.predict import (
             InferenceOptions,
             check_class_names,
             load_checkpoint_model,
