@@ -3,7 +3,7 @@
 For each route — ``text-input`` (labels given) and ``zero-shot`` (a RAM++ tagger) — it
 times, over one folder of synthetic JPEGs and in the same process:
 
-* ``ours-w0``: :func:`samwsss.pipeline.runner.run_dataset` with ``workers=0`` (decoding in
+* ``ours-w0``: :func:`samwsss.runs.runner.run_dataset` with ``workers=0`` (decoding in
   the main process), palette PNG masks written atomically: the whole call;
 * ``ours-w2``: the same with 2 DataLoader workers decoding ahead;
 * ``pil-w0`` / ``pil-w2``: the same with ``image_resize="pil"`` (the paper preset's PIL
@@ -413,7 +413,7 @@ def build(
 # --------------------------------------------------------------------------- running
 def style_call(setup: Setup, route: str, style: str) -> Callable[[], None]:
     """One pass of ``style`` over the whole folder, into a fresh output folder each call."""
-    from samwsss.pipeline.runner import RunOptions, run_dataset
+    from samwsss.runs.runner import RunOptions, run_dataset
 
     pipe = setup.pipelines[route]
     counter = itertools.count()
@@ -453,7 +453,7 @@ def image_resize(pipe: Any, mode: str) -> Any:
 
 def warm_up(setup: Setup, route: str) -> None:
     """One untimed pass of every code path on two images (kernels, caches, lazy imports)."""
-    from samwsss.pipeline.runner import RunOptions, run_dataset
+    from samwsss.runs.runner import RunOptions, run_dataset
 
     pipe = setup.pipelines[route]
     labels = setup.labels[:2] if route == "text-input" else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from numbers import Integral, Real
 from pathlib import Path
@@ -125,41 +124,4 @@ def check_folder(name: str, value: str | os.PathLike[str], what: str = "a folder
         raise ValueError(f"{name} {value}: no such folder; give {what}")
     if not path.is_dir():
         raise ValueError(f"{name} {value} is a file, not a folder; give {what}")
-    return path
-
-
-def check_output_folder(name: str, value: str | os.PathLike[str]) -> Path:
-    """``value`` as a local folder that files can be written in, or that can be made;
-    nothing is created (a run that fails before writing leaves no folder behind).
-
-    An existing folder is checked by creating and deleting a temporary file in it; a
-    missing one by its nearest existing parent, which must be a folder this process may
-    write in.
-
-    Args:
-        name: the option, for the message (``"--out"``).
-
-    Raises:
-        ValueError: ``cannot write the output folder VALUE``, with why (a file, below a
-            file, not writable) and what to do.
-    """
-    path = Path(value).expanduser()
-    problem = f"cannot write the output folder {value}"
-    fix = f"choose another {name}, or make that folder writable"
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError(f"{problem}: it is a file; choose another {name}")
-        try:
-            with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
-                pass
-        except OSError as error:
-            raise ValueError(f"{problem} ({type(error).__name__}: {error}); {fix}") from error
-        return path
-    parent = path.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{problem}: {parent} is a file, not a folder; choose another {name}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{problem}: {parent} is not writable; {fix}")
     return path

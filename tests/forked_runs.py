@@ -21,11 +21,20 @@ import time
 import traceback
 from pathlib import Path
 
-from samwsss.pipeline.run_folder import LOCK_DIR
+from samwsss.runs.lock import LOCK_DIR
 from tests.data_fixtures import make_voc_tree
 
 #: The image of the kill tree that cannot be decoded (a failure line in every run).
 CORRUPT_ID = "2010_000005"
+
+#: ``samwsss`` in a fresh interpreter with the kill point of ``SAMWSSS_TEST_KILL_AT``
+#: installed first (its arguments follow), for runs that cannot be forked.
+KILLABLE_CLI = [
+    sys.executable,
+    "-c",
+    "from samwsss.testing.killpoints import install_from_env; install_from_env(); "
+    "from samwsss.cli import main; main()",
+]
 
 
 def make_kill_tree(root: Path) -> Path:

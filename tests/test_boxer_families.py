@@ -379,8 +379,7 @@ def test_a_pipeline_uses_the_family_thresholds_unless_the_config_sets_them(
     mm_dir: Path, gd_dir: Path, tiny_sam_session_dir: Path, tmp_path: Path
 ) -> None:
     from samwsss.pipeline.pipeline import Pipeline
-    from samwsss.pipeline.run_folder import run_identity
-    from samwsss.pipeline.runner import RunOptions
+    from samwsss.runs.runner import RunOptions, run_identity
 
     options = RunOptions(route="text-input", out=tmp_path / "run")
     expected = {str(mm_dir): (0.4, 0.3), str(gd_dir): (0.3, 0.25)}

@@ -321,7 +321,7 @@ def test_deeplab_commands_report_user_errors_and_leave_other_os_errors_alone() -
     """train-deeplab/predict wrap their work in ``fail_cleanly(download_errors=False)``."""
     import click
 
-    from samwsss.cli.common import fail_cleanly
+    from samwsss.cli.options import fail_cleanly
 
     with pytest.raises(click.ClickException, match="^bad value$"):
         with fail_cleanly(download_errors=False):

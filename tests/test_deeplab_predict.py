@@ -19,7 +19,7 @@ from samwsss.training.predict import (
     predict_labels,
     predict_probabilities,
 )
-from samwsss.training.prediction_folder import IDENTITY_NAME, state_dict_sha256
+from samwsss.training.prediction_identity import IDENTITY_NAME, state_dict_sha256
 from samwsss.training.train import Trainer
 from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, tiny_config
 
@@ -155,7 +155,7 @@ def test_prediction_folder_without_identity_is_refused(trained: LoadedModel, tmp
     out = tmp_path / "pred"
     write_label_png(out / "img_001.png", np.zeros((24, 24), np.uint8))
     (out / "unrelated.png").write_bytes(b"not ours")
-    with pytest.raises(ValueError, match=r"1 predictions \(e.g. img_001.png\) but no"):
+    with pytest.raises(ValueError, match=r"not empty \(img_001.png\) but .*no prediction_ident"):
         predict_dataset(trained, dataset, out, workers=0)
     summary = predict_dataset(trained, dataset, out, workers=0, overwrite=True)
     assert (summary.written, summary.skipped) == (2, 0)

@@ -11,7 +11,7 @@ import pytest
 
 from samwsss import atomic
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.run_lock import RunLock, lock_path
+from samwsss.runs.lock import RunLock, lock_path
 
 
 @pytest.fixture

@@ -380,7 +380,7 @@ def test_a_run_failing_after_making_out_removes_it_only_while_empty(
         (options.out / "locks").mkdir(parents=True)
         raise ValueError("failed before writing anything")
 
-    monkeypatch.setattr("samwsss.pipeline.runner.run_dataset", make_then_fail)
+    monkeypatch.setattr("samwsss.runs.runner.run_dataset", make_then_fail)
     args = ["text-input", "--data", str(images), "--mapping", "voc", "--labels", str(labels),
             *tiny_run_options]  # fmt: skip
     fresh = tmp_path / "fresh"
@@ -403,7 +403,7 @@ def test_a_failed_run_keeps_what_it_wrote(
         (options.out / "config.yaml").write_text("x: 1\n")
         raise ValueError("failed after writing")
 
-    monkeypatch.setattr("samwsss.pipeline.runner.run_dataset", write_then_fail)
+    monkeypatch.setattr("samwsss.runs.runner.run_dataset", write_then_fail)
     out = tmp_path / "out"
     result = CliRunner().invoke(
         cli,

@@ -20,8 +20,7 @@ from click.testing import CliRunner
 
 from samwsss.cli import cli
 from samwsss.cli.exit_codes import ExitCode
-from samwsss.pipeline.run_folder import LOCK_DIR
-from samwsss.pipeline.run_lock import pid_alive
+from samwsss.runs.lock import LOCK_DIR, pid_alive
 from samwsss.testing.killpoints import KILL_AT, KILL_CHILDREN, OUTPUT_DIRS
 from tests.forked_runs import (
     CORRUPT_ID,

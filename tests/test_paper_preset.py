@@ -188,7 +188,7 @@ def test_a_paper_run_resizes_in_the_decode_workers_with_the_same_masks(
     from samwsss.data import open_dataset
     from samwsss.labelio import read_label_png
     from samwsss.pipeline.pipeline import Pipeline
-    from samwsss.pipeline.runner import _DecodeDataset
+    from samwsss.runs.runner import DecodeDataset
     from tests.data_fixtures import make_voc_tree
 
     voc = make_voc_tree(tmp_path)
@@ -215,7 +215,7 @@ def test_a_paper_run_resizes_in_the_decode_workers_with_the_same_masks(
     resizes = pipe.host_resizes("text-input")
     assert {r.key for r in resizes} == {"grounding-dino", "sam"}
     dataset = open_dataset(voc, "train_aug")
-    item = _DecodeDataset(dataset, dataset.ids, resizes)[0]
+    item = DecodeDataset(dataset, dataset.ids, resizes)[0]
     assert set(item["prepared"]) == {"grounding-dino", "sam"}
     for image_id in dataset.ids:
         direct = pipe.text_input(dataset.load_image(image_id), list(dataset.labels(image_id)))

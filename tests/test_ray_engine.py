@@ -21,6 +21,7 @@ from samwsss.cli.exit_codes import ExitCode
 from tests.data_fixtures import make_coco_tree, make_voc_tree
 from tests.forked_runs import (
     CORRUPT_ID,
+    KILLABLE_CLI,
     failure_ids,
     leftovers,
     output_hashes,
@@ -147,7 +148,7 @@ def test_ray_failures_logged_like_local(
 
 
 def test_ray_engine_rejects_bad_settings() -> None:
-    from samwsss.pipeline.ray_engine import RayEngine
+    from samwsss.runs.ray_engine import RayEngine
 
     with pytest.raises(ValueError, match="actors"):
         RayEngine(actors=0)
@@ -166,7 +167,7 @@ def test_ray_engine_rejects_bad_settings() -> None:
 
 
 def test_resources_the_cluster_cannot_hold_are_named() -> None:
-    from samwsss.pipeline.ray_engine import RayEngine, _check_resources_message
+    from samwsss.runs.ray_engine import RayEngine, _check_resources_message
 
     cluster = {"CPU": 2.0, "GPU": 1.0}
     assert _check_resources_message(RayEngine(actors=1, decode_cpus=1.0), cluster) is None
@@ -238,7 +239,6 @@ def test_a_killed_ray_run_resumes_to_the_same_outputs(
     first batch when the actors write (that batch's other image is written by then, the
     second batch may be written too); the same command run again gives the same files."""
     import subprocess
-    import sys
 
     from samwsss.testing.killpoints import KILL_AT
 
@@ -251,7 +251,7 @@ def test_a_killed_ray_run_resumes_to_the_same_outputs(
         "PYTHONPATH": source_pythonpath(),
     }
     killed = subprocess.run(
-        [sys.executable, "-m", "samwsss.testing.killpoints", *args],
+        [*KILLABLE_CLI, *args],
         env=env,
         capture_output=True,
         text=True,

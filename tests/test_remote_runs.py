@@ -21,10 +21,11 @@ from click.testing import CliRunner
 
 from samwsss.cli import cli
 from samwsss.cli.exit_codes import ExitCode
-from samwsss.pipeline import object_lock
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.object_lock import ObjectStoreLock
-from samwsss.pipeline.run_lock import RunLockedError, acquire_run_lock, hold_run_lock
+from samwsss.runs import lease
+from samwsss.runs.folder import RunFolder
+from samwsss.runs.lease import ObjectStoreLock
+from samwsss.runs.lock import RunLockedError
 from samwsss.storage import as_path
 from samwsss.testing import object_disk
 from samwsss.testing.killpoints import KILL_AT
@@ -53,7 +54,7 @@ def _threads(torch_threads_restored: None) -> None:
 @pytest.fixture(autouse=True)
 def _quick_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     """No settling pause after a lock's put (the races are tested on their own)."""
-    monkeypatch.setattr(object_lock, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(lease, "SETTLE_SECONDS", 0.0)
 
 
 def _memory_url() -> str:
@@ -177,7 +178,7 @@ def _foreign_lock(url: str, shard: str = "0-of-1", host: str = "elsewhere", age:
 
 def test_a_live_lease_refuses_a_second_run(kill_tree: Path, models: list[str]) -> None:
     url = _memory_url()
-    with hold_run_lock(as_path(url), Shard()):
+    with RunFolder(url).hold():
         result = CliRunner().invoke(cli, run_args(kill_tree, url, models))
     assert result.exit_code != 0
     assert "in use by another samwsss run" in result.output and "renewed" in result.output
@@ -190,10 +191,10 @@ def test_a_fresh_lease_of_another_host_is_refused_and_an_expired_one_taken_over(
     url = _memory_url()
     _foreign_lock(url, age=10.0)
     with pytest.raises(RunLockedError, match="frees itself 300 s after its last renewal"):
-        acquire_run_lock(as_path(url), Shard())
-    _foreign_lock(url, age=object_lock.LEASE_SECONDS + 1)
+        RunFolder(url).lock()
+    _foreign_lock(url, age=lease.LEASE_SECONDS + 1)
     with caplog.at_level(logging.WARNING, logger="samwsss"):
-        lock = acquire_run_lock(as_path(url), Shard())
+        lock = RunFolder(url).lock()
     assert "pid 4242 on host elsewhere" in caplog.text
     record = json.loads(as_path(url + "/.lock/shard-0-of-1.json").read_text())
     assert record["token"] != "foreign"
@@ -202,30 +203,28 @@ def test_a_fresh_lease_of_another_host_is_refused_and_an_expired_one_taken_over(
 
 
 def test_a_dead_pid_on_this_host_frees_the_lease_at_once() -> None:
-    from samwsss.pipeline.run_lock import this_host
+    from samwsss.runs.lock import pid_alive, this_host
 
     url = _memory_url()
     _foreign_lock(url, host=this_host())  # pid 4242: not alive here (or not ours to check)
-    from samwsss.pipeline.run_lock import pid_alive
-
     if pid_alive(4242):
         pytest.skip("pid 4242 runs on this machine")
-    acquire_run_lock(as_path(url), Shard()).release()
+    RunFolder(url).lock().release()
 
 
 def test_a_live_run_of_another_shard_count_is_refused() -> None:
     url = _memory_url()
     _foreign_lock(url, shard="0-of-2")
     with pytest.raises(RunLockedError, match="shards of one run share a folder"):
-        acquire_run_lock(as_path(url), Shard())
+        RunFolder(url).lock()
     assert not as_path(url + "/.lock/shard-0-of-1.json").exists()  # ours released
-    acquire_run_lock(as_path(url), Shard(1, 2)).release()  # the same count shares it
+    RunFolder(url, Shard(1, 2)).lock().release()  # the same count shares it
 
 
 def test_the_holder_renews_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(object_lock, "RENEW_SECONDS", 0.05)
+    monkeypatch.setattr(lease, "RENEW_SECONDS", 0.05)
     url = _memory_url()
-    lock = acquire_run_lock(as_path(url), Shard())
+    lock = RunFolder(url).lock()
     path = as_path(url + "/.lock/shard-0-of-1.json")
     first = json.loads(path.read_text())["renewed"]
     deadline = time.monotonic() + 5
@@ -242,7 +241,7 @@ def test_a_run_that_loses_the_put_race_stops(monkeypatch: pytest.MonkeyPatch) ->
     def other_run_puts() -> None:  # during the settling pause
         _foreign_lock(url, host="racer")
 
-    monkeypatch.setattr(object_lock, "_settle", other_run_puts)
+    monkeypatch.setattr(lease, "_settle", other_run_puts)
     with pytest.raises(RunLockedError, match="took the lock .* as this one started"):
         ObjectStoreLock.acquire(as_path(url), Shard())
     # the winner's lock stays
@@ -251,7 +250,7 @@ def test_a_run_that_loses_the_put_race_stops(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_release_leaves_a_lock_that_is_no_longer_ours() -> None:
     url = _memory_url()
-    lock = acquire_run_lock(as_path(url), Shard())
+    lock = RunFolder(url).lock()
     _foreign_lock(url, host="successor")
     lock.release()
     assert json.loads(as_path(url + "/.lock/shard-0-of-1.json").read_text())["host"] == (
@@ -260,7 +259,7 @@ def test_release_leaves_a_lock_that_is_no_longer_ours() -> None:
 
 
 def test_the_failure_log_of_an_object_store_appends_across_runs() -> None:
-    from samwsss.pipeline.run_folder import FailureLog, read_failures
+    from samwsss.runs.failures import FailureLog, read_failures
 
     url = _memory_url()
     path = as_path(url + "/failures/failures.jsonl")
@@ -279,17 +278,15 @@ def test_the_failure_log_of_an_object_store_appends_across_runs() -> None:
 
 
 def test_the_early_check_reads_the_locks_and_writes_nothing() -> None:
-    from samwsss.pipeline.run_lock import check_run_lock
-
     url = _memory_url()
-    check_run_lock(as_path(url), Shard())
+    RunFolder(url).check_lock()
     assert not as_path(url).exists()  # nothing put
     _foreign_lock(url, age=1.0)
     with pytest.raises(RunLockedError, match="in use by another samwsss run"):
-        check_run_lock(as_path(url), Shard())
+        RunFolder(url).check_lock()
     _foreign_lock(url, shard="1-of-3", age=1.0)
     with pytest.raises(RunLockedError, match="shards of one run share a folder"):
-        check_run_lock(as_path(url), Shard(0, 2))
+        RunFolder(url, Shard(0, 2)).check_lock()
 
 
 def test_a_run_reads_its_dataset_from_an_object_store(

@@ -23,14 +23,8 @@ from click.testing import CliRunner
 from samwsss.cli import cli
 from samwsss.cli.exit_codes import ExitCode
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.run_folder import LOCK_DIR
-from samwsss.pipeline.run_lock import (
-    RunLock,
-    RunLockedError,
-    hold_run_lock,
-    lock_path,
-    pid_alive,
-)
+from samwsss.runs.folder import RunFolder
+from samwsss.runs.lock import LOCK_DIR, RunLock, RunLockedError, lock_path, pid_alive
 from samwsss.testing.killpoints import KILL_AT
 from tests.forked_runs import (
     CORRUPT_ID,
@@ -75,14 +69,14 @@ def _write_lock(out: Path, shard: Shard, pid: int, host: str | None = None) -> P
 
 def test_the_lock_names_its_holder_and_goes_when_the_block_ends(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with hold_run_lock(out, Shard(1, 3)) as lock:
+    with RunFolder(out, Shard(1, 3)).hold() as lock:
         assert lock.path == out / LOCK_DIR / "shard-1-of-3.json"
         record = json.loads(lock.path.read_text())
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
         assert record["shard"] == "1/3" and record["started"] and record["command"]
     assert not out.exists()  # made for the lock only: removed with it
     (out / "masks").mkdir(parents=True)
-    with pytest.raises(RuntimeError, match="boom"), hold_run_lock(out, Shard()):
+    with pytest.raises(RuntimeError, match="boom"), RunFolder(out).hold():
         raise RuntimeError("boom")
     assert leftovers(out) == [] and (out / "masks").is_dir()
 
@@ -137,7 +131,7 @@ def test_a_lock_from_another_host_is_never_taken_over(tmp_path: Path) -> None:
 
 
 def test_shards_of_one_run_share_the_folder_and_other_counts_are_refused(tmp_path: Path) -> None:
-    with hold_run_lock(tmp_path, Shard(0, 2)), hold_run_lock(tmp_path, Shard(1, 2)):
+    with RunFolder(tmp_path, Shard(0, 2)).hold(), RunFolder(tmp_path, Shard(1, 2)).hold():
         assert sorted(p.name for p in (tmp_path / LOCK_DIR).iterdir()) == [
             "shard-0-of-2.json",
             "shard-1-of-2.json",
@@ -149,7 +143,7 @@ def test_shards_of_one_run_share_the_folder_and_other_counts_are_refused(tmp_pat
         assert not lock_path(tmp_path, Shard()).exists()  # the refused run's own lock went
     # a dead run of another count does not block (its shard takes its lock over later)
     _write_lock(tmp_path, Shard(1, 2), _dead_pid())
-    with hold_run_lock(tmp_path, Shard()):
+    with RunFolder(tmp_path).hold():
         pass
 
 
@@ -160,7 +154,7 @@ def test_sigterm_ends_the_run_and_removes_its_lock(tmp_path: Path) -> None:
         code = 1
         try:
             os.close(ready_read)
-            with hold_run_lock(tmp_path, Shard()):
+            with RunFolder(tmp_path).hold():
                 os.write(ready_write, b"1")
                 time.sleep(60)
         except SystemExit as exit_:  # what SIGTERM raises while the lock is held
@@ -176,6 +170,46 @@ def test_sigterm_ends_the_run_and_removes_its_lock(tmp_path: Path) -> None:
         os.close(ready_read)
         code = wait_exit(pid, timeout=30)
     assert code == 128 + signal.SIGTERM and leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- predict, training
+
+
+def test_a_training_run_holds_its_folder(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from samwsss.training.train import Trainer
+    from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, tiny_config
+
+    run, data = tmp_path / "train", ShapesDataset(2, (32, 32))
+    with one_torch_thread(), RunFolder(run).hold():
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()} on host"):
+            Trainer(tiny_config(iterations=1), data, run).run()
+    assert not run.exists()  # refused before anything was written
+    _write_lock(run, Shard(), _dead_pid())
+    with one_torch_thread(), caplog.at_level(logging.WARNING, logger="samwsss"):
+        result = Trainer(tiny_config(iterations=1), data, run).run()
+    assert "taking over the lock of a dead run" in caplog.text
+    assert result.final_model.is_file() and leftovers(run) == []
+
+
+def test_predict_holds_its_folder(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from samwsss.training.predict import load_checkpoint_model, predict_dataset
+    from samwsss.training.prediction_identity import IDENTITY_NAME
+    from samwsss.training.train import Trainer
+    from tests.deeplab_fixtures import ShapesDataset, one_torch_thread, tiny_config
+
+    data, out = ShapesDataset(2, (32, 32)), tmp_path / "pred"
+    with one_torch_thread():
+        trained = Trainer(tiny_config(iterations=1), data, tmp_path / "train").run()
+        model = load_checkpoint_model(trained.final_model, "cpu")
+        with RunFolder(out).hold(), pytest.raises(RunLockedError) as refused:
+            predict_dataset(model, data, out, workers=0)
+        assert f"pid {os.getpid()} on host" in str(refused.value)
+        assert not out.exists()  # refused before anything was written
+        _write_lock(out, Shard(), _dead_pid())
+        with caplog.at_level(logging.WARNING, logger="samwsss"):
+            summary = predict_dataset(model, data, out, workers=0)
+    assert "taking over the lock of a dead run" in caplog.text and summary.written == 2
+    assert (out / IDENTITY_NAME).is_file() and leftovers(out) == []
 
 
 # --------------------------------------------------------------------------- CLI runs

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from samwsss.pipeline.batching import fixed_grid, order_by_size
-from samwsss.pipeline.run_folder import prepare_folder, remove_own_temporaries
-from samwsss.pipeline.runner import (
-    RunConflictError,
-    RunOptions,
-    Shard,
-    _size_reader,
-    overlay_sample,
-    read_failures,
-)
-from samwsss.pipeline.writers import OutputSpec
+from samwsss.pipeline.batching import Shard, fixed_grid, order_by_size
+from samwsss.runs.failures import read_failures
+from samwsss.runs.folder import RunFolder
+from samwsss.runs.lock import RunConflictError
+from samwsss.runs.runner import RunOptions, _size_reader, overlay_sample, prepare_folder
+from samwsss.runs.writers import OutputSpec
 
 
 def test_shards_are_disjoint_and_cover_everything(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +57,7 @@ def test_only_this_shards_temporaries_are_swept(tmp_path: Path) -> None:
     theirs = masks / ".tmp-b.png.x2"
     mine.write_bytes(b"")
     theirs.write_bytes(b"")
-    remove_own_temporaries(tmp_path, {"a"})
+    RunFolder(tmp_path).remove_temporaries(["masks"], {"a"})
     assert not mine.exists() and theirs.exists()
 
 
@@ -92,7 +87,7 @@ def test_folder_checks(tmp_path: Path) -> None:
             {"route": "zero-shot"},
             set(),
         )
-    with pytest.raises(RunConflictError, match="--resume"):
+    with pytest.raises(RunConflictError, match="route: folder text-input, now zero-shot.*--resume"):
         prepare_folder(RunOptions("zero-shot", run), {"route": "zero-shot"}, set())
     with pytest.raises(ValueError, match="route must be one of"):
         RunOptions("zeroshot", run)

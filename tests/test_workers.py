@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 _SCRIPT = textwrap.dedent(
     """
     import os, sys, time
-    from samwsss.pipeline.runner import _load
+    from samwsss.runs.runner import _load
     from samwsss.training.predict import iterate_images
 
     class SlowImages:

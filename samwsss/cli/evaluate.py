@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from samwsss.cli.common import (
+from samwsss.cli.options import (
     PLOT_NAME,
     REPORT_NAME,
     coco_gt_rule_option,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from samwsss.cli.common import data_option, gt_dir_option, split_option, workers_option
+from samwsss.cli.options import data_option, gt_dir_option, split_option, workers_option
 
 
 @click.command(name="report")

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from samwsss.checks import check_count, check_file, check_folder, check_output_folder
+from samwsss.checks import check_count, check_file, check_folder
 from samwsss.choices import (
     IMAGE_RESIZES,
     MERGE_RULES,
@@ -25,7 +25,8 @@ from samwsss.choices import (
     PROMPT_MODES,
     TAG_MATCHES,
 )
-from samwsss.cli.common import (
+from samwsss.cli.exit_codes import ExitCode, run_exit_code
+from samwsss.cli.options import (
     coco_gt_rule_option,
     data_option,
     fail_cleanly,
@@ -35,10 +36,10 @@ from samwsss.cli.common import (
     split_option,
     workers_option,
 )
-from samwsss.cli.exit_codes import ExitCode, run_exit_code
 from samwsss.devices import check_device
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.config import PipelineConfig, preset
+from samwsss.runs.folder import RunFolder, check_writable
 from samwsss.settings import given, layered, read_mapping
 from samwsss.storage import as_path, describe
 from samwsss.workers import default_workers
@@ -427,17 +428,14 @@ def _run_in(route: str, options: dict[str, Any], stack: contextlib.ExitStack) ->
     weights = run_weights(config, with_tagger=route == "zero-shot")
     stack.enter_context(hub_offline(preflight(weights)))
     from samwsss.pipeline.pipeline import Pipeline
-    from samwsss.pipeline.run_folder import FAILURES_DIR
-    from samwsss.pipeline.run_lock import check_run_lock
-    from samwsss.pipeline.runner import RunOptions, check_writable, run_dataset
+    from samwsss.runs.failures import FAILURES_DIR
+    from samwsss.runs.runner import RunOptions, run_dataset
 
     # a folder a live run holds is refused now, not after minutes of loading weights
     # (run_dataset takes the lock for the run itself); a local --out that does not exist
     # yet was checked above and is made when the run starts writing
-    if not isinstance(out, Path):
-        check_writable(out)
     if not isinstance(out, Path) or out.exists():
-        check_run_lock(out, shard)
+        RunFolder(out, shard).check_lock()
     device = _device_for_rank(run.get("device"))
     if run.get("threads") is not None:
         import torch
@@ -511,7 +509,8 @@ def _check_before_loading(run: dict[str, Any], pipeline: dict[str, Any], out: An
     """The checks that need no weights and no torch (but for a CUDA device where the NVIDIA
     driver is present): ``--labels`` a file, ``--gt-dir`` a folder, ``--boxer``/
     ``--masker``/``--segmenter``/``--tagger`` paths of the right kind, ``--out`` writable
-    or creatable (nothing is created), the device present. Opening the dataset next checks
+    or creatable (nothing is created locally; on an object store a probe object is put and
+    deleted), the device present. Opening the dataset next checks
     ``--data`` and ``--mapping``.
 
     Raises:
@@ -525,8 +524,7 @@ def _check_before_loading(run: dict[str, Any], pipeline: dict[str, Any], out: An
         check_folder("--gt-dir", run["gt_dir"], "the folder of ground-truth <id>.png files")
     for kind in KINDS:
         check_model_option(kind, pipeline.get(kind))
-    if isinstance(out, Path):
-        check_output_folder("--out", out)
+    check_writable(out)
     if run.get("engine", "local") != "ray":  # under ray, the actors' machines run the models
         check_device(run.get("device"))
 
@@ -572,7 +570,7 @@ def _engine(run: dict[str, Any], device: str | None) -> Any:
         return None
     if engine != "ray":
         raise ValueError(f"--engine must be local or ray, got {engine!r}")
-    from samwsss.pipeline.ray_engine import RayEngine
+    from samwsss.runs.ray_engine import RayEngine
 
     gpus = run.get("ray_gpus_per_actor")
     if gpus is None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from samwsss.choices import PREDICT_DTYPES, TRAIN_AMP_OF_DTYPE
-from samwsss.cli.common import (
+from samwsss.cli.options import (
     PLOT_NAME,
     REPORT_NAME,
     coco_gt_rule_option,
@@ -29,6 +29,7 @@ from samwsss.cli.common import (
     workers_option,
 )
 from samwsss.devices import check_device
+from samwsss.runs.folder import check_writable
 from samwsss.segnets.registry import (
     DEEPLAB_ARCH,
     default_segmenter_arch,
@@ -350,6 +351,7 @@ def _train(values: dict[str, Any], default_arch: str, command: str) -> None:
                 "pass --val-split (e.g. val; from --data, or from --val-data when given)"
             )
         check_device(config.device)  # before the data opens and any weights load
+        check_writable(out)
         dataset = open_training_dataset(config, values["missing_masks"])
         val_dataset = open_validation_dataset(config, dataset) if validation_set else None
         try:
@@ -544,6 +546,7 @@ def predict_command(
         )
 
         check_device(device)  # before the data opens and the checkpoint loads
+        check_writable(out)
         dataset = open_dataset(
             data, split, mapping=mapping, gt_dir=gt_dir, coco_gt_rule=coco_gt_rule
         )
@@ -557,9 +560,6 @@ def predict_command(
             sliding_window=side if sliding_window or fixed or window is not None else None,
         )
         check_class_names(loaded.class_names, dataset)
-        if overwrite:  # the old run's report must not outlive its predictions
-            for name in (REPORT_NAME, PLOT_NAME):
-                (out / name).unlink(missing_ok=True)
         summary = predict_dataset(
             loaded,
             dataset,
@@ -569,6 +569,7 @@ def predict_command(
             workers=workers,
             overwrite=overwrite,
             palette=not plain,
+            reports=(REPORT_NAME, PLOT_NAME),
         )
         click.echo(
             f"wrote {summary.written} predictions to {summary.out_dir} ({summary.skipped} existed)"

@@ -28,8 +28,8 @@ from pathlib import Path
 import click
 
 import samwsss
-from samwsss.cli.common import data_option
 from samwsss.cli.export import export_command
+from samwsss.cli.options import data_option
 from samwsss.cli.report import report_command
 from samwsss.cli.run import text_input_command
 

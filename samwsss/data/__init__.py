@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from samwsss.data.base import Sample, SegmentationDataset
 from samwsss.data.coco import COCODataset
-from samwsss.data.common import COCO_GT_RULES, LABEL_SOURCES, DatasetError
 from samwsss.data.folder import FolderDataset
 from samwsss.data.images import ImageReadError, load_rgb
+from samwsss.data.indexed import COCO_GT_RULES, LABEL_SOURCES, DatasetError
 from samwsss.data.resolve import open_dataset
 from samwsss.data.voc import VOCDataset
 

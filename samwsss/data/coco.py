@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from samwsss.classes import COCO_CATEGORY_TO_INDEX, COCO_CLASSES
-from samwsss.data.common import (
+from samwsss.data.indexed import (
     DatasetError,
     IndexedDataset,
     MappingLike,

@@ -30,7 +30,8 @@ import os
 import re
 from collections.abc import Iterable
 
-from samwsss.data.common import (
+from samwsss.data.images import IMAGE_SUFFIXES
+from samwsss.data.indexed import (
     DatasetError,
     IndexedDataset,
     MappingLike,
@@ -40,7 +41,6 @@ from samwsss.data.common import (
     format_some,
     labels_from_gt,
 )
-from samwsss.data.images import IMAGE_SUFFIXES
 from samwsss.mapping import ClassMapping
 from samwsss.storage import AnyPath, as_path, is_folder, scan_folder
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.coco import COCODataset, annotation_file_for, coco_splits, is_coco_image_folder
-from samwsss.data.common import DatasetError, MappingLike, check_gt_rule, check_label_source
 from samwsss.data.folder import FolderDataset
+from samwsss.data.indexed import DatasetError, MappingLike, check_gt_rule, check_label_source
 from samwsss.data.voc import VOCDataset, find_voc_root
 from samwsss.storage import AnyPath, as_path, is_folder
 

@@ -36,7 +36,8 @@ import os
 import xml.etree.ElementTree as ET
 
 from samwsss.classes import VOC_CLASSES
-from samwsss.data.common import (
+from samwsss.data.images import IMAGE_SUFFIXES
+from samwsss.data.indexed import (
     DatasetError,
     IndexedDataset,
     MappingLike,
@@ -48,7 +49,6 @@ from samwsss.data.common import (
     labels_from_gt,
     list_images,
 )
-from samwsss.data.images import IMAGE_SUFFIXES
 from samwsss.mapping import ClassMapping, normalize_tag
 from samwsss.storage import AnyPath, as_path, is_folder, open_binary, scan_folder
 

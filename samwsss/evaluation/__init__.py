@@ -4,7 +4,7 @@ Public API:
     ConfusionMatrix, SegmentationMetrics   -- samwsss.evaluation.confusion
     evaluate_folder, MissingPredictionsError, PredictionSizeError, EvaluationWorkerError
                                            -- samwsss.evaluation.folder
-    EvaluationReport                       -- samwsss.evaluation.report
+    EvaluationReport                       -- samwsss.evaluation.result
     GroundTruthFolder                      -- samwsss.evaluation.gt_folder
 """
 
@@ -16,7 +16,7 @@ from samwsss.evaluation.folder import (
     evaluate_folder,
 )
 from samwsss.evaluation.gt_folder import GroundTruthFolder
-from samwsss.evaluation.report import EvaluationReport
+from samwsss.evaluation.result import EvaluationReport
 
 __all__ = [
     "ConfusionMatrix",

@@ -27,7 +27,7 @@ import numpy as np
 from samwsss.data.base import SegmentationDataset
 from samwsss.data.images import ImageReadError
 from samwsss.evaluation.confusion import ConfusionMatrix
-from samwsss.evaluation.report import EvaluationReport
+from samwsss.evaluation.result import EvaluationReport
 from samwsss.labelio import read_label_png
 from samwsss.storage import AnyPath, as_path, is_folder, scan_folder
 

@@ -1,4 +1,5 @@
-"""The pipeline: stages owned together, the two routes, dataset runs.
+"""The pipeline: stages owned together and the two routes, in memory (dataset runs, which
+write run folders, are :mod:`samwsss.runs`).
 
 :class:`Pipeline` and :class:`PipelineResult` are imported on first use, so that reading
 settings (:mod:`samwsss.pipeline.config`) loads no torch: the run commands check their

@@ -1,15 +1,14 @@
-"""Settings, read without loading torch: the pipeline's (:class:`PipelineConfig`, and the
-presets ``default``, ``paper`` and ``sam3``) and a dataset run's (:class:`RunOptions`)."""
+"""The pipeline's settings, read without loading torch: :class:`PipelineConfig`, and the
+presets ``default``, ``paper`` and ``sam3``."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from samwsss.checks import check_choice, check_count, check_optional_fraction
 from samwsss.choices import (
-    DEFAULT_WORKERS,
     DTYPE_ALIASES,
     IMAGE_RESIZES,
     MERGE_RULES,
@@ -17,11 +16,8 @@ from samwsss.choices import (
     PIPELINE_DTYPES,
     PRESENCE_TAGGER,
     PROMPT_MODES,
-    ROUTES,
     TAG_MATCHES,
 )
-from samwsss.pipeline.batching import Shard
-from samwsss.storage import AnyPath, as_path
 
 
 @dataclass(frozen=True)
@@ -166,48 +162,3 @@ def preset(name: str, **overrides: Any) -> PipelineConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides)
-
-
-@dataclass
-class RunOptions:
-    """How a dataset run writes and resumes.
-
-    Attributes:
-        route: ``"text-input"`` or ``"zero-shot"``.
-        out: the run folder: a local path, or an fsspec URL (``s3://bucket/run``; see
-            :mod:`samwsss.storage`) given as a string or made with ``as_path``.
-        shard: the part of the dataset this process runs.
-        workers: DataLoader worker processes decoding images ahead of the GPU.
-        palette / plain / instances: which mask outputs to write (see writers).
-        overlays: how many images (spread evenly over the dataset) get overlay JPEGs.
-        overwrite: delete a different run's outputs in ``out`` and start again.
-        resume: continue in ``out`` even though its saved config differs.
-        evaluate: evaluate at the end when the dataset has ground truth.
-        max_images: stop after this many images (for trials; a later run resumes).
-        retry_failures: retry images an earlier run recorded as unreadable (default: skip).
-        sort_by_size: run the shard's images in order of size, so that batches hold images
-            of one size (Grounding DINO batches only images of equal resized size exactly).
-    """
-
-    route: str
-    out: AnyPath
-    shard: Shard = field(default_factory=Shard)
-    workers: int = DEFAULT_WORKERS
-    palette: bool = True
-    plain: bool = False
-    instances: bool = False
-    overlays: int = 0
-    overwrite: bool = False
-    resume: bool = False
-    evaluate: bool = True
-    max_images: int | None = None
-    retry_failures: bool = False
-    sort_by_size: bool = True
-
-    def __post_init__(self) -> None:
-        check_choice("route", self.route, ROUTES)
-        check_count("workers", self.workers, minimum=0)
-        check_count("overlays", self.overlays, minimum=0)
-        if self.max_images is not None:
-            check_count("max_images (or leave it out)", self.max_images)
-        self.out = as_path(self.out)

@@ -132,12 +132,7 @@ class SegmentationArch(Protocol):
         ...
 
     def loss(
-        self,
-        model: nn.Module,
-        pixels: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        world_size: int = 1,
+        self, model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, *, world_size: int = 1
     ) -> torch.Tensor:
         """Scalar training loss of this process's batch.
 

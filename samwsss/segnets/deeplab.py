@@ -594,12 +594,7 @@ class DeepLabArch:
 
     # ------------------------------------------------------------------ training
     def loss(
-        self,
-        model: nn.Module,
-        pixels: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        world_size: int = 1,
+        self, model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, *, world_size: int = 1
     ) -> torch.Tensor:
         """Cross-entropy over the valid pixels of the global batch
         (:func:`deeplab_loss` of the model's logits)."""

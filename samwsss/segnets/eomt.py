@@ -27,14 +27,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from samwsss.segnets.common import (
-    check_num_classes,
-    init_config,
-    is_random_init,
-    label_fields,
-    refuse_segmentation_init,
-    unwrap_model,
-)
+from samwsss.segnets.hf_arch import label_fields, unwrap_model
 from samwsss.segnets.inference import window_probabilities
 from samwsss.segnets.mask_loss import MaskClassificationArch
 
@@ -111,6 +104,9 @@ class EomtArch(MaskClassificationArch):
     """
 
     name = "eomt"
+    backbone_type = "dinov2"
+    backbone_label = "DINOv2"
+    backbone_example = "facebook/dinov2-large"
     #: inference on other sizes runs a sliding window of ``image_size`` crops (the trainer
     #: and ``predict`` read this)
     fixed_input_size = True
@@ -148,10 +144,15 @@ class EomtArch(MaskClassificationArch):
         """The ViT's parameters (everything but the queries and the heads)."""
         return not parameter.startswith(_HEAD_PREFIXES)
 
-    def _random_model(self, num_classes: int, vit: Mapping[str, Any]) -> Any:
-        """A random EoMT on a ViT of ``vit``'s values."""
+    def _build_random(self, num_classes: int, vit: Mapping[str, Any] | None = None) -> Any:
+        """A random EoMT on a ViT of ``vit``'s values (default: :attr:`backbone`'s).
+
+        Raises:
+            ValueError: ``image_size`` is not a multiple of the patch size.
+        """
         from transformers import EomtConfig
 
+        vit = self.backbone if vit is None else vit
         patch = int(vit["patch_size"])
         if self.image_size % patch:
             raise ValueError(
@@ -170,37 +171,17 @@ class EomtArch(MaskClassificationArch):
         )
         return self.new_model(config)
 
-    def build(
-        self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False
-    ) -> nn.Module:
-        """``EomtForUniversalSegmentation`` with ``num_classes`` classes.
-
-        Args:
-            init: a DINOv2 checkpoint (hub id or local folder of a ``dinov2`` model): its
-                ViT weights are converted (see the module doc), the rest is new. An ``eomt``
-                checkpoint is segmentation-trained: refused unless
-                ``allow_segmentation_init``, then loaded whole.
+    def _build_from_backbone(self, num_classes: int, init: str, source: Any) -> nn.Module:
+        """EoMT on the DINOv2 checkpoint ``init`` (``source``: its config): the ViT weights
+        converted (see the module doc), the queries and heads new.
 
         Raises:
-            ValueError: another model type, a refused segmentation checkpoint, or an
-                ``image_size`` that is not a multiple of the patch size.
+            ValueError: ``image_size`` is not a multiple of the patch size, or the weights
+                do not fit.
         """
         import torch
         from transformers import Dinov2Model
 
-        num_classes = check_num_classes(num_classes)
-        if is_random_init(init):
-            return self._random_model(num_classes, self.backbone)
-        assert init is not None
-        source = init_config(init)
-        refuse_segmentation_init(source, init, allow_segmentation_init)
-        if source.model_type == "eomt":
-            return self.load_whole(init, num_classes)
-        if source.model_type != "dinov2":
-            raise ValueError(
-                f"init {init!r} is a {source.model_type!r} model; eomt needs a DINOv2 "
-                "checkpoint such as 'facebook/dinov2-large'"
-            )
         vit = {key: getattr(source, key) for key in _DINOV2_KEYS}
         vit.update(
             patch_size=int(source.patch_size),
@@ -210,7 +191,7 @@ class EomtArch(MaskClassificationArch):
             hidden_act=str(source.hidden_act),
             num_register_tokens=0,
         )
-        model = self._random_model(num_classes, vit)
+        model = self._build_random(num_classes, vit)
         pretrained = Dinov2Model.from_pretrained(init, dtype=torch.float32)
         weights = dinov2_to_eomt(pretrained.state_dict(), model.grid_size)
         missing, unexpected = model.load_state_dict(weights, strict=False)

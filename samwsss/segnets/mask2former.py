@@ -21,13 +21,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from samwsss.segnets.common import (
-    check_num_classes,
-    init_config,
-    is_random_init,
-    label_fields,
-    refuse_segmentation_init,
-)
+from samwsss.segnets.hf_arch import label_fields
 from samwsss.segnets.mask_loss import MaskClassificationArch
 
 if TYPE_CHECKING:
@@ -68,6 +62,9 @@ class Mask2FormerArch(MaskClassificationArch):
     """
 
     name = "mask2former"
+    backbone_type = "swin"
+    backbone_label = "Swin"
+    backbone_example = "microsoft/swin-large-patch4-window12-384-in22k"
     #: Swin's position tables (Mask2Former's ``WEIGHT_DECAY_EMBED 0``)
     no_decay_names = ("relative_position_bias_table", "position_embeddings")
 
@@ -101,10 +98,19 @@ class Mask2FormerArch(MaskClassificationArch):
         """The Swin encoder's parameters."""
         return parameter.startswith(_BACKBONE_PREFIX)
 
-    def _random_model(self, num_classes: int, backbone_config: Any) -> Any:
-        """A random Mask2Former on a Swin of ``backbone_config``."""
-        from transformers import Mask2FormerConfig
+    def _build_random(self, num_classes: int, backbone_config: Any = None) -> Any:
+        """A random Mask2Former on a Swin of ``backbone_config`` (default: of
+        :attr:`backbone`'s values)."""
+        from transformers import Mask2FormerConfig, SwinConfig
 
+        if backbone_config is None:
+            backbone_config = SwinConfig(
+                **{
+                    **self.backbone,
+                    "out_features": _OUT_FEATURES,
+                    "drop_path_rate": self.drop_path_rate,
+                }
+            )
         config = Mask2FormerConfig(
             **{
                 **self.config,
@@ -115,44 +121,12 @@ class Mask2FormerArch(MaskClassificationArch):
         )
         return self.new_model(config)
 
-    def build(
-        self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False
-    ) -> nn.Module:
-        """``Mask2FormerForUniversalSegmentation`` with ``num_classes`` classes.
-
-        Args:
-            init: a Swin image-classification checkpoint (hub id or local folder of a
-                ``swin`` model): backbone weights loaded, the rest new. A ``mask2former``
-                checkpoint is segmentation-trained: refused unless
-                ``allow_segmentation_init``, then loaded whole (a class head of another
-                size is re-initialised).
-
-        Raises:
-            ValueError: another model type, or a refused segmentation checkpoint.
-        """
+    def _build_from_backbone(self, num_classes: int, init: str, source: Any) -> nn.Module:
+        """Mask2Former on the Swin image-classification checkpoint ``init`` (``source``: its
+        config): the backbone's weights loaded, the pixel and transformer decoders new."""
         import torch
         from transformers import SwinBackbone, SwinConfig
 
-        num_classes = check_num_classes(num_classes)
-        if is_random_init(init):
-            backbone_config = SwinConfig(
-                **{
-                    **self.backbone,
-                    "out_features": _OUT_FEATURES,
-                    "drop_path_rate": self.drop_path_rate,
-                }
-            )
-            return self._random_model(num_classes, backbone_config)
-        assert init is not None
-        source = init_config(init)
-        refuse_segmentation_init(source, init, allow_segmentation_init)
-        if source.model_type == "mask2former":
-            return self.load_whole(init, num_classes)
-        if source.model_type != "swin":
-            raise ValueError(
-                f"init {init!r} is a {source.model_type!r} model; mask2former needs a Swin "
-                "checkpoint such as 'microsoft/swin-large-patch4-window12-384-in22k'"
-            )
         values = source.to_dict()
         for key in ("out_indices", "out_features", "stage_names", "id2label", "label2id"):
             values.pop(key, None)
@@ -160,7 +134,7 @@ class Mask2FormerArch(MaskClassificationArch):
             out_features=_OUT_FEATURES, drop_path_rate=self.drop_path_rate, architectures=None
         )
         backbone_config = SwinConfig.from_dict(values)
-        model = self._random_model(num_classes, backbone_config)
+        model = self._build_random(num_classes, backbone_config)
         pretrained = SwinBackbone.from_pretrained(
             init, out_features=_OUT_FEATURES, dtype=torch.float32
         )

@@ -29,7 +29,7 @@ with those weights over the queries of images that have at least one valid pixel
 without any label contributes nothing). Mask losses (sigmoid BCE averaged over points,
 dice) are summed over matched masks and divided by the number of target masks. Every
 decoder layer (auxiliary outputs) gets the same loss. Normalisers are all-reduced under DDP
-(:func:`samwsss.segnets.common.global_normalizers`).
+(:func:`samwsss.segnets.hf_arch.global_normalizers`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from samwsss.segnets.arch import IGNORE_INDEX
-from samwsss.segnets.common import HFSegmenterArch, global_normalizers
+from samwsss.segnets.hf_arch import (
+    HFSegmenterArch,
+    check_num_classes,
+    global_normalizers,
+    init_config,
+    is_random_init,
+    refuse_segmentation_init,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -359,7 +366,8 @@ class MaskClassificationArch(HFSegmenterArch):
 
     A subclass gives :meth:`outputs` (the ``(class_logits, mask_logits)`` of every layer the
     loss covers, the final output first); :meth:`logits` are ``log`` of
-    :func:`semantic_log_scores` at the input size.
+    :func:`semantic_log_scores` at the input size; :meth:`build` calls its
+    :meth:`_build_random` or :meth:`_build_from_backbone`.
 
     Args:
         config: the model config's overrides.
@@ -391,6 +399,47 @@ class MaskClassificationArch(HFSegmenterArch):
             importance_sample_ratio=importance_sample_ratio,
         )
 
+    #: The backbones :meth:`build` starts from: ``model_type``, name and an example.
+    backbone_type: str
+    backbone_label: str
+    backbone_example: str
+
+    def build(
+        self, num_classes: int, init: str | None, *, allow_segmentation_init: bool = False
+    ) -> nn.Module:
+        """The network with ``num_classes`` classes: random (``init`` none), on the backbone
+        weights of ``init`` (hub id or local folder of a ``backbone_type`` model), or the whole
+        of a checkpoint of this architecture (``name``), which is segmentation-trained:
+        refused unless ``allow_segmentation_init`` (a class head of another size is
+        re-initialised).
+
+        Raises:
+            ValueError: another model type, a refused segmentation checkpoint, or an init
+                the subclass cannot use.
+        """
+        num_classes = check_num_classes(num_classes)
+        if is_random_init(init):
+            return self._build_random(num_classes)
+        assert init is not None
+        source = init_config(init)
+        refuse_segmentation_init(source, init, allow_segmentation_init)
+        if source.model_type == self.name:
+            return self.load_whole(init, num_classes)
+        if source.model_type != self.backbone_type:
+            raise ValueError(
+                f"init {init!r} is a {source.model_type!r} model; {self.name} needs a "
+                f"{self.backbone_label} checkpoint such as {self.backbone_example!r}"
+            )
+        return self._build_from_backbone(num_classes, init, source)
+
+    @abstractmethod
+    def _build_random(self, num_classes: int) -> nn.Module:
+        """A random network on a backbone of :attr:`backbone`'s values."""
+
+    @abstractmethod
+    def _build_from_backbone(self, num_classes: int, init: str, source: Any) -> nn.Module:
+        """The network on ``init``'s backbone weights (``source``: its config), the rest new."""
+
     @abstractmethod
     def outputs(
         self, model: nn.Module, pixels: torch.Tensor
@@ -398,12 +447,7 @@ class MaskClassificationArch(HFSegmenterArch):
         """``(class_logits, mask_logits)`` of every layer the loss covers, the final first."""
 
     def loss(
-        self,
-        model: nn.Module,
-        pixels: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        world_size: int = 1,
+        self, model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, *, world_size: int = 1
     ) -> torch.Tensor:
         """Mask-classification loss over every layer of :meth:`outputs` (ignored pixels left
         out)."""

@@ -32,6 +32,7 @@ Recipes and their sources:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -78,16 +79,9 @@ SEGFORMER_RECIPE = Recipe(
     ),
 )
 
-EOMT_RECIPE = Recipe(
-    optimizer="adamw",
-    lr=1e-4,
-    backbone_lr_mult=0.1,
-    weight_decay=0.05,
-    iterations=80_000,
-    batch_size=8,
+EOMT_RECIPE = dataclasses.replace(
+    MASK2FORMER_RECIPE,
     crop_size=518,
-    poly_power=0.9,
-    clip_grad_norm=0.01,
     source=(
         "Mask2Former's AdamW numbers (lr 1e-4, wd 0.05, backbone x0.1, poly 0.9) and budget "
         "(80k iterations, batch 8), not checked against EoMT's own configs; crops 518 = 37 "

@@ -8,7 +8,7 @@ new (random). The decode head's logits come out at 1/4 of the input size.
 Loss: cross-entropy of the logits upsampled (bilinear, ``align_corners=False``) to the
 label size, summed over the pixels not labelled 255 and divided by the number of those
 pixels in the global batch (all-reduced under DDP, see
-:func:`samwsss.segnets.common.global_normalizers`). An ignored pixel contributes nothing:
+:func:`samwsss.segnets.hf_arch.global_normalizers`). An ignored pixel contributes nothing:
 neither to the sum nor to the normaliser, and the gradient of the loss with respect to the
 upsampled logits there is exactly zero.
 """
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from samwsss.segnets.arch import IGNORE_INDEX
-from samwsss.segnets.common import (
+from samwsss.segnets.hf_arch import (
     HFSegmenterArch,
     check_num_classes,
     global_normalizers,
@@ -158,12 +158,7 @@ class SegFormerArch(HFSegmenterArch):
         return model
 
     def loss(
-        self,
-        model: nn.Module,
-        pixels: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        world_size: int = 1,
+        self, model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, *, world_size: int = 1
     ) -> torch.Tensor:
         """Mean cross-entropy over the valid pixels of the global batch (see the module doc)."""
         logits = model(pixel_values=pixels).logits

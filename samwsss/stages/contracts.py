@@ -314,11 +314,7 @@ class Masker(Stage, Protocol):
     """Images + boxes -> the same detections with instance masks."""
 
     def segment(
-        self,
-        images: ImageBatch,
-        detections: Sequence[Detections],
-        *,
-        max_images: int | None = None,
+        self, images: ImageBatch, detections: Sequence[Detections], *, max_images: int | None = None
     ) -> list[Detections]:
         """The detections with ``masks`` ``(N, H, W)`` bool and ``mask_scores`` set.
 

@@ -238,11 +238,7 @@ class SamMasker(ModelStage):
         return self.segment(batch, _check_detections(batch, detections))
 
     def segment(
-        self,
-        images: ImageBatch,
-        detections: Sequence[Detections],
-        *,
-        max_images: int | None = None,
+        self, images: ImageBatch, detections: Sequence[Detections], *, max_images: int | None = None
     ) -> list[Detections]:
         """:meth:`__call__` on a checked batch (the pipeline's entry: no input checks).
 

@@ -1,10 +1,9 @@
 """Kill points: stop a dataset run dead at a fixed point of its work, for the resume tests.
 
-A run is killed by a count of events, not by a timer, so the same setting stops it at the
-same place every time::
-
-    SAMWSSS_TEST_KILL_AT="<event>:<n>[:<signal>]"  python -m samwsss.testing.killpoints \\
-        text-input --data ... --out ...
+A run is killed by a count of events, not by a timer, so the same setting,
+``SAMWSSS_TEST_KILL_AT="<event>:<n>[:<signal>]"``, stops it at the same place every time.
+The tests call :func:`install_from_env` before the CLI, in a forked child or a fresh
+interpreter (``tests/forked_runs.py``); this module imports no CLI code.
 
 ``event`` is one of :data:`EVENTS`, counted from 1 over the process:
 
@@ -28,7 +27,7 @@ Nothing in the package reads these variables: :func:`install` wraps, in the runn
 process only, the functions where the events happen (``os.replace`` as the atomic writes
 use it, ``samwsss.storage.put_bytes`` for fsspec outputs, ``Pipeline.run_arrays``,
 ``FailureLog.record``). An unset variable installs nothing,
-so runs pay nothing; the module's ``main`` installs the points, then runs the CLI.
+so runs pay nothing.
 """
 
 from __future__ import annotations
@@ -117,7 +116,7 @@ class _Counter:
 def install(point: KillPoint) -> None:
     """Wrap the functions where the events happen so that ``point`` fires (this process only)."""
     from samwsss.pipeline.pipeline import Pipeline
-    from samwsss.pipeline.run_folder import FailureLog
+    from samwsss.runs.failures import FailureLog
 
     counter = _Counter(point)
 
@@ -173,16 +172,3 @@ def install_from_env() -> KillPoint | None:
     point = KillPoint.parse(text)
     install(point)
     return point
-
-
-def main() -> None:
-    """``python -m samwsss.testing.killpoints <samwsss arguments>``: the CLI with the kill
-    point of :data:`KILL_AT` installed."""
-    from samwsss.cli import main as cli_main
-
-    install_from_env()
-    cli_main()
-
-
-if __name__ == "__main__":
-    main()

@@ -22,7 +22,7 @@ Modules (import them directly; this package imports nothing itself):
   ``training_curve.png``.
 - :mod:`samwsss.training.predict` -- ``load_checkpoint_model``, ``predict_labels``,
   ``predict_dataset``, ``evaluate_model`` (multi-scale + flip).
-- :mod:`samwsss.training.prediction_folder` -- the identity file that lets ``predict``
+- :mod:`samwsss.training.prediction_identity` -- the identity that lets ``predict``
   resume a folder only with the same checkpoint, settings and dataset.
 
 The networks live in :mod:`samwsss.segnets`; ``samwsss.deeplab`` is this package's old name.

@@ -39,6 +39,8 @@ from samwsss.data.images import ImageReadError
 from samwsss.devices import resolve_device
 from samwsss.evaluation import ConfusionMatrix
 from samwsss.labelio import write_label_png
+from samwsss.pipeline.batching import Shard
+from samwsss.runs.folder import RunFolder
 from samwsss.segnets.inference import (
     arch_logits,
     upsample_logits,
@@ -46,10 +48,10 @@ from samwsss.segnets.inference import (
 )
 from samwsss.segnets.registry import checkpoint_arch
 from samwsss.training.config import TrainConfig, config_from_dict
-from samwsss.training.prediction_folder import (
+from samwsss.training.prediction_identity import (
     IDENTITY_NAME,
+    identity_differences,
     prediction_identity,
-    prepare_prediction_folder,
     state_dict_sha256,
 )
 from samwsss.training.transforms import normalize_batch
@@ -78,7 +80,7 @@ class LoadedModel:
         iteration: training iterations done when the checkpoint was written.
         device: where the model lives.
         path: the checkpoint file it was loaded from (``None`` when built in memory).
-        weights_sha256: hash of the weights (``prediction_folder.state_dict_sha256``);
+        weights_sha256: hash of the weights (``prediction_identity.state_dict_sha256``);
             ``None`` means "compute it from ``model`` when needed".
         arch: the architecture (its ``logits`` run inference); ``None``: ``model`` maps
             ``(B, 3, h, w)`` to logits at any stride (DeepLabV2).
@@ -382,23 +384,29 @@ def predict_dataset(
     overwrite: bool = False,
     palette: bool = True,
     ids: Sequence[str] | None = None,
+    reports: Sequence[str] = (),
 ) -> PredictionSummary:
     """Write ``<out_dir>/<id>.png`` (uint8 class indices, VOC palette) for every image.
 
     The folder records which run its predictions belong to in ``prediction_identity.json``
     (the checkpoint's weights hash and iteration, the dataset's kind/root/split, scales,
-    flip, bf16 and palette; see :mod:`samwsss.training.prediction_folder`). A rerun with
+    flip, bf16 and palette; see :mod:`samwsss.training.prediction_identity`). A rerun with
     the same identity resumes: existing ``<id>.png`` are kept. A rerun with another
     identity, or into a folder holding ``<id>.png`` but no identity file, is refused.
     ``overwrite`` deletes the identity and the ``<id>.png`` of every image of ``dataset``
-    first and predicts everything again.
+    first and predicts everything again. The run holds the folder's lock while it predicts
+    (:meth:`~samwsss.runs.folder.RunFolder.hold`; under torchrun each rank its rank's).
 
     Args:
         ids: predict only these ids (default: all of ``dataset``).
+        reports: names of files in ``out_dir`` made from the predictions (the evaluation
+            report): ``overwrite`` deletes them too, under the lock, so that no report
+            outlives its predictions.
 
     Raises:
-        ValueError: the checkpoint's classes differ from the dataset's, or ``out_dir``
-            holds predictions of another run (without ``overwrite``).
+        ValueError: the checkpoint's classes differ from the dataset's, or (a
+            ``RunConflictError``) ``out_dir`` holds predictions of another run (without
+            ``overwrite``), or (``RunLockedError``) a live run predicts into it.
     """
     check_class_names(loaded.class_names, dataset)
     folder = Path(out_dir)
@@ -418,33 +426,41 @@ def predict_dataset(
             None if options.sliding_window is None else (options.sliding_window, options.stride())
         ),
     )
-    prepare_prediction_folder(
-        folder, identity, list(dict.fromkeys([*dataset.ids, *wanted])), overwrite=overwrite
-    )
-    todo = [i for i in wanted if not (folder / f"{i}.png").exists()]
-    skipped = len(wanted) - len(todo)
-    if skipped:
-        logger.info(
-            "%d predictions of this run (%s) already exist in %s; skipped",
-            skipped,
-            IDENTITY_NAME,
-            folder,
-        )
-    written = 0
-    failed: dict[str, str] = {}
-    for batch in iterate_images(dataset, todo, batch_size, workers, failed):
-        labels = predict_labels(
-            loaded.model,
-            [image for _, image in batch],
-            mean=loaded.config.mean,
-            std=loaded.config.std,
-            options=options,
-            arch=loaded.arch,
-        )
-        for (image_id, _), label in zip(batch, labels, strict=True):
-            write_label_png(folder / f"{image_id}.png", label, palette=palette)
-            written += 1
-        logger.info("predicted %d / %d", written, len(todo))
+    named = list(dict.fromkeys([*dataset.ids, *wanted]))  # every id a prediction may have
+
+    def predictions() -> list[str]:
+        return [f"{i}.png" for i in named if (folder / f"{i}.png").is_file()]
+
+    run = RunFolder(folder, Shard.parse(None), IDENTITY_NAME, identity_differences, resumable=False)
+    written, failed = 0, dict[str, str]()
+    with run.hold():
+        if overwrite:  # the identity first: a kill half-way leaves no identity over old PNGs
+            (folder / IDENTITY_NAME).unlink(missing_ok=True)
+            for name in reports:
+                (folder / name).unlink(missing_ok=True)
+            removed = predictions()
+            for name in removed:
+                (folder / name).unlink()
+            if removed:
+                logger.info("--overwrite: deleted %d predictions in %s", len(removed), folder)
+        run.claim(identity, found=predictions)
+        todo = [i for i in wanted if not (folder / f"{i}.png").exists()]
+        skipped = len(wanted) - len(todo)
+        if skipped:
+            logger.info("%d predictions of this run already exist in %s: kept", skipped, folder)
+        for batch in iterate_images(dataset, todo, batch_size, workers, failed):
+            labels = predict_labels(
+                loaded.model,
+                [image for _, image in batch],
+                mean=loaded.config.mean,
+                std=loaded.config.std,
+                options=options,
+                arch=loaded.arch,
+            )
+            for (image_id, _), label in zip(batch, labels, strict=True):
+                write_label_png(folder / f"{image_id}.png", label, palette=palette)
+                written += 1
+            logger.info("predicted %d / %d", written, len(todo))
     return PredictionSummary(folder, written, skipped, failed)
 
 

@@ -47,6 +47,7 @@ schedule, loss), :mod:`samwsss.training.distributed` (process group, DDP wrapper
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -65,6 +66,7 @@ from torch import nn
 from samwsss.atomic import remove_stale_temporaries
 from samwsss.data.base import SegmentationDataset
 from samwsss.evaluation import ConfusionMatrix
+from samwsss.runs.folder import RunFolder
 from samwsss.segnets.arch import SegmentationArch
 from samwsss.segnets.registry import resolve_arch
 from samwsss.training.config import TrainConfig, save_config
@@ -492,10 +494,14 @@ class Trainer:
 
     # ----------------------------------------------------------------- main loop
     def run(self) -> TrainResult:
-        """Train to ``config.iterations`` and write the run directory; see the module docs."""
+        """Train to ``config.iterations`` and write the run directory; see the module docs.
+        Rank 0, which writes, holds the directory's lock (:meth:`RunFolder.hold`: a live
+        run there raises ``RunLockedError``, a dead one's lock is taken over)."""
         requested = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         with distributed_session(requested.startswith("cuda")) as ctx:
-            return self._run(ctx)
+            held = RunFolder(self.out_dir).hold() if ctx.is_main else contextlib.nullcontext()
+            with held:
+                return self._run(ctx)
 
     def _run(self, ctx: DistributedContext) -> TrainResult:
         cfg = self.config

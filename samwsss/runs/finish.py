@@ -17,10 +17,10 @@ from samwsss.atomic import atomic_write_json
 from samwsss.data.base import SegmentationDataset
 from samwsss.evaluation import EvaluationReport, evaluate_folder
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.config import RunOptions
 from samwsss.pipeline.pipeline import Pipeline
-from samwsss.pipeline.run_folder import FAILURES_DIR, read_failures
-from samwsss.pipeline.writers import OutputSpec
+from samwsss.runs.failures import FAILURES_DIR, read_failures
+from samwsss.runs.folder import RunFolder
+from samwsss.runs.writers import OutputSpec
 from samwsss.storage import AnyPath
 
 logger = logging.getLogger(__name__)
@@ -53,15 +53,15 @@ class RunSummary:
 
 def write_manifest(
     pipeline: Pipeline,
-    options: RunOptions,
+    folder: RunFolder,
     identity: dict[str, Any],
     summary: RunSummary,
     started: float,
-    failures_path: AnyPath,
     engine: dict[str, Any] | None = None,
 ) -> None:
-    """``manifest<shard suffix>.json``: settings, environment (with the engine that ran the
-    models: ``{"name": "local"}``, or the Ray actors' device and count), counts and timing."""
+    """``manifest<shard suffix>.json`` of ``folder``'s shard: settings, environment (with
+    the engine that ran the models: ``{"name": "local"}``, or the Ray actors' device and
+    count), counts and timing."""
     env = environment(pipeline)
     if engine and "device" in engine:  # the models ran there, not in this process
         env["device"] = engine["device"]
@@ -69,7 +69,7 @@ def write_manifest(
     manifest = {
         "config": identity,
         "batch_size": pipeline.batch_size,
-        "shard": f"{options.shard.index}/{options.shard.count}",
+        "shard": f"{folder.shard.index}/{folder.shard.count}",
         "environment": {**env, "engine": engine or {"name": "local"}},
         "counts": {  # the whole run in this folder (this shard's images)
             "images": summary.total,
@@ -87,9 +87,9 @@ def write_manifest(
             "seconds": round(summary.seconds, 3),
             "images_per_second": round(summary.images_per_second, 3),
         },
-        "failures_file": f"{FAILURES_DIR}/{failures_path.name}",
+        "failures_file": f"{FAILURES_DIR}/{folder.failures_path.name}",
     }
-    atomic_write_json(options.out / f"manifest{options.shard.suffix}.json", manifest)
+    atomic_write_json(folder.path / f"manifest{folder.shard.suffix}.json", manifest)
 
 
 def environment(pipeline: Pipeline) -> dict[str, Any]:
@@ -112,24 +112,24 @@ def environment(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def evaluate_if_complete(
-    spec: OutputSpec, dataset: SegmentationDataset, options: RunOptions, summary: RunSummary
+    spec: OutputSpec, dataset: SegmentationDataset, folder: RunFolder, summary: RunSummary
 ) -> None:
     """Evaluate the whole dataset once no image is left to any shard (unreadable images
     count as all background); fills ``summary.miou`` and ``summary.report_table``."""
     ids = list(dataset.ids)
     finished = spec.complete_ids(ids)
     missing = [image_id for image_id in ids if image_id not in finished]
-    unreadable = read_failures(options.out)
+    unreadable = read_failures(folder.path)
     waiting = [image_id for image_id in missing if image_id not in unreadable]
     if waiting:
         logger.info("evaluation waits for %d images (other shards or --max-images)", len(waiting))
         return
     if missing:
         logger.warning("%d unreadable images count as all-background predictions", len(missing))
-    report = _evaluate(spec, dataset, options.out, count_missing=bool(missing))
+    report = _evaluate(spec, dataset, folder.path, count_missing=bool(missing))
     summary.miou, summary.report_table = float(report.miou), report.format_table()
-    if options.shard.count > 1:
-        merge_shard_manifests(options.out, options.shard.count, float(report.miou))
+    if folder.shard.count > 1:
+        merge_shard_manifests(folder.path, folder.shard.count, float(report.miou))
 
 
 def merge_shard_manifests(out: AnyPath, count: int, miou: float) -> None:

@@ -1,6 +1,6 @@
 """Run a dataset's planned batches on a Ray cluster (``--engine ray``).
 
-The plan is the local runner's: :func:`samwsss.pipeline.runner.run_dataset` decides the
+The plan is the local runner's: :func:`samwsss.runs.runner.run_dataset` decides the
 identity, the lock, the folder, the order, the fixed batch grid and what to resume; this
 engine only executes the planned batches, as a Ray Data plan::
 
@@ -39,11 +39,16 @@ import torch
 
 import samwsss
 from samwsss.data.base import SegmentationDataset
-from samwsss.pipeline.config import PipelineConfig, RunOptions
+from samwsss.pipeline.config import PipelineConfig
 from samwsss.pipeline.pipeline import Pipeline
-from samwsss.pipeline.run_folder import FailureLog
-from samwsss.pipeline.runner import DecodeDataset, progress_bar, unreadable_reason
-from samwsss.pipeline.writers import OutputSpec, OutputWriter
+from samwsss.runs.runner import (
+    DecodeDataset,
+    RunPlan,
+    progress_bar,
+    run_decoded,
+    unreadable_reason,
+)
+from samwsss.runs.writers import OutputSpec, OutputWriter
 from samwsss.storage import AnyPath
 
 logger = logging.getLogger(__name__)
@@ -156,23 +161,15 @@ class RayEngine:
             return self.device
         return "cuda" if self.gpus_per_actor > 0 else "cpu"
 
-    def run_batches(
-        self,
-        pipeline: Pipeline,
-        dataset: SegmentationDataset,
-        options: RunOptions,
-        spec: OutputSpec,
-        batches: list[list[str]],
-        pending: set[str],
-        failures: FailureLog,
-    ) -> int:
-        """Run ``batches`` on Ray; the driver or the actors write (see :attr:`writes` and
-        :class:`~samwsss.pipeline.runner.BatchEngine`).
+    def run_batches(self, plan: RunPlan) -> int:
+        """Run ``plan.batches`` on Ray; the driver or the actors write (see :attr:`writes`
+        and :class:`~samwsss.runs.runner.BatchEngine`).
 
         Raises:
             ValueError: the pipeline was not built from a config (actors rebuild it from
                 ``pipeline.config``).
         """
+        pipeline, options, spec, batches = plan.pipeline, plan.options, plan.spec, plan.batches
         if not batches:
             return 0
         if pipeline.config is None:
@@ -194,18 +191,18 @@ class RayEngine:
             {
                 "batch": json.dumps(batch),
                 # the images of the batch to write (the rest ran before: kept for the batch)
-                "write": json.dumps([i for i in batch if i in pending]),
+                "write": json.dumps([i for i in batch if i in plan.pending]),
             }
             for batch in batches
         ]
-        plan = (
+        flow = (
             ray.data.from_items(rows)
             .map_batches(
                 _decode,
                 batch_size=1,
                 # wrapped: Ray Data walks sequence-like arguments, and a dataset iterates
                 # (decoding every image)
-                fn_kwargs={"source": _Source(dataset, resizes)},
+                fn_kwargs={"source": _Source(plan.dataset, resizes)},
                 num_cpus=self.decode_cpus,
                 compute=ray.data.TaskPoolStrategy(size=self.decode_tasks),
             )
@@ -236,15 +233,11 @@ class RayEngine:
             OutputWriter(spec, pipeline.mapping, pipeline.batch_size) as writer,
             progress_bar(sum(len(batch) for batch in batches), "samwsss[ray]") as bar,
         ):
-            for row in plan.iter_rows():
+            for row in flow.iter_rows():
                 records: list[dict[str, Any]] = pickle.loads(row["payload"])
                 for record in records:
-                    reason = unreadable_reason(record, options.route)
-                    if reason is not None:
-                        failures.record(record["image_id"], reason)
-                        continue
-                    if record["image_id"] not in pending:
-                        continue  # finished by an earlier run; ran only to keep the batch
+                    if not plan.readable(record) or record["image_id"] not in plan.pending:
+                        continue  # unreadable, or finished by an earlier run (kept the batch)
                     processed += 1
                     if not record.get("written"):  # else its actor wrote it
                         writer.submit(record["image_id"], record["image"], record["result"])
@@ -356,42 +349,22 @@ class _PipelineActor:
         for payload, to_write in zip(batch["payload"], batch["write"], strict=True):
             items: list[dict[str, Any]] = pickle.loads(payload)
             good = [item for item in items if unreadable_reason(item, self.route) is None]
-            results = []
-            if good:
-                labels = (
-                    [tuple(item["labels"]) for item in good] if self.route == "text-input" else None
-                )
-                results = self.pipeline.run_arrays(
-                    [item["image"] for item in good],
-                    labels,
-                    keep_masks=self.keep_masks,
-                    prepared=[item["prepared"] for item in good],
-                )
+            results = run_decoded(self.pipeline, good, self.route, self.keep_masks) if good else []
             by_id = {item["image_id"]: r for item, r in zip(good, results, strict=True)}
+            written = None
             if self.spec is not None:
                 written = self._write(self.spec, items, by_id, set(json.loads(to_write)))
-                records = [
-                    {
-                        "image_id": item["image_id"],
-                        "error": item["error"],
-                        "labels": item["labels"],
-                        "written": item["image_id"] in written,
-                    }
-                    for item in items
-                ]
-                payloads.append(pickle.dumps(records, protocol=5))
-                continue
-            records = [
-                {
-                    "image_id": item["image_id"],
-                    "error": item["error"],
-                    "labels": item["labels"],
-                    # the image goes back only for an overlay
-                    "image": item["image"] if item["image_id"] in self.overlay_ids else None,
-                    "result": by_id.get(item["image_id"]),
-                }
-                for item in items
-            ]
+            records = []
+            for item in items:
+                record = {key: item[key] for key in ("image_id", "error", "labels")}
+                if written is not None:
+                    record["written"] = item["image_id"] in written
+                else:  # the image goes back only for an overlay
+                    record["image"] = (
+                        item["image"] if item["image_id"] in self.overlay_ids else None
+                    )
+                    record["result"] = by_id.get(item["image_id"])
+                records.append(record)
             payloads.append(pickle.dumps(records, protocol=5))
         return {"payload": np.array(payloads, dtype=object)}
 

@@ -1,9 +1,10 @@
-"""One live process per shard of a run folder: the run lock.
+"""One live process per shard of a run folder: the lock record, and the local lock.
 
-Two runs writing into one ``--out`` at the same time would both process every image and
-log every failure twice. A run therefore holds, for as long as it runs, the lock file
+Two runs writing into one ``--out`` at the same time would both do the same work (and log
+every failure twice). A run therefore holds, for as long as it runs, the lock file
 ``<out>/.lock/shard-<i>-of-<n>.json`` of its shard (``shard-0-of-1.json`` unsharded),
-which holds JSON naming it: ``pid``, ``host``, ``started``, ``shard`` and ``command``.
+which holds JSON naming it (:class:`LockHolder`): ``pid``, ``host``, ``started``,
+``shard`` and ``command``.
 
 * The file appears atomically with its content (written under a temporary name, then
   hard-linked into place, which fails when the name exists), and the holder keeps a POSIX
@@ -16,46 +17,40 @@ which holds JSON naming it: ``pid``, ``host``, ``started``, ``shard`` and ``comm
   message says to delete the file if it does not.
 * Shards of one run (``--shard i/n``, torchrun ranks) share the folder: a run is refused
   only by a live lock of its own shard or of a different shard count (``0/1`` next to
-  ``0/2``, say), whose images overlap its own. An ``--overwrite`` run is unsharded, so it
-  wipes a folder only once no other live lock is there.
+  ``0/2``, say), whose images overlap its own (:func:`refuse_overlapping_runs`). An
+  ``--overwrite`` run is unsharded, so it wipes a folder only once no other live lock is
+  there.
 * The lock is removed on a normal end, on an exception and on SIGTERM; only SIGKILL (or a
   power cut) leaves it behind, for the next run to take over.
 
 A run folder on an object store (an fsspec ``--out``) holds a lease instead, renewed while
-the run lives: see :mod:`samwsss.pipeline.object_lock`. :func:`hold_run_lock` and
-:func:`acquire_run_lock` pick the kind from the folder. What both kinds share (the record,
-the file names, :class:`RunLockedError`, the rule between shard counts) is in
-:mod:`samwsss.pipeline.run_folder`; its names are importable from here too.
+the run lives, with the same record and file names: :mod:`samwsss.runs.lease`.
+:meth:`samwsss.runs.folder.RunFolder.hold` picks the kind from the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
-import signal
-import threading
+import re
+import shlex
+import socket
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from samwsss.atomic import make_temporary
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.object_lock import ObjectStoreLock
-from samwsss.pipeline.run_folder import (
-    LockHolder,
-    RunConflictError,
-    RunLockedError,
-    lock_path,
-    own_record,
-    pid_alive,
-    refuse_overlapping_runs,
-    this_host,
-)
-from samwsss.storage import AnyPath
+from samwsss.storage import list_file_names
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 try:
     import fcntl
@@ -64,14 +59,139 @@ except ImportError:  # Windows: the pid rule alone decides
 
 logger = logging.getLogger(__name__)
 
+#: Folder of the run locks (one ``shard-<i>-of-<n>.json`` per live shard).
+LOCK_DIR = ".lock"
+#: The name of a lock file in :data:`LOCK_DIR`: ``shard-<index>-of-<count>.json``.
+LOCK_NAME = re.compile(r"shard-(\d+)-of-(\d+)\.json")
 #: How many times a lock that changes under us (released, replaced) is looked at again.
 _ATTEMPTS = 5
+
+#: A run folder's path type, kept by :func:`lock_path`.
+FolderT = TypeVar("FolderT", Path, "UPath")
+
+
+class RunConflictError(ValueError):
+    """The output folder holds a different run; the message says how to proceed."""
+
+
+class RunLockedError(RunConflictError):
+    """Another live run holds the output folder (or a lock this host cannot check)."""
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """What a lock file says about the run holding it."""
+
+    pid: int
+    host: str
+    started: str
+    shard: str
+    command: str
+
+    @classmethod
+    def parse(cls, text: str) -> LockHolder | None:
+        """The holder written in ``text``, or ``None`` when it is not a lock record."""
+        try:
+            record = json.loads(text)
+            return cls(
+                pid=int(record["pid"]),
+                host=str(record["host"]),
+                started=str(record.get("started", "?")),
+                shard=str(record.get("shard", "?")),
+                command=str(record.get("command", "?")),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def describe(self) -> str:
+        """``pid 12 on host h (shard 0/1, running since ..., command: ...)``."""
+        return (
+            f"pid {self.pid} on host {self.host} (shard {self.shard}, running since "
+            f"{self.started}, command: {self.command})"
+        )
+
+    @property
+    def here(self) -> bool:
+        """Whether the holder runs on this host (where its pid can be checked)."""
+        return self.host == this_host()
+
+    def dead_here(self) -> bool:
+        """Whether the holder ran on this host and its process is gone."""
+        return self.here and not pid_alive(self.pid)
+
+
+def lock_path(out: FolderT, shard: Shard) -> FolderT:
+    """The lock file of ``shard`` of the run folder ``out`` (local, or on an object store)."""
+    return out / LOCK_DIR / f"shard-{shard.index}-of-{shard.count}.json"
+
+
+def this_host() -> str:
+    """The name lock files record (``socket.gethostname()``)."""
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie does not; where this cannot be
+    checked, it counts as alive)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    # "pid (comm) state ...": comm may hold spaces and ")", the state follows the last ")"
+    return stat[stat.rfind(")") + 1 :].split()[:1] != ["Z"]
+
+
+def own_record(shard: Shard) -> bytes:
+    """The lock record of this process running ``shard`` (JSON: ``pid``, ``host``,
+    ``started``, ``shard``, ``command``), as written into a new lock file."""
+    record = {
+        "pid": os.getpid(),
+        "host": this_host(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "shard": f"{shard.index}/{shard.count}",
+        "command": shlex.join(sys.argv),
+    }
+    return (json.dumps(record, indent=2) + "\n").encode("utf-8")
+
+
+def refuse_overlapping_runs(
+    out: FolderT, shard: Shard, live_holder: Callable[[FolderT], tuple[LockHolder, str] | None]
+) -> None:
+    """Raise :class:`RunLockedError` if a live run of another shard count uses ``out`` (its
+    images overlap ours); shards ``i/n`` and ``j/n`` of one run share the folder.
+    ``live_holder(lock file)`` is the lock kind's reading: the live run holding it and a
+    note for the message, or ``None`` (no live run: released meanwhile, dead, expired)."""
+    folder = out / LOCK_DIR
+    for name in sorted(list_file_names(folder)):
+        match = LOCK_NAME.fullmatch(name)
+        if match is None or int(match.group(2)) == shard.count:
+            continue
+        found = live_holder(folder / name)
+        if found is None:
+            continue
+        holder, note = found
+        raise RunLockedError(
+            f"{out} is in use by another run: {holder.describe()} holds {folder / name}{note}. "
+            f"This run (shard {shard.index}/{shard.count}) would process some of its images "
+            "again; shards of one run share a folder only with the same count (--shard i/N). "
+            "Wait for it to finish, stop it, or choose another --out"
+        )
 
 
 class RunLock:
     """The held lock of one shard of a run folder; :meth:`release` removes it.
 
-    Use :func:`hold_run_lock` rather than this class directly.
+    Use :meth:`samwsss.runs.folder.RunFolder.hold` rather than this class directly.
     """
 
     def __init__(self, path: Path, fd: int, made_out: Path | None) -> None:
@@ -127,49 +247,6 @@ class RunLock:
             if empty is not None:
                 with contextlib.suppress(OSError):  # not empty: other shards, outputs
                     empty.rmdir()
-
-
-def acquire_run_lock(out: AnyPath, shard: Shard) -> RunLock | ObjectStoreLock:
-    """Lock ``shard`` of ``out``: a :class:`RunLock` for a local folder, an
-    :class:`~samwsss.pipeline.object_lock.ObjectStoreLock` (a renewed lease) for an fsspec
-    location. Release it with ``release()``.
-
-    Raises:
-        RunLockedError: see :meth:`RunLock.acquire` and ``ObjectStoreLock.acquire``.
-    """
-    if isinstance(out, Path):
-        return RunLock.acquire(out, shard)
-    return ObjectStoreLock.acquire(out, shard)
-
-
-def check_run_lock(out: AnyPath, shard: Shard) -> None:
-    """Refuse now what :func:`acquire_run_lock` would refuse (before minutes of loading
-    models); on an object store this only reads the locks.
-
-    Raises:
-        RunLockedError: see :func:`acquire_run_lock`.
-    """
-    if isinstance(out, Path):
-        RunLock.acquire(out, shard).release()
-        return
-    ObjectStoreLock.check(out, shard)
-
-
-@contextlib.contextmanager
-def hold_run_lock(out: AnyPath, shard: Shard) -> Iterator[RunLock | ObjectStoreLock]:
-    """Hold the lock of ``shard`` of ``out`` for the block; removed however the block ends
-    (SIGTERM, in the main thread, ends it with ``SystemExit(143)`` so that it is removed
-    too).
-
-    Raises:
-        RunLockedError: see :func:`acquire_run_lock`.
-    """
-    lock = acquire_run_lock(out, shard)
-    try:
-        with _sigterm_exits():
-            yield lock
-    finally:
-        lock.release()
 
 
 def _try_lock(fd: int) -> bool | None:
@@ -278,9 +355,9 @@ def _take_over(path: Path, record: bytes) -> int | None:
                     f"{path.parent.parent}, delete {path} and run again"
                 )
             logger.warning("taking over %s: it names no run and no process holds it", path)
-        elif holder.host != this_host():
+        elif not holder.here:
             raise RunLockedError(_other_host_message(path, holder))
-        elif pid_alive(holder.pid):
+        elif not holder.dead_here():
             raise RunLockedError(_held_message(path, holder))
         else:
             logger.warning(
@@ -305,11 +382,9 @@ def _live_holder(path: Path) -> tuple[LockHolder, str] | None:
             holder = _read_holder(handle.fileno(), tries=5)
     except FileNotFoundError:
         return None
-    if holder is None:
+    if holder is None or holder.dead_here():
         return None
-    if holder.host != this_host():
-        return holder, " (on another host: if it is dead, delete the file)"
-    return (holder, "") if pid_alive(holder.pid) else None
+    return holder, "" if holder.here else " (on another host: if it is dead, delete the file)"
 
 
 def _held_message(path: Path, holder: LockHolder | None) -> str:
@@ -317,7 +392,7 @@ def _held_message(path: Path, holder: LockHolder | None) -> str:
     who = holder.describe() if holder is not None else "a live process (its record is unreadable)"
     return (
         f"{out} is in use by another samwsss run: {who} holds {path}. Two runs in one folder "
-        "would both process every image: wait for it to finish, stop it, or choose another "
+        "would both do its work: wait for it to finish, stop it, or choose another "
         f"--out (if that process is not a samwsss run, delete {path})"
     )
 
@@ -328,29 +403,3 @@ def _other_host_message(path: Path, holder: LockHolder) -> str:
         f"{path}. This host ({this_host()}) cannot tell whether that run is alive: if it is "
         f"dead, delete {path} and run again"
     )
-
-
-@contextlib.contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """While the block runs in the main thread and SIGTERM has its default action, SIGTERM
-    raises ``SystemExit(143)`` there, so that ``finally`` blocks (the lock's release) run."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-    owner = os.getpid()
-
-    def terminate(signum: int, frame: FrameType | None) -> Any:
-        if os.getpid() != owner:  # a forked child (DataLoader worker): die as before
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -32,7 +32,7 @@ PLOT_NAME = "evaluation_iou.png"
 #: ``ctx.meta`` key of the values that deprecated spellings set: ``{parameter: (old, value)}``.
 _DEPRECATED_META = "samwsss.deprecated"
 
-#: ``--coco-gt-rule`` values (:data:`samwsss.data.common.COCO_GT_RULES`, repeated here so
+#: ``--coco-gt-rule`` values (:data:`samwsss.data.indexed.COCO_GT_RULES`, repeated here so
 #: that ``--help`` imports no data code).
 COCO_GT_RULES = ("overwrite", "smallest")
 

@@ -8,10 +8,9 @@ Nothing here decodes images; everything is cheap enough to run at dataset constr
 from __future__ import annotations
 
 import abc
-import logging
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 import numpy as np
 
@@ -21,11 +20,6 @@ from samwsss.images import IMAGE_SUFFIXES
 from samwsss.labelio import LabelReadError, read_label_png
 from samwsss.mapping import ClassMapping, load_mapping, mapping_from_names, normalize_tag
 from samwsss.storage import AnyPath, is_folder, scan_folder
-
-if TYPE_CHECKING:
-    from samwsss.mapping import ClassMapping
-
-logger = logging.getLogger(__name__)
 
 #: What ``mapping=`` may be: a built-in name (``"voc"``/``"coco"``), a YAML path, a loaded
 #: :class:`~samwsss.mapping.ClassMapping`, or a plain sequence of object class names.

@@ -1,13 +1,13 @@
 """The run lock of a run folder on an object store (``s3://``, ``gs://``, ... outputs).
 
 Object stores have no record locks, no hard links and no process ids that another machine
-could check, so the local lock of :mod:`samwsss.pipeline.run_lock` becomes a lease:
+could check, so the local lock of :mod:`samwsss.runs.lock` becomes a lease:
 
 * The lock is the object ``<out>/.lock/shard-<i>-of-<n>.json`` with the local lock's
   fields plus ``token`` (unique to this run) and ``renewed`` (seconds since the epoch). A
   thread of the holder writes it again every :data:`RENEW_SECONDS`.
 * A lock is live while it was renewed less than :data:`LEASE_SECONDS` ago. A live lock
-  refuses the run with :class:`~samwsss.pipeline.run_folder.RunLockedError`, as a local one
+  refuses the run with :class:`~samwsss.runs.lock.RunLockedError`, as a local one
   does; a lease that ran out (its run was killed, or lost its connection) is taken over
   with a warning, whatever host wrote it. On the holder's own host a dead pid frees the
   lock at once, as locally.
@@ -32,14 +32,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from samwsss.pipeline.batching import Shard
-from samwsss.pipeline.run_folder import (
+from samwsss.runs.lock import (
     LockHolder,
     RunLockedError,
     lock_path,
     own_record,
-    pid_alive,
     refuse_overlapping_runs,
-    this_host,
 )
 from samwsss.storage import AnyPath, put_bytes, remove_file
 
@@ -83,15 +81,13 @@ class LeaseRecord:
     def is_live(self) -> bool:
         """Whether the holder may still run: renewed within the lease, and (on this host)
         its process alive."""
-        if self.holder.host == this_host() and not pid_alive(self.holder.pid):
-            return False
-        return self.age() < LEASE_SECONDS
+        return not self.holder.dead_here() and self.age() < LEASE_SECONDS
 
 
 class ObjectStoreLock:
     """The held lease of one shard of a run folder on an object store; :meth:`release`
-    removes it. Use :func:`samwsss.pipeline.run_lock.hold_run_lock`, which picks this
-    class for a remote ``out``."""
+    removes it. Use :meth:`samwsss.runs.folder.RunFolder.hold`, which picks this class
+    for a remote folder."""
 
     def __init__(self, path: AnyPath, record: dict[str, Any]) -> None:
         self.path = path

@@ -36,6 +36,8 @@ MASKS_DIR = "masks"
 PLAIN_DIR = "masks_plain"
 INSTANCES_DIR = "instances"
 OVERLAYS_DIR = "overlays"
+#: Every per-image output folder.
+OUTPUT_DIRS = (MASKS_DIR, PLAIN_DIR, INSTANCES_DIR, OVERLAYS_DIR)
 
 
 #: Writer threads for a local run folder (encoding PNGs; the disk is fast).

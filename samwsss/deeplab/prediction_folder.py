@@ -1,5 +1,0 @@
-"""Old name of :mod:`samwsss.training.prediction_folder`."""
-
-from samwsss.deeplab._alias import alias
-
-alias(__name__)
