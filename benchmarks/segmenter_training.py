@@ -17,11 +17,17 @@ It prints each architecture's median seconds per iteration, images/s, peak memor
 ratio to DeepLabV2 and the projected wall time of its recipe's iterations (80k for the
 new architectures, 20k for DeepLabV2) at the measured speed and the given batch.
 
+``--flops`` counts instead of timing (``torch.utils.flop_counter``, one image at the recipe
+crop, full size): the forward and the forward + backward TFLOP of a training step. These
+counts are what ``samwsss reproduce --dry-run`` turns into its GPU time estimates
+(:mod:`samwsss.reproduce.estimates`).
+
 Usage (from the repository root)::
 
     python -m benchmarks.segmenter_training                              # CPU, tiny
     python -m benchmarks.segmenter_training --device cuda                # GPU, full, bf16
     python -m benchmarks.segmenter_training --size full --archs segformer-b5 --repeats 1
+    python -m benchmarks.segmenter_training --flops --archs deeplabv2 mask2former-swin-large
 """
 
 from __future__ import annotations
@@ -132,13 +138,47 @@ def step_times(
     }
 
 
+def step_flops(name: str, scratch: Path) -> tuple[float, float]:
+    """``(forward, forward + backward)`` FLOPs of one full-size training image of ``name``
+    at its recipe crop (counted, not timed; CPU, fp32)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    arch, model, _, crop, _ = build(name, "full", scratch)
+    model.train()
+    pixels = torch.randn((1, 3, crop, crop))
+    labels = torch.randint(0, NUM_CLASSES, (1, crop, crop))
+    # the math attention: the counter has no rule for the fused CPU attention kernels
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        loss = arch.loss(model, pixels, labels)
+    forward = counter.get_total_flops()
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        loss.backward()
+    return float(forward), float(forward + counter.get_total_flops())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Time every architecture's training step and print the table."""
     parser = _measure.parser(__doc__.split("\n\n")[0], repeats=None)
     parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS))
     parser.add_argument("--size", choices=("tiny", "full"), default=None)
     parser.add_argument("--batch", type=int, default=None, help="images per step (2; CUDA 8)")
+    parser.add_argument("--flops", action="store_true", help="count TFLOP per image instead")
     args = parser.parse_args(argv)
+    if args.flops:
+        rows = []
+        with tempfile.TemporaryDirectory(prefix="samwsss-bench-") as scratch:
+            for name in args.archs:
+                forward, step = step_flops(name, Path(scratch))
+                rows.append([name, f"{forward / 1e12:.3f}", f"{step / 1e12:.3f}"])
+        header = ["arch", "forward TFLOP/image", "training step TFLOP/image"]
+        sys.stdout.write(
+            "full-size models, one image at the recipe crop (torch.utils.flop_counter)\n\n"
+            + _measure.markdown_table(header, rows)
+            + "\n"
+        )
+        return 0
     device = _measure.resolve_device(args, cpu_threads=1)
     cuda = device.type == "cuda"
     size = args.size or ("full" if cuda else "tiny")

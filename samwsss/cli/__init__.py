@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("samwsss.cli.export", "export_command"),
     "report": ("samwsss.cli.report", "report_command"),
     "try-out": ("samwsss.cli.try_out", "try_out_command"),
+    "reproduce": ("samwsss.cli.reproduce", "reproduce_command"),
 }
 
 SHORT_HELP = {
@@ -39,6 +40,7 @@ SHORT_HELP = {
     "export": "Export a run's instances as COCO results or YOLO-seg labels.",
     "report": "Static HTML report of a run (settings, mIoU, confusion, gallery).",
     "try-out": "Offline demo on tiny RANDOM models: text-input, report, exports (no download).",
+    "reproduce": "The survey's Table 1 protocol in one resumable command (masks, train, eval).",
 }
 
 

@@ -384,6 +384,15 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
     return pipeline, run
 
 
+def pipeline_config_of(route: str, options: dict[str, Any], mapping: str) -> PipelineConfig:
+    """The pipeline settings a ``route`` run given the parsed command ``options`` would use
+    (preset < --config < options), ``mapping`` where no layer sets one. Opens no dataset
+    and loads no model (``samwsss reproduce`` checks every step's weights with it)."""
+    pipeline_settings, run = _resolve_settings(route, dict(options))
+    pipeline_settings.setdefault("mapping", mapping)
+    return preset(run["preset"], **pipeline_settings)
+
+
 def _run(route: str, options: dict[str, Any]) -> ExitCode:
     """One dataset run of ``route``. What needs no weights is checked first (torch is not
     imported before), then that every model's weights are here or downloadable, then the

@@ -31,6 +31,7 @@ import numpy as np
 from samwsss.atomic import atomic_write_bytes
 from samwsss.classes import voc_palette
 from samwsss.export import _open_run_dataset, read_run_config, run_class_names
+from samwsss.reproduce.table import read_results
 from samwsss.storage import open_binary
 
 logger = logging.getLogger(__name__)
@@ -250,7 +251,8 @@ def build_report(
 
     Args:
         run_dir: a run folder (``masks/``, optional ``instances/``, ``manifest.json``,
-            ``config.yaml``, ``evaluation.json``, ``failures/``).
+            ``config.yaml``, ``evaluation.json``, ``failures/``); a run of a ``samwsss
+            reproduce`` plan also gets the plan's results table.
         gt_dataset: a dataset with ground truth (``open_dataset(...)``) for the mIoU
             table, the confusion matrix, per-image mIoU and error maps; without it the
             run's ``evaluation.json`` (when present) gives the table and matrix.
@@ -310,6 +312,7 @@ def build_report(
     metrics = _metrics(run, confusion, class_names, gt_dataset is not None)
     config = read_run_config(run)
     manifest = _read_json(run / "manifest.json") if (run / "manifest.json").is_file() else None
+    reproduction = read_results(run.parent) or read_results(run)
     html = render_page(
         run_dir=str(run.resolve()),
         config=config,
@@ -318,6 +321,7 @@ def build_report(
         class_names=class_names,
         metrics=metrics,
         items=items,
+        reproduction=reproduction,
     )
     path = report_dir / "index.html"
     atomic_write_bytes(path, html.encode("utf-8"), fsync=False)

@@ -113,6 +113,30 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100.0 * value:.2f}"
 
 
+def reproduction_html(results: dict[str, Any]) -> list[str]:
+    """The section of ``samwsss reproduce``'s results: ours beside the published mIoU."""
+
+    def number(value: float | None, signed: bool = False) -> str:
+        return "-" if value is None else f"{value:+.1f}" if signed else f"{value:.1f}"
+
+    rows = "".join(
+        f"<tr><td>{_esc(line['name'])}</td><td>{_esc(line['column'])} ({_esc(line['split'])})</td>"
+        f"<td class='num'>{number(line['ours'])}</td><td class='num'>{number(line['published'])}</td>"
+        f"<td class='num'>{number(line['difference'], signed=True)}</td>"
+        f"<td>{_esc(line['source'])}</td></tr>"
+        for line in results.get("lines", [])
+    )
+    title = (
+        f"<h2>Reproduction: {_esc(str(results.get('dataset', '')).upper())}, protocol "
+        f"{_esc(results.get('protocol'))}, segmenter {_esc(results.get('segmenter'))}</h2>"
+    )
+    return [
+        title,
+        "<table id='reproduction'><tr><th>row</th><th>metric</th><th>ours mIoU %</th>"
+        f"<th>published %</th><th>difference</th><th>published by</th></tr>{rows}</table>",
+    ]
+
+
 def bar_chart_svg(classes: Sequence[dict[str, Any]]) -> str:
     """Horizontal per-class IoU bars (classes with an IoU), as inline SVG."""
     shown = [c for c in classes if c.get("iou") is not None]
@@ -174,8 +198,10 @@ def render_page(
     class_names: Sequence[str],
     metrics: dict[str, Any] | None,
     items: Sequence[dict[str, Any]],
+    reproduction: dict[str, Any] | None = None,
 ) -> str:
-    """The whole ``index.html`` text."""
+    """The whole ``index.html`` text; ``reproduction``: the ``results.json`` of the
+    ``samwsss reproduce`` folder the run belongs to (a section of its own)."""
     counts = manifest.get("counts", {})
     timing = manifest.get("timing", {})
     models = manifest.get("environment", {}).get("models", {})
@@ -219,6 +245,8 @@ def render_page(
             "<h3>Confusion matrix (rows: ground truth, columns: prediction; row-normalised)</h3>",
             confusion_html(metrics.get("confusion_matrix", []), [c["name"] for c in classes]),
         ]
+    if reproduction is not None:
+        sections += reproduction_html(reproduction)
     has_gt = any("g" in item for item in items)
     legend = (
         "<p class='legend'>error map:<span style='background:rgb(230,30,30)'></span>wrong class"
