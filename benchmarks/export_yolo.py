@@ -4,7 +4,7 @@ Writes a synthetic run (``instances/<id>.json``, ``--per-image`` instances an im
 ``--instances`` (default 1,000) fragmented 500x375 masks: thresholded blurred noise, about
 100 parts and 40 holes each, like a speckled SAM mask. Then, in the same run:
 
-* times :func:`samwsss.export.export_yolo` on all of them (the median of ``--repeats``
+* times :func:`samwsss.runs.export.export_yolo` on all of them (the median of ``--repeats``
   runs; instances/s, parts/s, the size of the labels written; the peak resident memory,
   sampled, of a first untimed run: the sampling thread would slow the timed runs);
 * times, on the first ``--baseline-instances`` (default 20) masks already decoded, the
@@ -40,7 +40,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from benchmarks import _measure
-from samwsss.export import export_yolo, mask_to_polygon, yolo_line
+from samwsss.runs.export import export_yolo, mask_to_polygon, yolo_line
 
 HEIGHT, WIDTH = 375, 500
 
@@ -103,7 +103,7 @@ def build_run(
 
 # --------------------------------------------------------------------------- BASELINE
 # BASELINE ONLY, not used by the package: the YOLO-seg polygon and line code of
-# samwsss/export.py before the join was made near-linear, kept here to time against.
+# samwsss/runs/export.py before the join was made near-linear, kept here to time against.
 def baseline_bridge(ring: np.ndarray, other: np.ndarray) -> np.ndarray:
     """BASELINE: splice ``other`` into ``ring`` at their nearest points, found with the
     full ``(len(ring), len(other))`` distance matrix against the whole growing ring."""

@@ -40,15 +40,12 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from samwsss import registry, released
 from samwsss.choices import GROUNDING_TAGGER, PRESENCE_TAGGER
 from samwsss.released import RELEASED
-
-if TYPE_CHECKING:
-    from samwsss.pipeline.config import PipelineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +76,7 @@ _FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".pkl")
 #: Weights files of a transformers model, and the indexes of sharded ones.
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
@@ -310,7 +307,7 @@ def locate(kind: str, value: str) -> Weights | None:
             url, filename = download
             cache = torch_hub_dir() / "checkpoints" / filename
             return Weights(kind, value, "url", url, url=url, cache_file=str(cache), **local)
-    if not _HUB_ID.match(source):
+    if not HUB_ID.match(source):
         raise ValueError(f"{option} {value!r}: {_unknown(kind, value)}")
     gated = found is not None and found.gated
     return Weights(kind, value, "hub", source, gated=gated, **local)
@@ -341,85 +338,6 @@ def torch_hub_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
     home = os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))
     return Path(os.path.expanduser(home)) / "hub"
-
-
-def run_weights(config: PipelineConfig, *, with_tagger: bool) -> list[Weights]:
-    """The weights of every model :meth:`~samwsss.pipeline.pipeline.Pipeline.from_config`
-    loads for ``config`` (with the tagger when ``with_tagger``), and the RAM vocabulary
-    files a RAM tagger reads when ``config`` gives no local ones.
-
-    Raises:
-        ValueError: see :func:`locate`.
-    """
-    from samwsss.pipeline.builders import loaded_models
-
-    found = [locate(kind, name) for kind, name in loaded_models(config, with_tagger=with_tagger)]
-    weights = [entry for entry in found if entry is not None]
-    if any(entry.kind == "tagger" for entry in weights):
-        weights += ram_vocabulary(config.ram_vocabulary, config.ram_thresholds)
-    return weights
-
-
-def init_weights(arch: str, init: str | None) -> list[Weights]:
-    """The initial weights ``train-segmenter --arch arch [--init init]`` loads: ``init``
-    (a path, or a hub id), else the architecture card's (DeepLabV2's ``imagenet``: the
-    torchvision ResNet-101 ImageNet file in the torch hub cache); none for ``--init none``
-    or an architecture with no card (a checkpoint-defined one).
-
-    Raises:
-        ValueError: ``init`` is neither an existing path nor a hub id.
-    """
-    from samwsss.segnets.registry import ARCHS
-
-    card = ARCHS.get(arch)
-    value = init if init is not None else (card.init if card is not None else None)
-    if value is None or value == "none":
-        return []
-    local: dict[str, Any] = {"local_option": "--init PATH", "local_form": "a local copy"}
-    if value.startswith("imagenet"):
-        from torchvision.models import get_weight
-
-        suffix = "V2" if value == "imagenet-v2" else "V1"
-        url = get_weight(f"ResNet101_Weights.IMAGENET1K_{suffix}").url
-        cache = torch_hub_dir() / "checkpoints" / url.rsplit("/", 1)[1]
-        return [Weights("segmenter init", value, "url", url, url=url, cache_file=str(cache))]
-    if Path(value).expanduser().exists():
-        return [Weights("segmenter init", value, "local", value, **local)]
-    if not _HUB_ID.match(value):
-        raise ValueError(
-            f"--init {value!r} ({arch}) is neither an existing file or folder nor a Hugging "
-            "Face hub id owner/name: check the path, or give a hub id"
-        )
-    return [Weights("segmenter init", value, "hub", value, **local)]
-
-
-def ram_vocabulary(tag_list: str | None, thresholds: str | None) -> list[Weights]:
-    """The RAM vocabulary files a RAM tagger will read: those not given, found (or not) as
-    :mod:`samwsss.ram.vocabulary` looks them up (``$SAMWSSS_RAM_DATA``, then the cache)."""
-    from samwsss.ram import vocabulary
-
-    env_dir = os.environ.get(vocabulary.DATA_ENV)
-    files = []
-    for given, name, option in (
-        (tag_list, vocabulary.TAG_LIST_FILE, "--ram-vocabulary"),
-        (thresholds, vocabulary.THRESHOLD_FILE, "--ram-thresholds"),
-    ):
-        if given is not None:
-            continue
-        local: dict[str, Any] = {
-            "local_option": f"{option} FILE",
-            "local_form": f"or a folder holding both files, named by ${vocabulary.DATA_ENV}",
-        }
-        if env_dir and (Path(env_dir).expanduser() / name).is_file():
-            path = Path(env_dir).expanduser() / name
-            files.append(Weights("RAM vocabulary", name, "local", str(path), **local))
-            continue
-        url = f"{vocabulary.RAM_DATA_BASE_URL}/{name}"
-        cache = vocabulary.ram_cache_dir() / name
-        files.append(
-            Weights("RAM vocabulary", name, "url", url, url=url, cache_file=str(cache), **local)
-        )
-    return files
 
 
 # -- the Hugging Face cache and hub -------------------------------------------------------------

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from samwsss import export
 from samwsss.cli import cli
-from samwsss.export import ExportError, export_run, mask_to_polygon, polygon_to_mask
+from samwsss.runs import export
+from samwsss.runs.export import ExportError, export_run, mask_to_polygon, polygon_to_mask
 from tests.run_fixtures import make_run, ring_mask, two_part_mask
 
 pytest.importorskip("cv2")

@@ -222,7 +222,7 @@ def test_cached_hub_models_load_without_asking_the_unreachable_hub(
     _cache_repo(hub, "IDEA-Research/grounding-dino-tiny", {"config.json": "{}", "model.safetensors": "x"})  # fmt: skip
     _cache_repo(hub, "facebook/sam-vit-huge", {"config.json": "{}", "model.safetensors": "x"})
     monkeypatch.setattr(weights, "probe", lambda hosts, timeout: dict.fromkeys(hosts, "down"))
-    needed = weights.run_weights(PipelineConfig(), with_tagger=False)
+    needed = builders.run_weights(PipelineConfig(), with_tagger=False)
     assert [entry.available() for entry in needed] == [True, True]
     offline = weights.preflight(needed)
     assert offline is True
@@ -292,7 +292,7 @@ def test_checks_that_need_no_weights_come_before_any_model(
     def no_preflight(*args: Any, **kwargs: Any) -> Any:
         raise ModelLoaded("the weights preflight ran before the cheap checks")
 
-    monkeypatch.setattr(weights, "run_weights", no_preflight)
+    monkeypatch.setattr(builders, "run_weights", no_preflight)
     args, expected = _cheap_cases(tmp_path, images, labels)[case]
     out = tmp_path / "out"
     if "--out" not in args:

@@ -30,7 +30,7 @@ def export_command(run_dir: Path, fmt: str, out: Path | None) -> None:
       samwsss export out/voc --format coco
       samwsss export out/voc --format yolo-seg --out yolo_voc
     """
-    from samwsss.export import export_run
+    from samwsss.runs.export import export_run
 
     try:
         paths = export_run(run_dir, fmt, out)

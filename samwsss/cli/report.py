@@ -70,7 +70,7 @@ def _ground_truth(run_dir: Path, data: str | None, split: str | None, gt_dir: st
             raise ValueError("--split and --gt-dir need --data (the dataset the run was made on)")
         return None
     from samwsss.data import open_dataset
-    from samwsss.export import read_run_config
+    from samwsss.runs.export import read_run_config
 
     options: dict[str, Any] = {}
     mapping = read_run_config(run_dir).get("data", {}).get("mapping")

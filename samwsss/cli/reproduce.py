@@ -103,7 +103,8 @@ def step_weights(steps: Sequence[Step], dataset: str) -> list[Any]:
     once: the labelling runs' models as their commands resolve them, and the segmenter's
     initial weights."""
     from samwsss.cli import cli
-    from samwsss.weights import init_weights, run_weights
+    from samwsss.pipeline.builders import run_weights
+    from samwsss.segnets.registry import init_weights
 
     found: dict[tuple[str, str], Any] = {}
     for step in steps:

@@ -428,7 +428,8 @@ def _run_in(route: str, options: dict[str, Any], stack: contextlib.ExitStack) ->
     _check_labels(route, dataset)
     pipeline_settings.setdefault("mapping", _mapping_of(dataset))
     config = preset(run["preset"], **pipeline_settings)
-    from samwsss.weights import hub_offline, preflight, run_weights
+    from samwsss.pipeline.builders import run_weights
+    from samwsss.weights import hub_offline, preflight
 
     shard = Shard.parse(run.get("shard"))
     # every model's weights are here or downloadable now, else one error names them all

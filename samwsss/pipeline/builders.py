@@ -8,8 +8,10 @@ from samwsss.choices import GROUNDING_TAGGER, PRESENCE_TAGGER
 from samwsss.mapping import ClassMapping
 from samwsss.pipeline.batching import boxer_rows
 from samwsss.pipeline.config import PipelineConfig
+from samwsss.ram.vocabulary import vocabulary_weights
 from samwsss.registry import create
 from samwsss.stages.contracts import Boxer, Masker, Tagger, TextSegmenter
+from samwsss.weights import Weights, locate
 
 
 def loaded_models(config: PipelineConfig, *, with_tagger: bool) -> list[tuple[str, str]]:
@@ -116,3 +118,18 @@ def build_tagger(config: PipelineConfig, mapping: ClassMapping, boxer: Boxer) ->
             image_resize=config.image_resize,
         )
     return tagger
+
+
+def run_weights(config: PipelineConfig, *, with_tagger: bool) -> list[Weights]:
+    """The weights of every model :meth:`~samwsss.pipeline.pipeline.Pipeline.from_config`
+    loads for ``config`` (with the tagger when ``with_tagger``), and the RAM vocabulary
+    files a RAM tagger reads when ``config`` gives no local ones.
+
+    Raises:
+        ValueError: see :func:`samwsss.weights.locate`.
+    """
+    found = [locate(kind, name) for kind, name in loaded_models(config, with_tagger=with_tagger)]
+    weights = [entry for entry in found if entry is not None]
+    if any(entry.kind == "tagger" for entry in weights):
+        weights += vocabulary_weights(config.ram_vocabulary, config.ram_thresholds)
+    return weights

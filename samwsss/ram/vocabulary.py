@@ -21,9 +21,11 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from samwsss.atomic import atomic_write_bytes
 from samwsss.mapping import normalize_tag
+from samwsss.weights import Weights
 
 logger = logging.getLogger(__name__)
 
@@ -231,3 +233,31 @@ def load_vocabulary(
         return RAMVocabulary.from_files(tag_path, threshold_path)
     tags = _read_lines(tag_path, "tag list")
     return RAMVocabulary(tuple(tags), tuple(float(t) for t in thresholds), source=str(tag_path))
+
+
+def vocabulary_weights(tag_list: str | None, thresholds: str | None) -> list[Weights]:
+    """The RAM vocabulary files a RAM tagger will read: those not given, found (or not) as
+    this module looks them up (``$SAMWSSS_RAM_DATA``, then the cache), for the weights
+    preflight (:func:`samwsss.weights.preflight`)."""
+    env_dir = os.environ.get(DATA_ENV)
+    files = []
+    for given, name, option in (
+        (tag_list, TAG_LIST_FILE, "--ram-vocabulary"),
+        (thresholds, THRESHOLD_FILE, "--ram-thresholds"),
+    ):
+        if given is not None:
+            continue
+        local: dict[str, Any] = {
+            "local_option": f"{option} FILE",
+            "local_form": f"or a folder holding both files, named by ${DATA_ENV}",
+        }
+        if env_dir and (Path(env_dir).expanduser() / name).is_file():
+            path = Path(env_dir).expanduser() / name
+            files.append(Weights("RAM vocabulary", name, "local", str(path), **local))
+            continue
+        url = f"{RAM_DATA_BASE_URL}/{name}"
+        cache = ram_cache_dir() / name
+        files.append(
+            Weights("RAM vocabulary", name, "url", url, url=url, cache_file=str(cache), **local)
+        )
+    return files

@@ -30,8 +30,8 @@ import numpy as np
 
 from samwsss.atomic import atomic_write_bytes
 from samwsss.classes import voc_palette
-from samwsss.export import _open_run_dataset, read_run_config, run_class_names
 from samwsss.reproduce.table import read_results
+from samwsss.runs.export import _open_run_dataset, read_run_config, run_class_names
 from samwsss.storage import open_binary
 
 logger = logging.getLogger(__name__)

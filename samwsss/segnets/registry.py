@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from samwsss.registry import resolve_loader
 from samwsss.segnets.arch import ArchCard, Recipe, SegmentationArch
+from samwsss.weights import HUB_ID, Weights, torch_hub_dir
 
 logger = logging.getLogger(__name__)
 
@@ -405,3 +406,34 @@ def arch_table() -> list[tuple[str, str, str, str]]:
         )
         for card in ARCHS.values()
     ]
+
+
+def init_weights(arch: str, init: str | None) -> list[Weights]:
+    """The initial weights ``train-segmenter --arch arch [--init init]`` loads: ``init``
+    (a path, or a hub id), else the architecture card's (DeepLabV2's ``imagenet``: the
+    torchvision ResNet-101 ImageNet file in the torch hub cache); none for ``--init none``
+    or an architecture with no card (a checkpoint-defined one).
+
+    Raises:
+        ValueError: ``init`` is neither an existing path nor a hub id.
+    """
+    card = ARCHS.get(arch)
+    value = init if init is not None else (card.init if card is not None else None)
+    if value is None or value == "none":
+        return []
+    local: dict[str, Any] = {"local_option": "--init PATH", "local_form": "a local copy"}
+    if value.startswith("imagenet"):
+        from torchvision.models import get_weight
+
+        suffix = "V2" if value == "imagenet-v2" else "V1"
+        url = get_weight(f"ResNet101_Weights.IMAGENET1K_{suffix}").url
+        cache = torch_hub_dir() / "checkpoints" / url.rsplit("/", 1)[1]
+        return [Weights("segmenter init", value, "url", url, url=url, cache_file=str(cache))]
+    if Path(value).expanduser().exists():
+        return [Weights("segmenter init", value, "local", value, **local)]
+    if not HUB_ID.match(value):
+        raise ValueError(
+            f"--init {value!r} ({arch}) is neither an existing file or folder nor a Hugging "
+            "Face hub id owner/name: check the path, or give a hub id"
+        )
+    return [Weights("segmenter init", value, "hub", value, **local)]
