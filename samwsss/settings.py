@@ -2,7 +2,7 @@
 
 The run commands (``samwsss run ...``) and the training commands both take their settings
 from layers applied in order, later layers winning: a preset or recipe, a YAML ``--config``
-file, the command's options and (for training) ``--set key=value``. This module holds the
+file, the command's options and ``--set key=value``. This module holds the
 pieces they share: reading a YAML mapping, rejecting unknown keys, merging layers, parsing
 ``--set`` pairs and coercing values to a dataclass's field types. It imports no torch.
 """

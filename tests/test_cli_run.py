@@ -473,3 +473,23 @@ def test_yaml_config_file_with_command_line_override(
         ],
     )
     assert bad.exit_code != 0 and "unknown setting(s) merge_rules" in bad.output
+
+
+def test_set_overrides_every_layer(voc: Path, models: list[str], tmp_path: Path) -> None:
+    """``--set key=value`` (the trainer's last layer) wins over the YAML file and the
+    options, its values read as YAML; an unknown key names the valid ones."""
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"min_area": 3, "split": "val"}))
+    out = tmp_path / "set"
+    args = ["text-input", "--config", str(config), "--data", str(voc), "--out", str(out),
+            "--workers", "0", "--no-evaluate", *models]  # fmt: skip
+    result = _run([*args, "--set", "min_area=5", "--set", "box-threshold=0.25"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["pipeline"]["min_area"] == 5 and saved["pipeline"]["box_threshold"] == 0.25
+    assert saved["data"]["split"] == "val"
+    bad = CliRunner().invoke(cli, [*args, "--set", "merge_rules=area"])
+    assert bad.exit_code != 0 and "--set: unknown setting(s) merge_rules" in bad.output
+    assert "merge_rule" in bad.output
+    malformed = CliRunner().invoke(cli, [*args, "--set", "min_area"])
+    assert malformed.exit_code != 0 and "must look like key=value" in malformed.output

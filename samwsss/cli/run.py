@@ -40,7 +40,7 @@ from samwsss.devices import check_device
 from samwsss.pipeline.batching import Shard
 from samwsss.pipeline.config import PipelineConfig, preset
 from samwsss.runs.folder import RunFolder, check_writable
-from samwsss.settings import given, layered, read_mapping
+from samwsss.settings import given, layered, parse_overrides, read_mapping
 from samwsss.storage import as_path, describe
 from samwsss.workers import default_workers
 
@@ -82,6 +82,14 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
             type=click.Path(dir_okay=False, exists=True),
             default=None,
             help="YAML file of settings; command-line options override it.",
+        ),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Any setting of --config, over every other layer (value read as YAML); "
+            "repeatable.",
         ),
         click.option(
             "--preset",
@@ -356,23 +364,30 @@ def _pipeline_options(zero_shot: bool) -> Callable[[Callable[..., Any]], Callabl
 
 
 def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Merge preset < config file < command line; split into (pipeline, run) settings.
+    """Merge preset < config file < command line < ``--set``; split into (pipeline, run)
+    settings.
 
     ``workers`` that no layer sets is :func:`samwsss.workers.default_workers`."""
     pipeline_keys = set(PipelineConfig.__dataclass_fields__)
     valid = pipeline_keys | set(RUN_KEYS) | {"preset"}
     config_file = options.pop("config_file")
+    overrides = options.pop("overrides", ())
+
+    def checked(values: dict[Any, Any], where: str) -> dict[str, Any]:
+        named = {str(k).replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(named) - valid)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown setting(s) {', '.join(unknown)}; valid: "
+                + ", ".join(sorted(valid))
+            )
+        return named
+
     loaded: dict[str, Any] = {}
     if config_file:
         raw = read_mapping(config_file, "must be a mapping of setting: value")
-        loaded = {str(k).replace("-", "_"): v for k, v in raw.items()}
-        unknown = sorted(set(loaded) - valid)
-        if unknown:
-            raise ValueError(
-                f"{config_file}: unknown setting(s) {', '.join(unknown)}; valid: "
-                + ", ".join(sorted(valid))
-            )
-    merged = layered(loaded, given(options))
+        loaded = checked(raw, config_file)
+    merged = layered(loaded, given(options), checked(parse_overrides(overrides), "--set"))
     preset_name = merged.pop("preset", None) or "default"
     pipeline = {k: v for k, v in merged.items() if k in pipeline_keys}
     run = {k: v for k, v in merged.items() if k not in pipeline_keys}
@@ -386,7 +401,7 @@ def _resolve_settings(route: str, options: dict[str, Any]) -> tuple[dict[str, An
 
 def pipeline_config_of(route: str, options: dict[str, Any], mapping: str) -> PipelineConfig:
     """The pipeline settings a ``route`` run given the parsed command ``options`` would use
-    (preset < --config < options), ``mapping`` where no layer sets one. Opens no dataset
+    (preset < --config < options < --set), ``mapping`` where no layer sets one. Opens no dataset
     and loads no model (``samwsss reproduce`` checks every step's weights with it)."""
     pipeline_settings, run = _resolve_settings(route, dict(options))
     pipeline_settings.setdefault("mapping", mapping)
