@@ -29,6 +29,11 @@ from typing import Any
 import click
 
 from samwsss.atomic import atomic_write_text
+from samwsss.cli import cli
+from samwsss.cli.run import pipeline_config_of
+from samwsss.data import open_dataset
+from samwsss.data.voc import find_voc_root
+from samwsss.pipeline.builders import run_weights
 from samwsss.reproduce.estimates import ASSUMED_DEVICE, estimate_seconds, format_duration
 from samwsss.reproduce.plan import (
     GROUPS,
@@ -40,6 +45,8 @@ from samwsss.reproduce.plan import (
     select_steps,
 )
 from samwsss.reproduce.table import collect, write_results
+from samwsss.segnets.registry import init_weights
+from samwsss.weights import MissingWeightsError, hub_offline, preflight
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +78,6 @@ def layout_problems(dataset: str, data: Path) -> tuple[list[str], dict[str, int]
     if not data.is_dir():
         return [f"--data {data} is not a folder"], sizes
     if dataset == "voc":
-        from samwsss.data import open_dataset
-        from samwsss.data.voc import find_voc_root
-
         root = find_voc_root(data)
         if root is None:
             return [f"--data {data} holds no VOC root (VOCdevkit/VOC2012 with JPEGImages)"], sizes
@@ -102,9 +106,6 @@ def step_weights(steps: Sequence[Step], dataset: str) -> list[Any]:
     """The weights (:class:`samwsss.weights.Weights`) every model-loading step needs, each
     once: the labelling runs' models as their commands resolve them, and the segmenter's
     initial weights."""
-    from samwsss.cli import cli
-    from samwsss.pipeline.builders import run_weights
-    from samwsss.segnets.registry import init_weights
 
     found: dict[tuple[str, str], Any] = {}
     for step in steps:
@@ -115,8 +116,6 @@ def step_weights(steps: Sequence[Step], dataset: str) -> list[Any]:
         with command.make_context(step.argv[0], list(step.argv[1:])) as ctx:
             params = dict(ctx.params)
         if step.kind == "label":
-            from samwsss.cli.run import pipeline_config_of
-
             config = pipeline_config_of(step.argv[0], params, dataset)
             weights = run_weights(config, with_tagger=step.argv[0] == "zero-shot")
         elif step.kind == "train":
@@ -165,7 +164,6 @@ def step_argv(step: Step) -> list[str]:
 
 def run_command(argv: list[str], verbose: int) -> int:
     """Run ``samwsss <argv>`` in this process, as the shell would; its exit code."""
-    from samwsss.cli import cli
 
     try:
         code = cli.main(args=["-v"] * verbose + argv, prog_name="samwsss", standalone_mode=False)
@@ -391,8 +389,6 @@ def reproduce_command(ctx: click.Context, **values: Any) -> None:
         selected = select_steps(plan, values["steps"])
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--steps") from error
-    from samwsss.weights import MissingWeightsError, hub_offline, preflight
-
     weights = step_weights([step for step in selected if not step.is_finished()], dataset)
     if values["dry_run"]:
         print_plan(plan, selected, out, options.segmenter, dataset)

@@ -19,6 +19,7 @@ comes from. These are estimates, never measurements: ``--dry-run`` prints them a
 from __future__ import annotations
 
 from samwsss.reproduce.plan import TTA_SCALES, Step
+from samwsss.segnets.registry import ARCHS, family
 
 #: The device the estimates assume.
 ASSUMED_DEVICE = "one H100 SXM (989 TFLOP/s dense bf16)"
@@ -60,8 +61,7 @@ def _option(argv: tuple[str, ...], name: str) -> str | None:
 
 def _train_size(step: Step, segmenter: str, dataset: str) -> tuple[int, int]:
     """``(iterations, global batch)`` of a training step: its options, else the recipe."""
-    from samwsss.segnets.registry import ARCHS
-    from samwsss.training.config import KIND_DEFAULTS
+    from samwsss.training.config import KIND_DEFAULTS  # imports torch
 
     card = ARCHS.get(segmenter)
     if card is not None and card.recipe is not None:
@@ -89,8 +89,6 @@ def estimate_seconds(step: Step, segmenter: str, dataset: str = "voc") -> tuple[
     tflop = TRAIN_TFLOP.get(segmenter)
     if tflop is None or tflop[1] <= 0:
         return None, f"no FLOP count for {segmenter} (benchmarks.segmenter_training --flops)"
-    from samwsss.segnets.registry import family
-
     forward, step_flops = tflop
     share = UTILISATION.get(family(segmenter), UTILISATION["default"])
     flops = PEAK_FLOPS * share

@@ -53,6 +53,8 @@ import numpy as np
 
 from samwsss.atomic import atomic_write_bytes, atomic_write_json
 from samwsss.classes import COCO_CLASSES, COCO_INDEX_TO_CATEGORY
+from samwsss.data import open_dataset
+from samwsss.mapping import load_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +106,6 @@ def iter_instances(run_dir: Path) -> Iterator[dict[str, Any]]:
 def run_class_names(run_dir: Path, records: list[dict[str, Any]] | None = None) -> list[str]:
     """Class names of a run, background first: from the mapping in ``config.yaml``, or
     (when that is unavailable) from the instances' ``class_id``/``category_name``."""
-    from samwsss.mapping import load_mapping
-
     mapping = read_run_config(run_dir).get("data", {}).get("mapping")
     source = mapping.get("path") if isinstance(mapping, dict) else mapping
     if isinstance(source, str):
@@ -127,8 +127,6 @@ def _open_run_dataset(run_dir: Path) -> Any | None:
     data = read_run_config(run_dir).get("data", {})
     if not isinstance(data, dict) or not data.get("data"):
         return None
-    from samwsss.data import open_dataset
-
     mapping = data.get("mapping")
     source = mapping.get("path") if isinstance(mapping, dict) else mapping
     labels = data.get("labels")
