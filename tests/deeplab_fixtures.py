@@ -9,10 +9,14 @@ tens of iterations. ``write_shapes_folder`` writes the same images to disk as JP
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import torch
+import torch.multiprocessing as mp
 
 from samwsss.data.base import SegmentationDataset
 from samwsss.training.config import TrainConfig
@@ -243,3 +247,17 @@ def ddp_test_config(batch_size: int) -> TrainConfig:
         log_every=1,
         seed=3,
     )
+
+
+def run_two_ranks(worker: Any, tmp_path: Path, seconds: float = 120) -> None:
+    """Run ``worker(rank, 2, port, tmp_path)`` in two forked gloo ranks; kill them and fail
+    after ``seconds`` (the ranks did not stop together)."""
+    context = mp.start_processes(
+        worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=False, start_method="fork"
+    )
+    deadline = time.monotonic() + seconds
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the ranks did not stop together (deadlock)")

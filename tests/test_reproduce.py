@@ -20,7 +20,7 @@ from samwsss.cli import cli
 from samwsss.reproduce.plan import PlanOptions, build_plan, select_steps
 from samwsss.testing.ram import TINY_TAGS, official_state_dict, tiny_config, write_checkpoint
 from tests.data_fixtures import make_coco_tree, make_voc_tree
-from tests.deeplab_fixtures import one_torch_thread
+from tests.deeplab_fixtures import as_rank, one_torch_thread, run_two_ranks
 from tests.forked_runs import wait_exit
 
 #: The survey's Table 1, typed here from the paper (not from samwsss.reproduce.published):
@@ -332,6 +332,9 @@ def test_other_ranks_wait_for_rank_zero_steps(
         predict.out.mkdir(parents=True)
         (predict.out / "evaluation.json").write_text('{"miou": 0.5}', encoding="utf-8")
 
+    stale = command.failure_marker(tmp_path / "out", predict, 0)
+    stale.write_text("exit code 1\n", encoding="utf-8")
+    os.utime(stale, (1.0, 1.0))  # an earlier invocation's: ignored
     timer = threading.Timer(0.3, rank_zero_finishes)
     timer.start()
     results = command.run_plan(plan, [predict], options, verbose=0)
@@ -340,3 +343,48 @@ def test_other_ranks_wait_for_rank_zero_steps(
     assert not (tmp_path / "out" / "reproduce.json").exists()  # rank 0 records
     line = next(x for x in results["lines"] if x["step"] == "predict")
     assert line["ours"] == 50.0
+
+    # rank 0 fails the step: the waiting rank stops with its message instead of waiting
+    (predict.out / "evaluation.json").unlink()
+    failing = threading.Timer(0.3, lambda: stale.write_text("exit code 1\n", encoding="utf-8"))
+    failing.start()
+    with pytest.raises(command.StepFailed, match="failed in another process.*exit code 1"):
+        command.run_plan(plan, [predict], options, verbose=0)
+    failing.join()
+
+
+def _rank_worker(rank: int, world_size: int, port: int, folder: str) -> None:
+    """One torchrun-like process running the plan (its arguments in ``folder/args.json``)."""
+    as_rank(rank, world_size, port)
+    args = json.loads((Path(folder) / "args.json").read_text(encoding="utf-8"))
+    result = CliRunner().invoke(cli, ["reproduce", *args])
+    (Path(folder) / f"rank{rank}.txt").write_text(f"{result.exit_code}\n{result.output}")
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+def test_under_torchrun_the_ranks_share_the_plan(tmp_path: Path, settings: list[str]) -> None:
+    """Two ranks: the labelling shards together write the masks one process writes, training
+    is one DDP run, predict runs once, and the table is filled."""
+    voc = make_voc_tree(tmp_path)
+    steps = ["--steps", "masks,train,predict"]
+    single = tmp_path / "single"
+    code, output = reproduce("voc", "--data", str(voc), "--out", str(single), *settings, *steps)
+    assert code == 0, output
+    out = tmp_path / "ranks"
+    args = ["voc", "--data", str(voc), "--out", str(out), *settings, *steps]
+    (tmp_path / "args.json").write_text(json.dumps(args), encoding="utf-8")
+    run_two_ranks(_rank_worker, tmp_path, seconds=300)
+    for rank in (0, 1):
+        code_text, _, log = (tmp_path / f"rank{rank}.txt").read_text().partition("\n")
+        assert code_text == "0", log
+    masks = sorted(p.name for p in (single / "text-input" / "masks").iterdir())
+    assert sorted(p.name for p in (out / "text-input" / "masks").iterdir()) == masks
+    for name in masks:
+        mask = Path("text-input") / "masks" / name
+        assert (out / mask).read_bytes() == (single / mask).read_bytes(), name
+    state = torch.load(out / "train" / "model_final.pt", map_location="cpu", weights_only=False)
+    assert state.get("world_size", 2) == 2
+    record = json.loads((out / "reproduce.json").read_text(encoding="utf-8"))["steps"]
+    assert sorted(record) == ["predict", "text-input", "text-input-pm", "train"]
+    lines = json.loads((out / "results.json").read_text(encoding="utf-8"))["lines"]
+    assert all(line["ours"] is not None for line in lines if line["row"] == "text-input")

@@ -24,7 +24,14 @@ from samwsss.cli import cli
 from samwsss.cli.exit_codes import ExitCode
 from samwsss.pipeline.batching import Shard
 from samwsss.runs.folder import RunFolder
-from samwsss.runs.lock import LOCK_DIR, RunLock, RunLockedError, lock_path, pid_alive
+from samwsss.runs.lock import (
+    LOCK_DIR,
+    RunConflictError,
+    RunLock,
+    RunLockedError,
+    lock_path,
+    pid_alive,
+)
 from samwsss.testing.killpoints import KILL_AT
 from tests.forked_runs import (
     CORRUPT_ID,
@@ -145,6 +152,20 @@ def test_shards_of_one_run_share_the_folder_and_other_counts_are_refused(tmp_pat
     _write_lock(tmp_path, Shard(1, 2), _dead_pid())
     with RunFolder(tmp_path).hold():
         pass
+
+
+def test_a_shard_starting_while_another_saves_the_identity_claims_the_folder(
+    tmp_path: Path,
+) -> None:
+    """torchrun starts every shard at once: shard 0's identity may be half-saved (its
+    temporary exists, config.yaml not yet) when shard 1 looks at the folder."""
+    (tmp_path / ".tmp-config.yaml.4mybaezt").write_text("route: text-", encoding="utf-8")
+    identity = {"route": "text-input", "data": {"split": "train"}}
+    RunFolder(tmp_path, Shard(1, 2)).claim(identity)
+    (tmp_path / "stray.txt").write_text("", encoding="utf-8")
+    (tmp_path / "config.yaml").unlink()
+    with pytest.raises(RunConflictError, match=r"not empty \(stray.txt\)"):
+        RunFolder(tmp_path, Shard(1, 2)).claim(identity)
 
 
 def test_sigterm_ends_the_run_and_removes_its_lock(tmp_path: Path) -> None:

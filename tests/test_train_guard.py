@@ -7,14 +7,12 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import yaml
 from click.testing import CliRunner
 
@@ -28,8 +26,8 @@ from tests.data_fixtures import make_voc_tree
 from tests.deeplab_fixtures import (
     ShapesDataset,
     as_rank,
-    free_port,
     one_torch_thread,
+    run_two_ranks,
     tiny_config,
 )
 
@@ -244,7 +242,7 @@ def _diverging_worker(rank: int, world_size: int, port: int, out_dir: str) -> No
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_every_rank_stops_at_the_same_iteration(tmp_path: Path) -> None:
-    _run_two_ranks(_diverging_worker, tmp_path)
+    run_two_ranks(_diverging_worker, tmp_path)
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == ["3", "3"]
     state = load_training_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["iteration"] == 2 and state["world_size"] == 2
@@ -264,25 +262,11 @@ def _missing_init_worker(rank: int, world_size: int, port: int, out_dir: str) ->
         (Path(out_dir) / f"rank{rank}.txt").write_text(str(error))
 
 
-def _run_two_ranks(worker: Any, tmp_path: Path, seconds: float = 120) -> None:
-    """Run ``worker(rank, 2, port, tmp_path)`` in two forked gloo ranks; kill them and fail
-    after ``seconds`` (the ranks did not stop together)."""
-    context = mp.start_processes(
-        worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=False, start_method="fork"
-    )
-    deadline = time.monotonic() + seconds
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the ranks did not stop together (deadlock)")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_missing_initial_weights_under_ddp_stop_every_rank(tmp_path: Path) -> None:
     """Rank 0 loads the initial weights while the others wait: its failure releases them."""
-    _run_two_ranks(_missing_init_worker, tmp_path)
+    run_two_ranks(_missing_init_worker, tmp_path)
     for rank in (0, 1):
         assert "neither an existing file or folder" in (tmp_path / f"rank{rank}.txt").read_text()
 

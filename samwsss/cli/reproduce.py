@@ -177,10 +177,31 @@ def run_command(argv: list[str], verbose: int) -> int:
     return code if isinstance(code, int) else 0
 
 
-def wait_for(step: Step) -> None:
-    """Block until another process has finished ``step`` (its final file exists)."""
+def failure_marker(out: Path, step: Step, rank: int) -> Path:
+    """The file a process leaves when its part of ``step`` failed, so that the processes
+    waiting for that step stop instead of waiting for ever."""
+    return out / f".failed-{step.name}-rank{rank}"
+
+
+def wait_for(step: Step, out: Path, since: float) -> None:
+    """Block until the other processes have finished ``step`` (its final file exists).
+
+    Raises:
+        StepFailed: another process left a failure marker for the step after ``since``
+            (this invocation's start, seconds since the epoch).
+    """
     waited = 0.0
     while not step.is_finished():
+        failed = [
+            marker
+            for marker in out.glob(f".failed-{step.name}-rank*")
+            if marker.stat().st_mtime >= since
+        ]
+        if failed:
+            raise StepFailed(
+                f"step {step.name} failed in another process ({failed[0].name}: "
+                f"{failed[0].read_text(encoding='utf-8').strip()}); see its output"
+            )
         if waited % 300 < WAIT_POLL_SECONDS:
             logger.info("waiting for the other processes to finish %s", step.name)
         time.sleep(WAIT_POLL_SECONDS)
@@ -197,6 +218,7 @@ def run_plan(
         StepFailed: a step's command failed, or a step needs one that has not finished.
     """
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    started = time.time() - 1.0  # markers older than this are an earlier invocation's
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     record = read_record(out)
@@ -221,19 +243,23 @@ def run_plan(
                 f"finished: run its group first (--steps {names[missing[0]].group},...)"
             )
         if step.kind in ("predict", "evaluate") and rank != 0:
-            wait_for(step)
+            wait_for(step, out, started)
         else:
             argv = step_argv(step)
             click.echo(f"{step.name}: samwsss {' '.join(argv)}")
+            marker = failure_marker(out, step, rank)
+            marker.unlink(missing_ok=True)
             code = run_command(argv, verbose)
             if code not in (0, 3):  # 3: done, some images unreadable (reported by the step)
+                if world > 1:
+                    atomic_write_text(marker, f"exit code {code}\n")
                 raise StepFailed(
                     f"step {step.name} failed (exit code {code}); fix what it reported and "
                     f"run the same reproduce command again: finished steps are skipped and "
                     f"this one resumes. Its command: {step.command}"
                 )
             if world > 1:
-                wait_for(step)  # the labelling shards of the other ranks
+                wait_for(step, out, started)  # the labelling shards of the other ranks
         if not step.is_finished():
             raise StepFailed(
                 f"step {step.name} ended without writing {step.out / step.marker}: its "

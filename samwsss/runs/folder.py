@@ -198,10 +198,17 @@ class RunFolder:
         return self.differences(saved, identity)
 
     def _entries(self) -> list[str]:
-        """The names in the folder besides the run locks (none when it does not exist)."""
+        """The names in the folder besides the run locks and the identity file's temporary
+        (another shard of the run saving the same identity this moment; none when the
+        folder does not exist)."""
         if not is_folder(self.path):
             return []
-        return sorted(entry.name for entry in self.path.iterdir() if entry.name != LOCK_DIR)
+        saving = TEMP_PREFIX + self.identity_name
+        return sorted(
+            entry.name
+            for entry in self.path.iterdir()
+            if entry.name != LOCK_DIR and not entry.name.startswith(saving)
+        )
 
     def remove_temporaries(self, folders: Iterable[str], own_ids: set[str]) -> None:
         """Delete the ``.tmp-*`` leftovers of ``<id>.<ext>`` files of ``own_ids`` in the
