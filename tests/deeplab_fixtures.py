@@ -145,6 +145,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+#: The ``model`` section of a YAML ``--config`` for a tiny DeepLabV2 (CLI tests).
+TINY_MODEL_SECTION = {
+    "backbone": "custom",
+    "backbone_layers": [1, 1, 1, 1],
+    "width_per_group": 8,
+    "atrous_rates": [1, 2],
+}
+
+
 def as_rank(rank: int, world_size: int, port: int) -> None:
     """Make this (forked) process rank ``rank`` of a local gloo group on ``port``, as
     torchrun would (environment variables), on one torch thread."""

@@ -13,15 +13,10 @@ from PIL import Image
 from samwsss.cli import cli
 from samwsss.labelio import read_label_png, write_label_png
 from tests.data_fixtures import VOC_SIZES, VOC_SPLITS, make_voc_tree
-from tests.deeplab_fixtures import one_torch_thread
+from tests.deeplab_fixtures import TINY_MODEL_SECTION, one_torch_thread
 
 TINY_MODEL = {
-    "model": {
-        "backbone": "custom",
-        "backbone_layers": [1, 1, 1, 1],
-        "width_per_group": 8,
-        "atrous_rates": [1, 2],
-    },
+    "model": TINY_MODEL_SECTION,
     "train": {
         "iterations": 2,
         "batch_size": 2,

@@ -20,7 +20,7 @@ from samwsss.cli import cli
 from samwsss.reproduce.plan import PlanOptions, build_plan, select_steps
 from samwsss.testing.ram import TINY_TAGS, official_state_dict, tiny_config, write_checkpoint
 from tests.data_fixtures import make_coco_tree, make_voc_tree
-from tests.deeplab_fixtures import as_rank, one_torch_thread, run_two_ranks
+from tests.deeplab_fixtures import TINY_MODEL_SECTION, as_rank, one_torch_thread, run_two_ranks
 from tests.forked_runs import wait_exit
 
 #: The survey's Table 1, typed here from the paper (not from samwsss.reproduce.published):
@@ -45,12 +45,7 @@ FMA_WSSS = {"voc": 82.6, "coco": 55.4}
 SURVEY_ROWS = {"SAM (text input)": 54, "SAM (zero-shot)": 55, "Fully supervised (upper bound)": 56}
 
 TINY_TRAINING = {
-    "model": {
-        "backbone": "custom",
-        "backbone_layers": [1, 1, 1, 1],
-        "width_per_group": 8,
-        "atrous_rates": [1, 2],
-    },
+    "model": TINY_MODEL_SECTION,
     "train": {"iterations": 4, "batch_size": 2, "crop_size": 32, "checkpoint_every": 1},
 }
 
@@ -97,6 +92,17 @@ def settings(
 def reproduce(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["reproduce", *args], catch_exceptions=False)
     return result.exit_code, result.output
+
+
+def masks_train_predict(tmp_path: Path, settings: list[str]) -> tuple[Path, Path]:
+    """The VOC fixture and an uninterrupted one-process plan of steps masks, train and
+    predict over it (the reference of the kill and torchrun tests)."""
+    voc = make_voc_tree(tmp_path)
+    reference = tmp_path / "reference"
+    args = ["--out", str(reference), *settings, "--steps", "masks,train,predict"]
+    code, output = reproduce("voc", "--data", str(voc), *args)
+    assert code == 0, output
+    return voc, reference
 
 
 def plan_outputs(out: Path) -> dict[str, bytes]:
@@ -234,11 +240,8 @@ def _killed_in_training(args: list[str], log: Path) -> int:
 
 
 def test_killed_in_training_resumes_to_the_same_table(tmp_path: Path, settings: list[str]) -> None:
-    voc = make_voc_tree(tmp_path)
+    voc, reference = masks_train_predict(tmp_path, settings)
     steps = ["--steps", "masks,train,predict"]
-    reference = tmp_path / "reference"
-    code, output = reproduce("voc", "--data", str(voc), "--out", str(reference), *settings, *steps)
-    assert code == 0, output
 
     out = tmp_path / "killed"
     args = ["voc", "--data", str(voc), "--out", str(out), *settings, *steps]
@@ -365,11 +368,8 @@ def _rank_worker(rank: int, world_size: int, port: int, folder: str) -> None:
 def test_under_torchrun_the_ranks_share_the_plan(tmp_path: Path, settings: list[str]) -> None:
     """Two ranks: the labelling shards together write the masks one process writes, training
     is one DDP run, predict runs once, and the table is filled."""
-    voc = make_voc_tree(tmp_path)
+    voc, single = masks_train_predict(tmp_path, settings)
     steps = ["--steps", "masks,train,predict"]
-    single = tmp_path / "single"
-    code, output = reproduce("voc", "--data", str(voc), "--out", str(single), *settings, *steps)
-    assert code == 0, output
     out = tmp_path / "ranks"
     args = ["voc", "--data", str(voc), "--out", str(out), *settings, *steps]
     (tmp_path / "args.json").write_text(json.dumps(args), encoding="utf-8")
