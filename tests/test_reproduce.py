@@ -388,3 +388,17 @@ def test_under_torchrun_the_ranks_share_the_plan(tmp_path: Path, settings: list[
     assert sorted(record) == ["predict", "text-input", "text-input-pm", "train"]
     lines = json.loads((out / "results.json").read_text(encoding="utf-8"))["lines"]
     assert all(line["ours"] is not None for line in lines if line["row"] == "text-input")
+
+
+def test_a_bad_model_option_is_a_message_not_a_traceback(
+    tmp_path: Path, settings: list[str]
+) -> None:
+    voc = make_voc_tree(tmp_path)
+    args = ["voc", "--data", str(voc), "--out", str(tmp_path / "plan"), *settings]
+    result = CliRunner().invoke(cli, ["reproduce", *args, "--init", "not a hub id!"])
+    # a click error (SystemExit 1), not an uncaught ValueError
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "--init 'not a hub id!'" in result.output
+    result = CliRunner().invoke(cli, ["reproduce", *args, "--boxer", "no-such-boxer"])
+    assert isinstance(result.exception, SystemExit) and "no-such-boxer" in result.output
+    assert not (tmp_path / "plan").exists()

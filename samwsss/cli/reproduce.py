@@ -46,7 +46,7 @@ from samwsss.reproduce.plan import (
 )
 from samwsss.reproduce.table import collect, write_results
 from samwsss.segnets.registry import init_weights
-from samwsss.weights import MissingWeightsError, hub_offline, preflight
+from samwsss.weights import MissingWeightsError, Weights, hub_offline, preflight
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +102,15 @@ def layout_problems(dataset: str, data: Path) -> tuple[list[str], dict[str, int]
     return problems, sizes
 
 
-def step_weights(steps: Sequence[Step], dataset: str) -> list[Any]:
-    """The weights (:class:`samwsss.weights.Weights`) every model-loading step needs, each
-    once: the labelling runs' models as their commands resolve them, and the segmenter's
-    initial weights."""
+def step_weights(steps: Sequence[Step], dataset: str) -> list[Weights]:
+    """The weights every model-loading step needs, each once: the labelling runs' models as
+    their commands resolve them, and the segmenter's initial weights.
 
-    found: dict[tuple[str, str], Any] = {}
+    Raises:
+        ValueError: a model name, ``--init`` or labelling ``--config`` that names nothing
+            loadable (the message says what to give).
+    """
+    found: dict[tuple[str, str], Weights] = {}
     for step in steps:
         if step.kind not in ("label", "train"):
             continue
@@ -415,7 +418,10 @@ def reproduce_command(ctx: click.Context, **values: Any) -> None:
         selected = select_steps(plan, values["steps"])
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--steps") from error
-    weights = step_weights([step for step in selected if not step.is_finished()], dataset)
+    try:  # a bad model name, --init or --config: its message, before anything runs
+        weights = step_weights([step for step in selected if not step.is_finished()], dataset)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
     if values["dry_run"]:
         print_plan(plan, selected, out, options.segmenter, dataset)
         click.echo("\nWeights the steps load:")
