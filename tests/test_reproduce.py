@@ -192,6 +192,9 @@ def test_voc_plan_end_to_end_then_nothing_to_do(tmp_path: Path, settings: list[s
     assert report.exit_code == 0, report.output
     page = (out / "text-input" / "report" / "index.html").read_text(encoding="utf-8")
     assert "id='reproduction'" in page and "survey Table 1, row 54" in page
+    whole = CliRunner().invoke(cli, ["report", str(out)])
+    assert whole.exit_code != 0 and "reproduce folder" in whole.output
+    assert f"samwsss report {out / 'text-input'}" in whole.output
 
 
 def test_coco_plan_end_to_end(tmp_path: Path, settings: list[str]) -> None:

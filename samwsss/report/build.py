@@ -103,6 +103,11 @@ def _mask_dir(run_dir: Path) -> Path:
     for name in ("masks", "masks_plain"):
         if (run_dir / name).is_dir():
             return run_dir / name
+    if read_results(run_dir) is not None:
+        raise ValueError(
+            f"{run_dir} is a samwsss reproduce folder: its table is {run_dir / 'results.md'}; "
+            f"report one of its runs, e.g. samwsss report {run_dir / 'text-input'}"
+        )
     raise ValueError(
         f"{run_dir} has neither masks/ nor masks_plain/; give the --out folder of a "
         "samwsss text-input / zero-shot run"
