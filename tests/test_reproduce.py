@@ -4,6 +4,7 @@ inside the training step that resumes to the same table and checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -405,3 +406,35 @@ def test_a_bad_model_option_is_a_message_not_a_traceback(
     result = CliRunner().invoke(cli, ["reproduce", *args, "--boxer", "no-such-boxer"])
     assert isinstance(result.exception, SystemExit) and "no-such-boxer" in result.output
     assert not (tmp_path / "plan").exists()
+
+
+def test_labelling_steps_on_ray_write_the_masks_of_the_local_engine(
+    tmp_path: Path, settings: list[str]
+) -> None:
+    pytest.importorskip("ray")
+    from tests.ray_cluster import local_ray_cluster
+
+    voc = make_voc_tree(tmp_path)
+    runs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        args = ["voc", "--data", str(voc), "--out", str(out), *settings, "--steps", "masks"]
+        with local_ray_cluster() if engine == "ray" else contextlib.nullcontext():
+            code, output = reproduce(*args, "--engine", engine)
+        assert code == 0, output
+        masks = out / "text-input" / "masks"
+        runs[engine] = {path.name: path.read_bytes() for path in sorted(masks.iterdir())}
+        runs[engine]["pm"] = json.dumps(text_input_pm(out))
+        manifest = json.loads((out / "text-input" / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["environment"]["engine"]["name"] == engine
+    assert runs["ray"] == runs["local"] and len(runs["local"]) == 4
+
+
+def text_input_pm(out: Path) -> float:
+    """The plan's text-input P.M. mIoU from its results."""
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return next(
+        line["ours"]
+        for line in results["lines"]
+        if (line["step"], line["column"]) == ("text-input-pm", "pm")
+    )
